@@ -1,0 +1,47 @@
+"""The concrete backends create_app chose, read through small accessors (as flaskr's get_db)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from .blobs import BlobStore, LocalBlobStore
+from .config import Config
+from .workflow import WorkflowEngine
+
+
+@dataclass
+class Backends:
+    """What one application instance runs on."""
+
+    config: Config
+    blobs: BlobStore
+    workflow: WorkflowEngine
+
+
+def make_blob_store(config: Config) -> BlobStore:
+    """Return the blob store named by KJDMS_BLOB_STORE."""
+    factories = {"local": lambda: LocalBlobStore(config.BLOB_DIR)}
+    if config.BLOB_STORE not in factories:
+        raise RuntimeError(f"KJDMS_BLOB_STORE={config.BLOB_STORE!r}: known stores are {', '.join(factories)}")
+    return factories[config.BLOB_STORE]()
+
+
+def backends() -> Backends:
+    """Return the current application's backends."""
+    return current_app.extensions["kjdms"]
+
+
+def get_blob_store() -> BlobStore:
+    """Return the current application's blob store."""
+    return backends().blobs
+
+
+def get_workflow() -> WorkflowEngine:
+    """Return the current application's dossier workflow."""
+    return backends().workflow
+
+
+def get_config() -> Config:
+    """Return the current application's configuration."""
+    return backends().config

@@ -1,0 +1,75 @@
+"""Configuration read from KJDMS_* environment variables, with the embedded defaults."""
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_storage_dir() -> Path:
+    """Return storage/ beside the checkout, or under the working folder for an installed copy."""
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return PROJECT_ROOT / "storage"
+    return Path.cwd() / "storage"
+
+
+def read_or_create_key(path: Path) -> str:
+    """Return the key kept in path, creating it once (owner-only) when it is missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting together must not write two different keys.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text(encoding="ascii").strip()
+        if not key:
+            raise RuntimeError(f"{path} is empty: delete it to have a new key generated")
+        return key
+    key = secrets.token_hex(32)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+class Config:
+    """Settings for one instance; every field can be set by a KJDMS_<NAME> variable."""
+
+    def __init__(self, environ=None, **overrides):
+        env = os.environ if environ is None else environ
+        get = lambda name, default=None: overrides.get(name, env.get(f"KJDMS_{name}", default))  # noqa: E731
+        self.STORAGE_DIR = Path(get("STORAGE_DIR") or default_storage_dir())
+        self.DATABASE_URL = get("DATABASE_URL") or f"sqlite:///{self.STORAGE_DIR / 'kjdms.sqlite3'}"
+        self.BLOB_STORE = get("BLOB_STORE", "local")
+        self.BLOB_DIR = Path(get("BLOB_DIR") or self.STORAGE_DIR / "blobs")
+        self.WORKFLOW_FILE = Path(get("WORKFLOW_FILE") or PROJECT_ROOT / "workflows" / "dossier.yaml")
+        self.MAX_UPLOAD_BYTES = int(get("MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
+        self.CONFIRMATION_DEADLINE = date.fromisoformat(get("CONFIRMATION_DEADLINE", "2020-12-31"))
+        self.SECRET_KEY = get("SECRET_KEY") or read_or_create_key(self.STORAGE_DIR / "secret_key")
+        # A key of its own for hashing ID numbers (tombstones): rotating the session key must not orphan them.
+        self.ID_HASH_KEY = get("ID_HASH_KEY") or read_or_create_key(self.STORAGE_DIR / "id_hash_key")
+        self.TESTING = bool(overrides.get("TESTING", False))
+
+    def flask_settings(self) -> dict:
+        """Return the settings as Flask config keys."""
+        return {
+            "SECRET_KEY": self.SECRET_KEY,
+            "SQLALCHEMY_DATABASE_URI": self.DATABASE_URL,
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options(self.DATABASE_URL),
+            "MAX_CONTENT_LENGTH": self.MAX_UPLOAD_BYTES + 64 * 1024,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "TESTING": self.TESTING,
+            "KJDMS": self,
+        }
+
+
+def engine_options(url: str) -> dict:
+    """Return SQLAlchemy engine options suited to the database in url."""
+    if url.startswith("sqlite"):
+        # Seconds to wait on a locked database before giving up; WAL keeps readers unblocked.
+        return {"connect_args": {"timeout": 15}}
+    return {"pool_pre_ping": True}

@@ -1,0 +1,263 @@
+"""The tables: regions, users and roles, persons and dossiers, attachments, history, audit."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Integer,
+                        String, Text, UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+from .vocabulary import STAFF_ROLES
+
+
+def utcnow() -> datetime:
+    """Return the current time in UTC."""
+    return datetime.now(timezone.utc)
+
+
+class Region(db.Model):
+    """A node of the region tree: province, city, county office or special unit."""
+
+    __tablename__ = "regions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+    office_name: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    address: Mapped[str | None] = mapped_column(String(128))
+    # 二（五）: Dalian collects under its own rules; the platform sends its people there.
+    collected_elsewhere: Mapped[bool] = mapped_column(Boolean, default=False)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+
+    parent: Mapped[Region | None] = relationship(remote_side=[id], back_populates="children")
+    children: Mapped[list[Region]] = relationship(back_populates="parent", order_by="Region.sort_order")
+
+    def ancestors_and_self(self) -> list[Region]:
+        """Return this region and every region above it, nearest first."""
+        chain, node = [], self
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        return chain
+
+    @property
+    def path_name(self) -> str:
+        """Return the names from the top of the tree down, e.g. 辽宁省 / 朝阳市 / 双塔区."""
+        return " / ".join(region.name for region in reversed(self.ancestors_and_self()))
+
+    def __repr__(self):
+        return f"<Region {self.code} {self.name}>"
+
+
+class User(db.Model):
+    """Someone who signs in: an applicant (by ID number, through Person) or staff (by user name)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("(username IS NULL) <> (person_id IS NULL)", name="applicant_or_staff"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str | None] = mapped_column(String(64), unique=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("persons.id"), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    # None until a legacy person sets a password at first sign-in.
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    person: Mapped[Person | None] = relationship(back_populates="user")
+    role_assignments: Mapped[list[RoleAssignment]] = relationship(
+        back_populates="user", cascade="all, delete-orphan"
+    )
+
+    @property
+    def is_applicant(self) -> bool:
+        """Tell whether this is an accounting person rather than staff."""
+        return self.person_id is not None
+
+    @property
+    def label(self) -> str:
+        """Return how audit records name this user without personal data."""
+        return self.username if self.username else f"applicant:{self.id}"
+
+    def __repr__(self):
+        return f"<User {self.label}>"
+
+
+class RoleAssignment(db.Model):
+    """A staff role held on a region and, like a Plone local role, on every region below it."""
+
+    __tablename__ = "role_assignments"
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "region_id", name="uq_role_assignments_user_role_region"),
+        CheckConstraint("role IN (%s)" % ", ".join(f"'{r}'" for r in STAFF_ROLES), name="known_role"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"), index=True)
+
+    user: Mapped[User] = relationship(back_populates="role_assignments")
+    region: Mapped[Region] = relationship()
+
+
+class Person(db.Model):
+    """An accounting person's identity, anchored on the ID number (GB 11643)."""
+
+    __tablename__ = "persons"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Null once purged: the tombstone keeps only a keyed hash.
+    id_number: Mapped[str | None] = mapped_column(String(18), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    sex: Mapped[str | None] = mapped_column(String(8))
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    # Registered in the old provincial system (原辽宁省财政会计事务系统), holds the old certificate.
+    is_legacy: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    user: Mapped[User | None] = relationship(back_populates="person")
+    dossier: Mapped[Dossier | None] = relationship(back_populates="person")
+
+
+class Dossier(db.Model):
+    """A person's basic information and documents, moving through the dossier workflow."""
+
+    __tablename__ = "dossiers"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), unique=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    # The region that collects and reviews it (属地化原则), derived when the fields change.
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    education: Mapped[str | None] = mapped_column(String(32))
+    scope_category: Mapped[str | None] = mapped_column(String(32))
+    job_types: Mapped[list] = mapped_column(JSON, default=list)
+    employer_name: Mapped[str | None] = mapped_column(String(128))
+    employer_uscc: Mapped[str | None] = mapped_column(String(18))
+    employer_org_code: Mapped[str | None] = mapped_column(String(9))
+    employer_region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))
+    household_region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))
+    is_student: Mapped[bool] = mapped_column(Boolean, default=False)
+    school_region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))
+    qualification_level: Mapped[str] = mapped_column(String(16), default="none")
+    qualification_certificate_number: Mapped[str | None] = mapped_column(String(32))
+    legacy_certificate_number: Mapped[str | None] = mapped_column(String(32))
+    # Imported from the old system and not yet confirmed by the person (二（三）).
+    to_confirm: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # Optimistic locking: a write based on a stale read fails instead of overwriting.
+    lock_version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": lock_version}
+
+    person: Mapped[Person] = relationship(back_populates="dossier")
+    region: Mapped[Region | None] = relationship(foreign_keys=[region_id])
+    employer_region: Mapped[Region | None] = relationship(foreign_keys=[employer_region_id])
+    household_region: Mapped[Region | None] = relationship(foreign_keys=[household_region_id])
+    school_region: Mapped[Region | None] = relationship(foreign_keys=[school_region_id])
+    attachments: Mapped[list[Attachment]] = relationship(
+        back_populates="dossier", cascade="all, delete-orphan", order_by="Attachment.id"
+    )
+    history: Mapped[list[WorkflowHistory]] = relationship(
+        back_populates="dossier", cascade="all, delete-orphan", order_by="WorkflowHistory.id"
+    )
+
+    @property
+    def number(self) -> str:
+        """Return the dossier number printed on the basic-information form."""
+        return f"KJ{self.id:010d}"
+
+    def attachment(self, slot: str) -> Attachment | None:
+        """Return the attachment in slot, if one was ever uploaded."""
+        return next((a for a in self.attachments if a.slot == slot), None)
+
+
+class Attachment(db.Model):
+    """One supporting-document slot of a dossier; each upload is a new version."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("dossier_id", "slot", name="uq_attachments_dossier_slot"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    slot: Mapped[str] = mapped_column(String(32))
+
+    dossier: Mapped[Dossier] = relationship(back_populates="attachments")
+    versions: Mapped[list[AttachmentVersion]] = relationship(
+        back_populates="attachment", cascade="all, delete-orphan", order_by="AttachmentVersion.number"
+    )
+
+    @property
+    def current(self) -> AttachmentVersion | None:
+        """Return the newest version."""
+        return self.versions[-1] if self.versions else None
+
+
+class AttachmentVersion(db.Model):
+    """One uploaded file, kept in the blob store under its sha256."""
+
+    __tablename__ = "attachment_versions"
+    __table_args__ = (UniqueConstraint("attachment_id", "number", name="uq_attachment_versions_number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attachment_id: Mapped[int] = mapped_column(ForeignKey("attachments.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    # Sniffed from the content; the uploaded name never decides the type or the storage path.
+    media_type: Mapped[str] = mapped_column(String(64))
+    original_filename: Mapped[str | None] = mapped_column(String(255))
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    attachment: Mapped[Attachment] = relationship(back_populates="versions")
+    uploaded_by: Mapped[User | None] = relationship()
+
+
+class WorkflowHistory(db.Model):
+    """One fired transition (Plone's review_history)."""
+
+    __tablename__ = "workflow_history"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The role the actor acted in; survives the actor's account (a purged owner has none).
+    actor_role: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    dossier: Mapped[Dossier] = relationship(back_populates="history")
+    actor: Mapped[User | None] = relationship()
+
+
+class AuditEvent(db.Model):
+    """Who did what to which object, without personal values (field names only)."""
+
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor_label: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class Tombstone(db.Model):
+    """What remains of a purged dossier: a keyed hash of the ID number, when, who and why."""
+
+    __tablename__ = "tombstones"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"), unique=True)
+    id_number_hash: Mapped[str] = mapped_column(String(64), index=True)
+    purged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor_label: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str | None] = mapped_column(String(128))

@@ -1,0 +1,64 @@
+"""Accounts: staff users with roles on regions, and the applicant accounts of persons."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..models import Person, Region, RoleAssignment, User
+from ..validators import ValidationError
+from ..vocabulary import STAFF_ROLES
+from . import audit
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def hash_password(password: str) -> str:
+    """Return a salted scrypt hash of password, refusing a weak one."""
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise ValidationError("password", f"密码：至少{MIN_PASSWORD_LENGTH}位")
+    if password.isdigit() or password.isalpha():
+        raise ValidationError("password", "密码：须同时包含字母和数字")
+    return generate_password_hash(password, method="scrypt")
+
+
+def password_matches(user: User, password: str) -> bool:
+    """Tell whether password is user's (False for an account with no password yet)."""
+    return bool(user.password_hash) and check_password_hash(user.password_hash, password or "")
+
+
+def create_staff_user(session, username: str, password: str, display_name: str, actor=None) -> User:
+    """Create a staff account (signing in by user name)."""
+    user = User(username=username, display_name=display_name, password_hash=hash_password(password))
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "user.create", "user", user.id)
+    return user
+
+
+def create_applicant_account(session, person: Person, password: str | None) -> User:
+    """Create the account of person; a legacy person gets one without a password until first sign-in."""
+    user = User(person=person, password_hash=hash_password(password) if password else None)
+    session.add(user)
+    session.flush()
+    audit.record(session, user, "user.create", "user", user.id)
+    return user
+
+
+def set_password(session, user: User, password: str, actor=None) -> None:
+    """Replace user's password (the caller commits)."""
+    user.password_hash = hash_password(password)
+    audit.record(session, actor or user, "user.set_password", "user", user.id)
+
+
+def assign_role(session, user: User, role: str, region: Region, actor=None) -> RoleAssignment:
+    """Give user role on region (and so on every region below it); idempotent."""
+    if role not in STAFF_ROLES:
+        raise ValidationError("role", f"角色：没有“{role}”这一角色")
+    existing = session.scalar(select(RoleAssignment).filter_by(user=user, role=role, region=region))
+    if existing:
+        return existing
+    assignment = RoleAssignment(user=user, role=role, region=region)
+    session.add(assignment)
+    session.flush()
+    audit.record(session, actor, "role.assign", "user", user.id, role=role, region=region.code)
+    return assignment

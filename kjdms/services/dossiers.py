@@ -1,0 +1,267 @@
+"""Register persons and change their basic information, with every field validated first."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from ..models import Dossier, Person, Region
+from ..permissions import Actor, require
+from ..validators import (ValidationError, ValidationErrors, check_sex_and_birth_date,
+                          id_number_birth_date, id_number_sex, validate_id_number,
+                          validate_org_code, validate_phone, validate_uscc)
+from ..vocabulary import (ATTACHMENT_SLOTS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS,
+                          SCOPE_CATEGORIES)
+from ..workflow import WorkflowEngine
+from . import audit
+
+LABELS = {
+    "name": "姓名",
+    "id_number": "身份证号",
+    "sex": "性别",
+    "birth_date": "出生日期",
+    "phone": "联系电话",
+    "education": "学历",
+    "scope_category": "人员类别",
+    "job_types": "会计工作岗位",
+    "employer_name": "工作单位名称",
+    "employer_uscc": "统一社会信用代码",
+    "employer_org_code": "组织机构代码",
+    "employer_region": "工作单位所在地区",
+    "household_region": "户籍所在地区",
+    "is_student": "是否在校学生",
+    "school_region": "学籍所在地区",
+    "qualification_level": "会计专业技术资格",
+    "qualification_certificate_number": "资格证书编号",
+    "legacy_certificate_number": "原会计从业资格证书编号",
+}
+EDITABLE_FIELDS = tuple(field for field in LABELS if field not in ("id_number", "sex", "birth_date"))
+REGION_FIELDS = ("employer_region", "household_region", "school_region")
+
+# Han characters, the middle dot of minority and foreign names, Latin letters and spaces.
+_NAME = re.compile(r"[\u3400-\u9fff\uf900-\ufaff·•．.A-Za-z ]{2,30}")
+_CERTIFICATE = re.compile(r"[0-9A-Za-z\-]{4,32}")
+DALIAN_MESSAGE = "大连地区会计人员的信息采集按大连市财政局相关要求执行（辽财会〔2019〕116号 二（五）），请向大连市财政局咨询"
+
+
+def _fail(field: str, detail: str) -> ValidationError:
+    return ValidationError(field, f"{LABELS[field]}：{detail}")
+
+
+def validate_name(value) -> str:
+    """Return the cleaned name or raise a ValidationError naming 姓名."""
+    name = re.sub(r"\s+", " ", str(value or "")).strip()
+    if not name:
+        raise _fail("name", "必填")
+    if not _NAME.fullmatch(name):
+        raise _fail("name", "应为2至30个汉字，少数民族姓名可用“·”分隔")
+    return name.replace("•", "·").replace("．", "·")
+
+
+def _choice(field: str, value, choices: dict) -> str | None:
+    if value in (None, ""):
+        return None
+    if value not in choices:
+        raise _fail(field, f"“{value}”不是可选项")
+    return value
+
+
+def _region(session, field: str, code) -> Region | None:
+    if code in (None, ""):
+        return None
+    region = code if isinstance(code, Region) else session.scalar(select(Region).where(Region.code == str(code)))
+    if region is None:
+        raise _fail(field, f"没有代码为“{code}”的地区")
+    if region.children:
+        raise _fail(field, f"请选择到{region.name}下属的县（市、区）或市本级")
+    return region
+
+
+def _text(field: str, value, limit: int) -> str | None:
+    text = str(value or "").strip()
+    if len(text) > limit:
+        raise _fail(field, f"不能超过{limit}个字")
+    return text or None
+
+
+def _certificate(field: str, value) -> str | None:
+    text = str(value or "").strip().upper()
+    if text and not _CERTIFICATE.fullmatch(text):
+        raise _fail(field, "应为4至32位数字或字母")
+    return text or None
+
+
+def _clean_field(session, field: str, value):
+    """Return value cleaned for field, or raise a ValidationError naming it."""
+    if field == "name":
+        return validate_name(value)
+    if field == "phone":
+        return validate_phone(value) if value else None
+    if field == "education":
+        return _choice(field, value, EDUCATION_LEVELS)
+    if field == "scope_category":
+        return _choice(field, value, SCOPE_CATEGORIES)
+    if field == "qualification_level":
+        return _choice(field, value, QUALIFICATION_LEVELS) or "none"
+    if field == "job_types":
+        values = [value] if isinstance(value, str) else list(value or [])
+        for job in values:
+            _choice(field, job, JOB_TYPES)
+        return [job for job in JOB_TYPES if job in values]  # canonical order, no repeats
+    if field == "employer_name":
+        return _text(field, value, 128)
+    if field == "employer_uscc":
+        return validate_uscc(value) if value else None
+    if field == "employer_org_code":
+        return validate_org_code(value) if value else None
+    if field in REGION_FIELDS:
+        return _region(session, field, value)
+    if field == "is_student":
+        return value in (True, "1", "true", "on", "y", "yes")
+    return _certificate(field, value)
+
+
+def clean_fields(session, values: dict) -> dict:
+    """Validate every given field at once; raise ValidationErrors listing all failures."""
+    cleaned, errors = {}, []
+    for field, value in values.items():
+        if field not in EDITABLE_FIELDS:
+            errors.append(ValidationError(field, f"“{field}”不是可修改的字段"))
+            continue
+        try:
+            cleaned[field] = _clean_field(session, field, value)
+        except ValidationError as error:
+            errors.append(error)
+    if not errors:
+        uscc, org_code = cleaned.get("employer_uscc"), cleaned.get("employer_org_code")
+        # GB 32100: characters 9-17 of a USCC are the organisation code; the two must agree.
+        if uscc and org_code and uscc[8:17] != org_code:
+            errors.append(_fail("employer_org_code", "与统一社会信用代码第9至17位不一致"))
+    if errors:
+        raise ValidationErrors(errors)
+    return cleaned
+
+
+def collecting_region(dossier: Dossier) -> Region | None:
+    """Apply the territorial rule (二（四）): school for students, else employer, else household."""
+    if dossier.is_student:
+        return dossier.school_region
+    return dossier.employer_region or dossier.household_region
+
+
+def _apply(dossier: Dossier, cleaned: dict):
+    for field, value in cleaned.items():
+        if field == "name":
+            dossier.person.name = value
+        else:
+            setattr(dossier, field, value)
+    if cleaned.get("employer_uscc") and not dossier.employer_org_code:
+        dossier.employer_org_code = cleaned["employer_uscc"][8:17]
+    region = collecting_region(dossier)
+    if region is not None and any(r.collected_elsewhere for r in region.ancestors_and_self()):
+        deciding = "school_region" if dossier.is_student else (
+            "employer_region" if dossier.employer_region else "household_region")
+        raise ValidationErrors([ValidationError(deciding, f"{LABELS[deciding]}：{DALIAN_MESSAGE}")])
+    dossier.region = region
+
+
+def register_person(session, *, name, id_number, actor: Actor | None = None, sex=None,
+                    birth_date=None, is_legacy=False, to_confirm=False, **fields) -> Dossier:
+    """Create a person and their draft dossier; raise ValidationErrors and save nothing when a field is bad."""
+    errors = []
+    try:
+        id_number = validate_id_number(id_number)
+        check_sex_and_birth_date(id_number, sex=sex or None, birth_date=birth_date or None)
+    except ValidationError as error:
+        errors.append(error)
+    try:
+        cleaned = clean_fields(session, {"name": name, **fields})
+    except ValidationErrors as failure:
+        errors.extend(failure.errors)
+    if not errors and session.scalar(select(Person.id).where(Person.id_number == id_number)):
+        errors.append(ValidationError("id_number", "身份证号：该身份证号已登记，请直接登录"))
+    if errors:
+        raise ValidationErrors(errors)
+    person = Person(id_number=id_number, sex=id_number_sex(id_number),
+                    birth_date=id_number_birth_date(id_number), is_legacy=is_legacy)
+    dossier = Dossier(person=person, state="draft", to_confirm=to_confirm, job_types=[])
+    try:
+        _apply(dossier, cleaned)
+        session.add(dossier)
+        session.flush()
+        audit.record(session, actor, "dossier.register", "dossier", dossier.id, legacy=is_legacy)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return dossier
+
+
+def update_basic_information(session, workflow: WorkflowEngine, dossier: Dossier,
+                             changes: dict, actor: Actor) -> list[str]:
+    """Change fields of dossier if its state lets actor edit; return the names of the fields changed."""
+    require(workflow, actor, "edit", dossier)
+    cleaned = clean_fields(session, changes)
+    changed = [field for field, value in cleaned.items() if _current(dossier, field) != value]
+    if not changed:
+        return []
+    try:
+        _apply(dossier, {field: cleaned[field] for field in changed})
+        # Field names only: the audit trail must not become a second copy of personal data.
+        audit.record(session, actor, "dossier.update", "dossier", dossier.id, fields=changed)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return changed
+
+
+def _current(dossier: Dossier, field: str):
+    return dossier.person.name if field == "name" else getattr(dossier, field)
+
+
+def required_slots(dossier: Dossier) -> list[str]:
+    """Return the attachment slots this dossier must fill before it is submitted (二（二）)."""
+    slots = ["basic_info_form", "education_certificate"]
+    if dossier.employer_name or dossier.scope_category == "in_accounting_work":
+        slots.insert(1, "employer_certificate")
+    if dossier.qualification_level not in (None, "none"):
+        slots.append("qualification_certificate")
+    return slots
+
+
+def missing_items(dossier: Dossier) -> list[str]:
+    """Return, in Chinese, what still keeps the dossier from being submitted."""
+    missing = [LABELS[field] for field in ("phone", "education", "scope_category")
+               if not getattr(dossier, field)]
+    if not dossier.person.name:
+        missing.insert(0, LABELS["name"])
+    if dossier.scope_category == "in_accounting_work":
+        if not dossier.employer_name:
+            missing.append(LABELS["employer_name"])
+        if not (dossier.employer_uscc or dossier.employer_org_code):
+            missing.append("统一社会信用代码或组织机构代码")
+        if not dossier.employer_region:
+            missing.append(LABELS["employer_region"])
+        if not dossier.job_types:
+            missing.append(LABELS["job_types"])
+    if dossier.scope_category == "qualified_not_working" and dossier.qualification_level in (None, "none"):
+        missing.append(LABELS["qualification_level"])
+    if dossier.qualification_level not in (None, "none") and not dossier.qualification_certificate_number:
+        missing.append(LABELS["qualification_certificate_number"])
+    if dossier.is_student and not dossier.school_region:
+        missing.append(LABELS["school_region"])
+    if dossier.region is None and not any(label in missing for label in
+                                          (LABELS["employer_region"], LABELS["school_region"])):
+        missing.append("归属地区（工作单位、学籍或户籍所在地区）")
+    for slot in required_slots(dossier):
+        attachment = dossier.attachment(slot)
+        if attachment is None or attachment.current is None:
+            missing.append(ATTACHMENT_SLOTS[slot].title)
+    return missing
+
+
+def dossier_is_complete(dossier: Dossier) -> str | None:
+    """Workflow condition 'complete': None when submittable, else what is missing."""
+    missing = missing_items(dossier)
+    return f"尚不能提交，还缺少：{'、'.join(missing)}" if missing else None

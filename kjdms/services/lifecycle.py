@@ -1,0 +1,118 @@
+"""Fire workflow transitions on dossiers, and purge a dossier down to its tombstone."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..blobs import BlobStore
+from ..models import AttachmentVersion, Dossier, Tombstone, WorkflowHistory
+from ..permissions import Actor, roles_on
+from ..workflow import TransitionRefused, WorkflowEngine
+from . import audit
+from .identity import id_number_hash
+
+DEADLINE_LEGAL_BASIS = "辽财会〔2019〕116号 二（三）"
+PERSONAL_DOSSIER_FIELDS = (
+    "phone", "education", "scope_category", "employer_name", "employer_uscc", "employer_org_code",
+    "employer_region_id", "household_region_id", "school_region_id", "qualification_certificate_number",
+    "legacy_certificate_number",
+)
+PERSONAL_PERSON_FIELDS = ("id_number", "name", "sex", "birth_date")
+
+
+class ConflictError(Exception):
+    """Someone else changed the dossier since it was read; nothing was saved."""
+
+    def __init__(self):
+        super().__init__("该档案已被他人处理或修改，您的操作未保存，请刷新后查看最新状态")
+
+
+def _acting_role(roles, transition) -> str:
+    """Pick the role the actor fired the transition in, for the history row."""
+    allowed = transition.guard.roles or roles
+    return next((role for role in sorted(roles) if role in allowed), "")
+
+
+def _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version):
+    """Fire name on dossier and add its history and audit rows, without committing."""
+    if expected_version is not None and dossier.lock_version != expected_version:
+        raise ConflictError()
+    roles = roles_on(actor, dossier)
+    result = workflow.fire(dossier, name, roles, comment)
+    comment = (comment or "").strip() or None
+    session.add(WorkflowHistory(
+        dossier=dossier, action=name, from_state=result.from_state, to_state=result.to_state,
+        actor_id=getattr(actor, "id", None), actor_role=_acting_role(roles, result.transition),
+        comment=comment,
+    ))
+    audit.record(session, actor, f"workflow.{name}", "dossier", dossier.id,
+                 from_state=result.from_state, to_state=result.to_state)
+    return result
+
+
+def _commit(session):
+    try:
+        session.commit()
+    except StaleDataError as error:
+        session.rollback()
+        raise ConflictError() from error
+    except Exception:
+        session.rollback()
+        raise
+
+
+def fire_transition(session, workflow: WorkflowEngine, dossier: Dossier, name: str, actor: Actor,
+                    comment: str | None = None, expected_version: int | None = None):
+    """Fire transition name on dossier as actor; state, history and audit commit together or not at all."""
+    if name == "purge":
+        raise TransitionRefused("删除个人信息须通过删除功能办理")
+    try:
+        result = _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version)
+    except Exception:
+        session.rollback()
+        raise
+    _commit(session)
+    return result
+
+
+def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: Dossier, actor: Actor,
+                  reason: str, *, id_hash_key: str, legal_basis: str | None = None,
+                  expected_version: int | None = None) -> Tombstone:
+    """Remove the person's personal data and unshared blobs, leaving a tombstone and the audit trail."""
+    person = dossier.person
+    hashes = {version.sha256 for attachment in dossier.attachments for version in attachment.versions}
+    try:
+        _transition_in_session(session, workflow, dossier, "purge", actor, reason, expected_version)
+        tombstone = Tombstone(
+            dossier_id=dossier.id, id_number_hash=id_number_hash(id_hash_key, person.id_number),
+            actor_label=actor.label, reason=reason.strip(), legal_basis=legal_basis,
+        )
+        session.add(tombstone)
+        for field in PERSONAL_PERSON_FIELDS:
+            setattr(person, field, None)
+        for field in PERSONAL_DOSSIER_FIELDS:
+            setattr(dossier, field, None)
+        dossier.job_types, dossier.is_student, dossier.qualification_level = [], False, "none"
+        dossier.attachments.clear()
+        if person.user is not None:
+            session.delete(person.user)
+        session.flush()
+    except Exception:
+        session.rollback()
+        raise
+    _commit(session)
+    # After the commit: a crash here leaves unreferenced blobs, which `kjdms blobs gc` removes.
+    delete_unreferenced_blobs(session, blobs, hashes)
+    return tombstone
+
+
+def delete_unreferenced_blobs(session, blobs: BlobStore, hashes) -> list[str]:
+    """Delete each blob in hashes that no attachment version refers to any more."""
+    if not hashes:
+        return []
+    still_used = set(session.scalars(
+        select(AttachmentVersion.sha256).where(AttachmentVersion.sha256.in_(list(hashes)))))
+    removed = [sha256 for sha256 in sorted(hashes) if sha256 not in still_used]
+    for sha256 in removed:
+        blobs.delete(sha256)
+    return removed

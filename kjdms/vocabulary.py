@@ -1,0 +1,76 @@
+"""The closed lists of the notices (辽财会〔2019〕116号 一、二): codes stored, Chinese shown."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEXES = {"male": "男", "female": "女"}
+
+# 一、信息采集人员范围 (一)(二)(三)
+SCOPE_CATEGORIES = {
+    "in_accounting_work": "在辽宁行政区域内从事会计工作的人员",
+    "qualified_not_working": "虽不从事会计工作但具有会计专业技术资格的人员",
+    "exam_candidate": "不具有会计专业技术资格、暂不从事会计工作，但拟报考当年度会计专业技术资格考试的人员",
+}
+
+# 一、 the nine kinds of accounting work, and the two posts that count as accounting personnel.
+JOB_TYPES = {
+    "cashier": "出纳",
+    "checking": "稽核",
+    "assets_liabilities_equity": "资产、负债和所有者权益（净资产）的核算",
+    "income_expense": "收入、费用（支出）的核算",
+    "financial_results": "财务成果（政府预算执行结果）的核算",
+    "financial_reporting": "财务会计报告（决算报告）编制",
+    "accounting_supervision": "会计监督",
+    "archives_management": "会计机构内会计档案管理",
+    "other": "其他会计工作",
+    "head_of_accounting": "会计机构负责人（会计主管人员）",
+    "chief_accountant": "总会计师",
+}
+
+QUALIFICATION_LEVELS = {
+    "none": "无",
+    "junior": "初级",
+    "intermediate": "中级",
+    "senior": "高级",
+    "principal": "正高级",
+}
+
+EDUCATION_LEVELS = {
+    "doctorate": "博士研究生",
+    "master": "硕士研究生",
+    "bachelor": "大学本科",
+    "college": "大学专科",
+    "secondary_vocational": "中等专科（中专、职高、技校）",
+    "high_school_or_below": "高中及以下",
+}
+
+# Staff roles given on a region; "owner" is the applicant's local role on their own dossier.
+STAFF_ROLES = {
+    "reviewer": "审核人员",
+    "credit_officer": "信用档案管理人员",
+    "archivist": "档案管理人员",
+    "administrator": "系统管理员",
+}
+OWNER_ROLE = "owner"
+SYSTEM_ROLE = "system"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One kind of supporting document a dossier holds (二（二）)."""
+
+    code: str
+    title: str
+    description: str
+
+
+ATTACHMENT_SLOTS = {
+    slot.code: slot
+    for slot in (
+        Slot("basic_info_form", "基本信息表", "经本人签字、单位盖章的基本信息表"),
+        Slot("employer_certificate", "单位代码证", "所在单位组织机构代码证或统一社会信用代码证"),
+        Slot("education_certificate", "学历证书", "最高学历证书"),
+        Slot("qualification_certificate", "会计专业技术资格证书", "持有资格者上传"),
+        Slot("other", "其他材料", "其他需要说明的证明材料"),
+    )
+}

@@ -1,0 +1,141 @@
+"""Fixtures: an application on a migrated database (SQLite, and the real PostgreSQL), users of every role."""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from kjdms import create_app
+from kjdms.cli import upgrade_schema
+from kjdms.config import Config
+from kjdms.extensions import db
+from kjdms.services.reference import load_regions
+
+POSTGRES_URL = os.environ.get("KJDMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# Reference tables survive between tests; everything else is emptied.
+KEPT_TABLES = {"alembic_version", "regions"}
+
+
+def make_config(tmp_path, database_url=None, **overrides) -> Config:
+    """Return a Config isolated from the environment, storing under tmp_path."""
+    return Config(
+        environ={}, STORAGE_DIR=tmp_path, DATABASE_URL=database_url or f"sqlite:///{tmp_path / 'kjdms.sqlite3'}",
+        SECRET_KEY="test-secret-key", ID_HASH_KEY="test-id-hash-key", TESTING=True, **overrides,
+    )
+
+
+def migrate_and_load(app) -> None:
+    """Bring app's database to the newest schema with the reference data."""
+    with app.app_context():
+        upgrade_schema()
+        load_regions(db.session)
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A migrated SQLite file, copied for each test (migrating once keeps the suite fast)."""
+    folder = tmp_path_factory.mktemp("template")
+    migrate_and_load(create_app(make_config(folder)))
+    return folder / "kjdms.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh schema on the real PostgreSQL server, migrated once for the session."""
+    schema = f"kjdms_test_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error.orig}")
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    yield url
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated(postgres_url, tmp_path_factory):
+    """The session's PostgreSQL schema, migrated with reference data."""
+    migrate_and_load(create_app(make_config(tmp_path_factory.mktemp("pg"), postgres_url)))
+    return postgres_url
+
+
+def empty_tables() -> None:
+    """Delete every row but the reference data, children first."""
+    for table in reversed(db.metadata.sorted_tables):
+        if table.name not in KEPT_TABLES:
+            db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def app(request, tmp_path, sqlite_template):
+    """The application on a migrated database: SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
+        config = make_config(tmp_path)
+    else:
+        config = make_config(tmp_path, request.getfixturevalue("postgres_migrated"))
+    application = create_app(config)
+    with application.app_context():
+        if request.param == "postgres":
+            empty_tables()
+        yield application
+        db.session.remove()
+        if request.param == "postgres":
+            empty_tables()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_app(tmp_path, sqlite_template):
+    """The application on SQLite only, for tests that look at the file itself."""
+    shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
+    application = create_app(make_config(tmp_path))
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def workflow(app):
+    """The application's dossier workflow engine."""
+    from kjdms.backends import get_workflow
+    return get_workflow()
+
+
+@pytest.fixture
+def blobs(app):
+    """The application's blob store."""
+    from kjdms.backends import get_blob_store
+    return get_blob_store()
+
+
+@pytest.fixture
+def people(app):
+    """Staff of every role around Chaoyang, and one complete draft dossier in 双塔区 with its owner."""
+    from tests.helpers import applicant, staff
+
+    dossier, owner = applicant()
+    return {
+        "dossier": dossier,
+        "owner": owner,
+        "reviewer": staff("reviewer_shuangta", "reviewer", "211302"),
+        "city_reviewer": staff("reviewer_chaoyang", "reviewer", "211300"),
+        "other_reviewer": staff("reviewer_longcheng", "reviewer", "211303"),
+        "credit_officer": staff("credit_chaoyang", "credit_officer", "211300"),
+        "archivist": staff("archivist_chaoyang", "archivist", "211300"),
+        "administrator": staff("admin", "administrator", "210000"),
+    }

@@ -1,0 +1,62 @@
+"""Builders shared by the tests: valid ID numbers, staff with roles, complete dossiers."""
+from __future__ import annotations
+
+import itertools
+
+from kjdms.extensions import db
+from kjdms.samples import sample_pdf, sample_png
+from kjdms.services.accounts import assign_role, create_applicant_account, create_staff_user
+from kjdms.services.attachments import add_attachment_version
+from kjdms.services.demo import demo_uscc
+from kjdms.services.dossiers import register_person, required_slots
+from kjdms.services.reference import region_by_code
+from kjdms.validators import id_number_check_digit
+
+_sequence = itertools.count(1)
+STAFF_PASSWORD = "staff-pass-123"
+APPLICANT_PASSWORD = "applicant-pass-123"
+USCC_SHUANGTA = demo_uscc("91211302", "MA0Y8K3L")
+
+
+def make_id_number(region="211302", birth="19900101", sequence=None) -> str:
+    """Return a valid ID number, unique within the test run unless sequence is given."""
+    body = region + birth + f"{sequence if sequence is not None else next(_sequence) % 1000:03d}"
+    return body + id_number_check_digit(body)
+
+
+def staff(username, role, region_code):
+    """Create a staff user holding role on the region with region_code."""
+    user = create_staff_user(db.session, username, STAFF_PASSWORD, username)
+    assign_role(db.session, user, role, region_by_code(db.session, region_code))
+    db.session.commit()
+    return user
+
+
+def complete_fields(region_code="211302", **overrides) -> dict:
+    """Return every field a submittable dossier needs, employed in region_code."""
+    fields = dict(
+        phone="13904211234", education="bachelor", scope_category="in_accounting_work",
+        job_types=["cashier"], employer_name="朝阳市双塔区示范会计服务有限公司", employer_uscc=USCC_SHUANGTA,
+        employer_region=region_code, household_region=region_code, qualification_level="none",
+    )
+    fields.update(overrides)
+    return fields
+
+
+def applicant(name="张伟", region_code="211302", complete=True, id_number=None, **overrides):
+    """Register a person with an account; return (dossier, owner user)."""
+    fields = complete_fields(region_code, **overrides) if complete else overrides
+    dossier = register_person(db.session, name=name, id_number=id_number or make_id_number(), **fields)
+    owner = create_applicant_account(db.session, dossier.person, APPLICANT_PASSWORD)
+    db.session.commit()
+    return dossier, owner
+
+
+def upload_required(workflow, blobs, dossier, owner, seed=0):
+    """Upload a distinct file into every slot the dossier requires."""
+    for index, slot in enumerate(required_slots(dossier)):
+        if index % 2:
+            data, filename = sample_png(seed=seed * 10 + index), f"{slot}.png"
+        else:
+            data, filename = sample_pdf(f"{slot} {dossier.id} {seed}"), f"{slot}.pdf"
+        add_attachment_version(db.session, workflow, blobs, dossier, slot, data, owner, filename=filename)

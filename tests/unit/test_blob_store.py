@@ -1,0 +1,304 @@
+"""Test that every blob store keeps content whole, deduplicated and safe from bad hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kjdms.blobs import (
+    BlobCorrupted,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    InMemoryBlobStore,
+    LocalBlobStore,
+)
+from kjdms.blobs.base import CHUNK_SIZE, validate_sha256
+from kjdms.blobs.local import TEMPORARY_PREFIX
+
+CONTENT = b"Accounting personnel dossier, page one.\n"
+CONTENT_SHA256 = hashlib.sha256(CONTENT).hexdigest()
+
+
+@pytest.fixture(params=["local", "memory"])
+def store(request, tmp_path):
+    """Yield each blob store in turn, the local one rooted in a fresh folder."""
+    if request.param == "local":
+        return LocalBlobStore(tmp_path / "blobs")
+    return InMemoryBlobStore()
+
+
+@pytest.fixture
+def local_store(tmp_path):
+    """Yield a local blob store rooted in a fresh folder."""
+    return LocalBlobStore(tmp_path / "blobs")
+
+
+def files_under(root: Path) -> list[Path]:
+    """Return every file below root, folders excluded."""
+    return [path for path in root.rglob("*") if path.is_file()]
+
+
+def corrupt(store, sha256: str) -> None:
+    """Flip the first byte of a stored blob, as bit rot would."""
+    if isinstance(store, LocalBlobStore):
+        path = store.path_for(sha256)
+        path.chmod(0o600)
+        data = bytearray(path.read_bytes())
+        data[0] ^= 0x01
+        path.write_bytes(bytes(data))
+    else:
+        data = bytearray(store._blobs[sha256])
+        data[0] ^= 0x01
+        store._blobs[sha256] = bytes(data)
+
+
+def backdate(store, sha256: str, when: float) -> None:
+    """Make a stored blob look as if it was last stored at the given unix time."""
+    if isinstance(store, LocalBlobStore):
+        os.utime(store.path_for(sha256), (when, when))
+    else:
+        store._modified[sha256] = when
+
+
+class ChunkRecordingStream(io.BytesIO):
+    """A stream that records the size of every read asked of it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.requested_sizes: list[int | None] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Record the requested size, then read as usual."""
+        self.requested_sizes.append(size)
+        return super().read(size)
+
+
+def test_stores_satisfy_the_protocol(store):
+    assert isinstance(store, BlobStore)
+
+
+def test_put_then_read_round_trips(store):
+    info = store.put(CONTENT)
+
+    assert info == BlobInfo(sha256=CONTENT_SHA256, size=len(CONTENT), created=True)
+    assert store.read(info.sha256) == CONTENT
+    assert store.size(info.sha256) == len(CONTENT)
+    assert store.exists(info.sha256)
+    assert store.verify(info.sha256)
+    with store.open(info.sha256, verify=True) as stream:
+        assert stream.read() == CONTENT
+
+
+def test_empty_content_round_trips(store):
+    info = store.put(b"")
+
+    assert info.sha256 == hashlib.sha256(b"").hexdigest()
+    assert info.size == 0
+    assert store.read(info.sha256) == b""
+
+
+def test_identical_content_is_stored_once(store):
+    first = store.put(CONTENT)
+    second = store.put(io.BytesIO(CONTENT))
+
+    assert first.created is True
+    assert second == BlobInfo(sha256=first.sha256, size=len(CONTENT), created=False)
+    assert list(store.iter_hashes()) == [first.sha256]
+
+
+def test_identical_content_is_one_file_on_disk(local_store):
+    local_store.put(CONTENT)
+    local_store.put(CONTENT)
+    local_store.put(io.BytesIO(CONTENT))
+
+    assert files_under(local_store.root) == [local_store.path_for(CONTENT_SHA256)]
+
+
+def test_blob_lives_in_fan_out_folders(local_store):
+    local_store.put(CONTENT)
+
+    expected = local_store.root / CONTENT_SHA256[:2] / CONTENT_SHA256[2:4] / CONTENT_SHA256
+    assert expected.is_file()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_local_blobs_are_read_only(local_store):
+    local_store.put(CONTENT)
+
+    assert local_store.path_for(CONTENT_SHA256).stat().st_mode & 0o777 == 0o400
+
+
+def test_streaming_put_reads_in_chunks_and_matches_bytes(store):
+    data = os.urandom(5 * 1024 * 1024)
+    stream = ChunkRecordingStream(data)
+
+    info = store.put(stream)
+
+    assert info == BlobInfo(sha256=hashlib.sha256(data).hexdigest(), size=len(data), created=True)
+    assert store.read(info.sha256) == data
+    assert all(size is not None and 0 < size <= CHUNK_SIZE for size in stream.requested_sizes)
+
+
+def test_modified_at_is_when_the_blob_was_stored(store):
+    before = time.time()
+    info = store.put(CONTENT)
+    after = time.time()
+
+    # File systems stamp times from a coarser clock than time.time().
+    assert before - 1 <= store.modified_at(info.sha256) <= after + 1
+
+
+def test_storing_again_restarts_the_grace_period(store):
+    info = store.put(CONTENT)
+    backdate(store, info.sha256, when=1_000_000)
+
+    store.put(CONTENT)
+
+    assert store.modified_at(info.sha256) > time.time() - 60
+
+
+@pytest.mark.parametrize("as_stream", [False, True], ids=["bytes", "stream"])
+def test_failed_rename_leaves_no_visible_blob(local_store, monkeypatch, as_stream):
+    def failing_replace(source, target):
+        raise OSError("simulated failure between write and rename")
+
+    monkeypatch.setattr("kjdms.blobs.local.os.replace", failing_replace)
+
+    with pytest.raises(OSError, match="simulated"):
+        local_store.put(io.BytesIO(CONTENT) if as_stream else CONTENT)
+
+    assert not local_store.exists(CONTENT_SHA256)
+    assert list(local_store.iter_hashes()) == []
+    with pytest.raises(BlobNotFound):
+        local_store.open(CONTENT_SHA256)
+    assert files_under(local_store.root) == []
+
+    monkeypatch.undo()
+    assert local_store.put(CONTENT).created is True
+
+
+CRASHING_WRITER = """
+import io, os, sys
+import kjdms.blobs.local as local
+local.os.replace = lambda source, target: os._exit(3)
+data = bytes.fromhex(sys.argv[2])
+local.LocalBlobStore(sys.argv[1]).put(io.BytesIO(data) if sys.argv[3] == "stream" else data)
+"""
+
+
+@pytest.mark.parametrize("input_kind", ["bytes", "stream"])
+def test_crash_between_write_and_rename_is_invisible_and_cleaned_up(local_store, input_kind):
+    # A real crash, in a child process, so no cleanup code of ours gets to run.
+    arguments = [str(local_store.root), CONTENT.hex(), input_kind]
+    crashed = subprocess.run([sys.executable, "-c", CRASHING_WRITER, *arguments])
+    assert crashed.returncode == 3
+
+    leftovers = files_under(local_store.root)
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(TEMPORARY_PREFIX)
+    assert not local_store.exists(CONTENT_SHA256)
+    assert list(local_store.iter_hashes()) == []
+    with pytest.raises(BlobNotFound):
+        local_store.open(CONTENT_SHA256)
+
+    assert local_store.remove_stale_temporary_files() == 0
+    assert local_store.remove_stale_temporary_files(older_than_seconds=0) == 1
+    assert files_under(local_store.root) == []
+    assert local_store.put(CONTENT).created is True
+    assert local_store.read(CONTENT_SHA256) == CONTENT
+
+
+def test_flipped_byte_is_detected(store):
+    info = store.put(CONTENT)
+    corrupt(store, info.sha256)
+
+    assert store.verify(info.sha256) is False
+    with pytest.raises(BlobCorrupted, match=info.sha256):
+        store.open(info.sha256, verify=True)
+    with pytest.raises(BlobCorrupted, match=info.sha256):
+        store.read(info.sha256)
+    assert store.read(info.sha256, verify=False) != CONTENT
+    with store.open(info.sha256) as stream:
+        assert len(stream.read()) == len(CONTENT)
+
+
+BAD_HASHES = [
+    "../../etc/passwd",
+    "../" * 21 + "x",
+    CONTENT_SHA256.upper(),
+    CONTENT_SHA256[:63],
+    CONTENT_SHA256 + "0",
+    CONTENT_SHA256[:63] + "\n",
+    CONTENT_SHA256 + "\n",
+    "g" * 64,
+    "０" * 64,
+    "",
+    None,
+    CONTENT_SHA256.encode(),
+]
+HASH_TAKING_CALLS = ["open", "read", "exists", "delete", "verify", "size", "modified_at"]
+
+
+@pytest.mark.parametrize("bad_hash", BAD_HASHES, ids=repr)
+@pytest.mark.parametrize("method", HASH_TAKING_CALLS)
+def test_bad_hashes_are_refused_before_any_file_access(store, tmp_path, method, bad_hash):
+    bystander = tmp_path / "etc" / "passwd"
+    bystander.parent.mkdir()
+    bystander.write_text("root:x:0:0")
+
+    with pytest.raises(ValueError):
+        getattr(store, method)(bad_hash)
+
+    assert bystander.read_text() == "root:x:0:0"
+
+
+def test_validate_sha256_returns_a_good_hash_unchanged():
+    assert validate_sha256(CONTENT_SHA256) == CONTENT_SHA256
+
+
+@pytest.mark.parametrize("method", ["open", "read", "verify", "size", "modified_at"])
+def test_missing_blob_raises_blob_not_found(store, method):
+    with pytest.raises(BlobNotFound) as raised:
+        getattr(store, method)(CONTENT_SHA256)
+
+    assert isinstance(raised.value, KeyError)
+    assert raised.value.sha256 == CONTENT_SHA256
+
+
+def test_delete_removes_and_tolerates_repeats(store):
+    info = store.put(CONTENT)
+
+    assert store.delete(info.sha256) is True
+    assert not store.exists(info.sha256)
+    assert store.delete(info.sha256) is False
+    with pytest.raises(BlobNotFound):
+        store.open(info.sha256)
+    assert list(store.iter_hashes()) == []
+
+
+def test_iter_hashes_lists_exactly_what_was_put(store):
+    contents = [b"first", b"second", b"third", b"second"]
+    expected = {hashlib.sha256(content).hexdigest() for content in contents}
+
+    for content in contents:
+        store.put(content)
+
+    hashes = list(store.iter_hashes())
+    assert sorted(hashes) == sorted(expected)
+
+
+def test_iter_hashes_ignores_stray_files(local_store):
+    local_store.put(CONTENT)
+    (local_store.root / "README").write_text("not a blob")
+    misplaced = local_store.root / "00" / "00" / CONTENT_SHA256
+    misplaced.parent.mkdir(parents=True)
+    misplaced.write_bytes(CONTENT)
+
+    assert list(local_store.iter_hashes()) == [CONTENT_SHA256]
