@@ -43,11 +43,12 @@ def complete_fields(region_code="211302", **overrides) -> dict:
     return fields
 
 
-def applicant(name="张伟", region_code="211302", complete=True, id_number=None, **overrides):
+def applicant(name="张伟", region_code="211302", complete=True, id_number=None,
+              password=APPLICANT_PASSWORD, **overrides):
     """Register a person with an account; return (dossier, owner user)."""
     fields = complete_fields(region_code, **overrides) if complete else overrides
     dossier = register_person(db.session, name=name, id_number=id_number or make_id_number(), **fields)
-    owner = create_applicant_account(db.session, dossier.person, APPLICANT_PASSWORD)
+    owner = create_applicant_account(db.session, dossier.person, password)
     db.session.commit()
     return dossier, owner
 

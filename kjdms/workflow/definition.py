@@ -216,7 +216,7 @@ class _Builder:
             for permission in permission_titles
         }
         return State(name, str(body.get("title", name)), str(body.get("description", "")),
-                     MappingProxyType(permissions), body.line)
+                     MappingProxyType(permissions), self.raw["states"].key_lines[name])
 
     def transition(self, name, body, states, roles, permission_titles) -> Transition:
         line = self.raw["transitions"].key_lines[name]
@@ -254,9 +254,9 @@ class _Builder:
 
     def worklist(self, name, body, states, permission_titles) -> Worklist:
         if body.get("state") not in states:
-            self.fail(body.line, f"worklist '{name}' names unknown state '{body.get('state')}'")
+            self.fail(body.key_lines.get("state", body.line), f"worklist '{name}' names unknown state '{body.get('state')}'")
         if body.get("permission") not in permission_titles:
-            self.fail(body.line, f"worklist '{name}' names unknown permission '{body.get('permission')}'")
+            self.fail(body.key_lines.get("permission", body.line), f"worklist '{name}' names unknown permission '{body.get('permission')}'")
         return Worklist(name, str(body.get("title", name)), body["state"], body["permission"])
 
     def check_reachable(self, initial, states, transitions):
