@@ -1,0 +1,106 @@
+"""The kjdms command: init, demo, workflow show, blobs verify/gc, and the home page it serves."""
+import os
+import re
+import time
+
+from sqlalchemy import func, select
+
+from kjdms.backends import get_blob_store
+from kjdms.extensions import db
+from kjdms.models import Dossier, Region, User
+from kjdms.services.demo import APPLICANTS, STAFF
+from tests.helpers import applicant, upload_required
+
+
+def run(app, *args):
+    result = app.test_cli_runner().invoke(args=list(args), catch_exceptions=False)
+    return result
+
+
+def test_init_is_idempotent_and_ships_the_region_tree(app):
+    first = run(app, "init")
+    assert first.exit_code == 0 and "地区：新增 0，更新 0" in first.output  # the fixture loaded them
+    assert run(app, "init").output == first.output
+    regions = {region.code: region for region in db.session.scalars(select(Region))}
+    cities = [r for r in regions.values() if r.kind == "city"]
+    assert len(cities) == 14
+    assert {"210000-SF", "210000-ZZ"} <= set(regions)
+    assert regions["210200"].collected_elsewhere and not regions["210100"].collected_elsewhere
+    chaoyang_offices = {r.name: (r.phone, r.address) for r in regions["211300"].children}
+    assert len(chaoyang_offices) == 8
+    assert chaoyang_offices["市本级"] == ("0421-3608136", "朝阳大街三段 11 号 111 室")
+    assert chaoyang_offices["龙城区"] == ("0421-2611447", "朝阳友谊大街三段 14-1 号")
+
+
+def test_init_restores_edited_reference_data(app):
+    region = db.session.scalar(select(Region).filter_by(code="211302"))
+    region.phone = "0421-0000000"
+    db.session.commit()
+    assert "更新 1" in run(app, "init").output
+    db.session.expire_all()
+    assert db.session.scalar(select(Region.phone).filter_by(code="211302")) == "0421-2855527"
+
+
+def test_demo_loads_every_state_once_and_prints_working_sign_ins(app):
+    result = run(app, "demo")
+    assert result.exit_code == 0
+    for username, *_ in STAFF:
+        assert re.search(rf"{username}\s+[A-Za-z]{{6}}[0-9]{{4}}", result.output)
+    states = set(db.session.scalars(select(Dossier.state)))
+    assert states == {"draft", "submitted", "approved", "rejected", "archived", "purged"}
+    assert db.session.scalar(select(func.count()).select_from(Dossier)) == len(APPLICANTS) + 1
+    again = run(app, "demo")
+    assert "演示数据已存在" in again.output
+    assert db.session.scalar(select(func.count()).select_from(Dossier)) == len(APPLICANTS) + 1
+    reset = run(app, "demo", "--reset-passwords")
+    admin_password = lambda output: re.search(r"admin\s+([A-Za-z]{6}[0-9]{4})", output).group(1)  # noqa: E731
+    assert admin_password(reset.output) != admin_password(result.output)  # random, never hard-coded
+    assert db.session.scalar(select(func.count()).select_from(User).where(User.username.is_not(None))) == len(STAFF)
+
+
+def test_workflow_show_prints_mermaid(app):
+    output = run(app, "workflow", "show").output
+    assert output.startswith("stateDiagram-v2")
+    assert "submitted --> approved: approve" in output
+
+
+def test_blobs_verify_names_a_corrupt_blob_and_gc_removes_orphans(app, workflow, people):
+    blobs = get_blob_store()
+    upload_required(workflow, blobs, people["dossier"], people["owner"])
+    assert run(app, "blobs", "verify").output.endswith("0 missing, 0 corrupt\n")
+    victim = next(iter(blobs.iter_hashes()))
+    path = blobs.path_for(victim)
+    os.chmod(path, 0o600)
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    result = run(app, "blobs", "verify")
+    assert result.exit_code == 1 and f"corrupt {victim}" in result.output
+
+    orphan = blobs.put(b"%PDF-1.4 left behind by a crash between blob and row").sha256
+    assert "would remove 0 blobs" in run(app, "blobs", "gc", "--dry-run").output  # still within the grace period
+    old = time.time() - 7200
+    os.utime(blobs.path_for(orphan), (old, old))
+    assert "would remove 1 blobs" in run(app, "blobs", "gc", "--dry-run").output
+    assert blobs.exists(orphan)
+    assert "removed 1 blobs" in run(app, "blobs", "gc").output
+    assert not blobs.exists(orphan) and blobs.exists(victim)
+
+
+def test_home_page_says_what_the_site_is_in_chinese_with_safe_headers(app, client):
+    response = client.get("/")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "辽财会〔2019〕116号" in page and "属地化原则" in page
+    assert "0421-7955041" in page and "凌源市财政局" in page
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_no_write_on_get_the_home_page_is_read_only(app, client):
+    applicant()
+    before = db.session.scalar(select(func.count()).select_from(Dossier))
+    client.get("/")
+    assert db.session.scalar(select(func.count()).select_from(Dossier)) == before
+    assert client.post("/").status_code in (400, 405)

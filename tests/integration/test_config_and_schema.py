@@ -1,0 +1,63 @@
+"""Configuration defaults, the SQLite settings, and migrations that match the models on both databases."""
+import stat
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from kjdms import create_app
+from kjdms.config import Config
+from kjdms.extensions import db
+
+
+def test_defaults_put_everything_under_the_storage_folder(tmp_path):
+    config = Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path)})
+    assert config.DATABASE_URL == f"sqlite:///{tmp_path / 'kjdms.sqlite3'}"
+    assert config.BLOB_DIR == tmp_path / "blobs" and config.BLOB_STORE == "local"
+    assert config.CONFIRMATION_DEADLINE.isoformat() == "2020-12-31"
+
+
+def test_environment_variables_override_the_defaults(tmp_path):
+    config = Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path), "KJDMS_DATABASE_URL": "sqlite:///x.db",
+                             "KJDMS_SECRET_KEY": "from-env", "KJDMS_MAX_UPLOAD_BYTES": "1234"})
+    assert (config.DATABASE_URL, config.SECRET_KEY, config.MAX_UPLOAD_BYTES) == ("sqlite:///x.db", "from-env", 1234)
+
+
+def test_secret_key_is_generated_once_owner_only_and_reused(tmp_path):
+    first = Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path)})
+    second = Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path)})
+    assert first.SECRET_KEY == second.SECRET_KEY and len(first.SECRET_KEY) == 64
+    assert first.ID_HASH_KEY != first.SECRET_KEY
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+    other = Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path / "elsewhere")})
+    assert other.SECRET_KEY != first.SECRET_KEY
+
+
+def test_an_unknown_blob_store_is_refused_at_start(tmp_path):
+    with pytest.raises(RuntimeError, match="KJDMS_BLOB_STORE='floppy'"):
+        create_app(Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path), "KJDMS_BLOB_STORE": "floppy"}))
+
+
+def test_sqlite_runs_with_wal_busy_timeout_and_foreign_keys(sqlite_app):
+    with db.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 15000
+
+
+def test_the_migrated_schema_matches_the_models(app):
+    with db.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), db.metadata)
+    assert differences == []
+
+
+def test_the_database_refuses_a_user_that_is_both_applicant_and_staff(app):
+    from sqlalchemy.exc import IntegrityError
+    from tests.helpers import applicant
+
+    dossier, owner = applicant()
+    owner.username = "also_staff"
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
