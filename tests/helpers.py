@@ -1,11 +1,13 @@
 """Builders shared by the tests: valid ID numbers, staff with roles, complete dossiers."""
 from __future__ import annotations
 
+import functools
 import itertools
 
 from kjdms.extensions import db
+from kjdms.models import User
 from kjdms.samples import sample_pdf, sample_png
-from kjdms.services.accounts import assign_role, create_applicant_account, create_staff_user
+from kjdms.services.accounts import assign_role, create_applicant_account, hash_password
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.demo import demo_uscc
 from kjdms.services.dossiers import register_person, required_slots
@@ -24,9 +26,16 @@ def make_id_number(region="211302", birth="19900101", sequence=None) -> str:
     return body + id_number_check_digit(body)
 
 
+@functools.cache
+def password_hash(password: str) -> str:
+    """Hash password once per run: scrypt is slow on purpose, and most tests only need an account."""
+    return hash_password(password)
+
+
 def staff(username, role, region_code):
     """Create a staff user holding role on the region with region_code."""
-    user = create_staff_user(db.session, username, STAFF_PASSWORD, username)
+    user = User(username=username, display_name=username, password_hash=password_hash(STAFF_PASSWORD))
+    db.session.add(user)
     assign_role(db.session, user, role, region_by_code(db.session, region_code))
     db.session.commit()
     return user
@@ -48,7 +57,8 @@ def applicant(name="张伟", region_code="211302", complete=True, id_number=None
     """Register a person with an account; return (dossier, owner user)."""
     fields = complete_fields(region_code, **overrides) if complete else overrides
     dossier = register_person(db.session, name=name, id_number=id_number or make_id_number(), **fields)
-    owner = create_applicant_account(db.session, dossier.person, password)
+    owner = create_applicant_account(db.session, dossier.person, None)
+    owner.password_hash = password_hash(password) if password else None
     db.session.commit()
     return dossier, owner
 
@@ -61,3 +71,23 @@ def upload_required(workflow, blobs, dossier, owner, seed=0):
         else:
             data, filename = sample_pdf(f"{slot} {dossier.id} {seed}"), f"{slot}.pdf"
         add_attachment_version(db.session, workflow, blobs, dossier, slot, data, owner, filename=filename)
+
+
+class CommitFailed(Exception):
+    """The simulated failure of a database commit."""
+
+
+def fail_next_commit(monkeypatch):
+    """Make db.session's next commit write its rows and then fail; later commits work."""
+    real_commit = db.session.commit
+    calls = []
+
+    def commit():
+        calls.append(1)
+        if len(calls) == 1:
+            # Flush first, so the rows really reach the database and only the rollback removes them.
+            db.session.flush()
+            raise CommitFailed("simulated failure at commit")
+        real_commit()
+
+    monkeypatch.setattr(db.session, "commit", commit)

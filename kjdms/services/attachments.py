@@ -6,12 +6,13 @@ from pathlib import PurePath
 import magic
 
 from ..blobs import BlobStore
-from ..models import Attachment, AttachmentVersion, Dossier
+from ..models import Attachment, AttachmentVersion, Dossier, utcnow
 from ..permissions import Actor, require
 from ..validators import ValidationError
 from ..vocabulary import ATTACHMENT_SLOTS
 from ..workflow import WorkflowEngine
 from . import audit
+from .transaction import committing
 
 ALLOWED_MEDIA_TYPES = {"application/pdf": "PDF", "image/jpeg": "JPEG", "image/png": "PNG"}
 EXTENSION_MEDIA_TYPES = {".pdf": "application/pdf", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
@@ -24,6 +25,15 @@ def sniff_media_type(data: bytes) -> str:
     return magic.from_buffer(data[:8192], mime=True)
 
 
+def size_label(size: int) -> str:
+    """Return size in the largest unit that shows it exactly: MB, KB or bytes."""
+    # Floor division to MB alone would tell someone under a 500 KB limit that it is 0 MB.
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} 字节"
+
+
 def read_capped(stream_or_bytes, max_bytes: int) -> bytes:
     """Return the upload's bytes, refusing (without reading on) anything over max_bytes."""
     if isinstance(stream_or_bytes, (bytes, bytearray)):
@@ -31,7 +41,7 @@ def read_capped(stream_or_bytes, max_bytes: int) -> bytes:
     else:
         data = stream_or_bytes.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise ValidationError("file", f"文件：超过大小上限 {max_bytes // (1024 * 1024)} MB")
+        raise ValidationError("file", f"文件：超过大小上限 {size_label(max_bytes)}")
     return data
 
 
@@ -62,7 +72,7 @@ def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, 
     # Blob first, row second: a crash in between leaves an unreferenced blob that
     # `kjdms blobs gc` removes, never a row pointing at nothing.
     info = blobs.put(data)
-    try:
+    with committing(session):
         attachment = dossier.attachment(slot)
         if attachment is None:
             attachment = Attachment(slot=slot)
@@ -73,11 +83,10 @@ def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, 
             uploaded_by_id=getattr(actor, "id", None), comment=(comment or "").strip() or None,
         )
         attachment.versions.append(version)
+        # Touch the dossier so its version check catches a submit that happened since it was read;
+        # a new version row alone would not update the dossier and would slip into a submitted dossier.
+        dossier.updated_at = utcnow()
         session.flush()
         audit.record(session, actor, "attachment.add_version", "dossier", dossier.id,
                      slot=slot, version=version.number, sha256=info.sha256, size=info.size)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return version

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..models import Dossier, Person, Region
 from ..permissions import Actor, require
@@ -14,6 +15,7 @@ from ..vocabulary import (ATTACHMENT_SLOTS, EDUCATION_LEVELS, JOB_TYPES, QUALIFI
                           SCOPE_CATEGORIES)
 from ..workflow import WorkflowEngine
 from . import audit
+from .transaction import committing
 
 LABELS = {
     "name": "姓名",
@@ -41,6 +43,7 @@ REGION_FIELDS = ("employer_region", "household_region", "school_region")
 # Han characters, the middle dot of minority and foreign names, Latin letters and spaces.
 _NAME = re.compile(r"[\u3400-\u9fff\uf900-\ufaff·•．.A-Za-z ]{2,30}")
 _CERTIFICATE = re.compile(r"[0-9A-Za-z\-]{4,32}")
+DUPLICATE_MESSAGE = "身份证号：该身份证号已登记，请直接登录"
 DALIAN_MESSAGE = "大连地区会计人员的信息采集按大连市财政局相关要求执行（辽财会〔2019〕116号 二（五）），请向大连市财政局咨询"
 
 
@@ -155,8 +158,14 @@ def _apply(dossier: Dossier, cleaned: dict):
             dossier.person.name = value
         else:
             setattr(dossier, field, value)
-    if cleaned.get("employer_uscc") and not dossier.employer_org_code:
-        dossier.employer_org_code = cleaned["employer_uscc"][8:17]
+    # A new USCC carries its own organisation code: keeping the old one would contradict it.
+    if dossier.employer_uscc and not cleaned.get("employer_org_code") and (
+            "employer_uscc" in cleaned or not dossier.employer_org_code):
+        dossier.employer_org_code = dossier.employer_uscc[8:17]
+    # clean_fields compares the two only when both change; an update may change one of them.
+    uscc, org_code = dossier.employer_uscc, dossier.employer_org_code
+    if uscc and org_code and uscc[8:17] != org_code:
+        raise ValidationErrors([_fail("employer_org_code", "与统一社会信用代码第9至17位不一致")])
     region = collecting_region(dossier)
     if region is not None and any(r.collected_elsewhere for r in region.ancestors_and_self()):
         deciding = "school_region" if dossier.is_student else (
@@ -179,21 +188,21 @@ def register_person(session, *, name, id_number, actor: Actor | None = None, sex
     except ValidationErrors as failure:
         errors.extend(failure.errors)
     if not errors and session.scalar(select(Person.id).where(Person.id_number == id_number)):
-        errors.append(ValidationError("id_number", "身份证号：该身份证号已登记，请直接登录"))
+        errors.append(ValidationError("id_number", DUPLICATE_MESSAGE))
     if errors:
         raise ValidationErrors(errors)
     person = Person(id_number=id_number, sex=id_number_sex(id_number),
                     birth_date=id_number_birth_date(id_number), is_legacy=is_legacy)
     dossier = Dossier(person=person, state="draft", to_confirm=to_confirm, job_types=[])
     try:
-        _apply(dossier, cleaned)
-        session.add(dossier)
-        session.flush()
-        audit.record(session, actor, "dossier.register", "dossier", dossier.id, legacy=is_legacy)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
+        with committing(session):
+            _apply(dossier, cleaned)
+            session.add(dossier)
+            session.flush()
+            audit.record(session, actor, "dossier.register", "dossier", dossier.id, legacy=is_legacy)
+    except IntegrityError as error:
+        # Two registrations of one ID number at once: the unique constraint lets one through.
+        raise ValidationErrors([ValidationError("id_number", DUPLICATE_MESSAGE)]) from error
     return dossier
 
 
@@ -205,14 +214,10 @@ def update_basic_information(session, workflow: WorkflowEngine, dossier: Dossier
     changed = [field for field, value in cleaned.items() if _current(dossier, field) != value]
     if not changed:
         return []
-    try:
+    with committing(session):
         _apply(dossier, {field: cleaned[field] for field in changed})
         # Field names only: the audit trail must not become a second copy of personal data.
         audit.record(session, actor, "dossier.update", "dossier", dossier.id, fields=changed)
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
     return changed
 
 

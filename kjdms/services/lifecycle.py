@@ -1,8 +1,9 @@
 """Fire workflow transitions on dossiers, and purge a dossier down to its tombstone."""
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import select
-from sqlalchemy.orm.exc import StaleDataError
 
 from ..blobs import BlobStore
 from ..models import AttachmentVersion, Dossier, Tombstone, WorkflowHistory
@@ -10,6 +11,7 @@ from ..permissions import Actor, roles_on
 from ..workflow import TransitionRefused, WorkflowEngine
 from . import audit
 from .identity import id_number_hash
+from .transaction import ConflictError, committing
 
 DEADLINE_LEGAL_BASIS = "辽财会〔2019〕116号 二（三）"
 PERSONAL_DOSSIER_FIELDS = (
@@ -18,13 +20,6 @@ PERSONAL_DOSSIER_FIELDS = (
     "legacy_certificate_number",
 )
 PERSONAL_PERSON_FIELDS = ("id_number", "name", "sex", "birth_date")
-
-
-class ConflictError(Exception):
-    """Someone else changed the dossier since it was read; nothing was saved."""
-
-    def __init__(self):
-        super().__init__("该档案已被他人处理或修改，您的操作未保存，请刷新后查看最新状态")
 
 
 def _acting_role(roles, transition) -> str:
@@ -50,29 +45,13 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
     return result
 
 
-def _commit(session):
-    try:
-        session.commit()
-    except StaleDataError as error:
-        session.rollback()
-        raise ConflictError() from error
-    except Exception:
-        session.rollback()
-        raise
-
-
 def fire_transition(session, workflow: WorkflowEngine, dossier: Dossier, name: str, actor: Actor,
                     comment: str | None = None, expected_version: int | None = None):
     """Fire transition name on dossier as actor; state, history and audit commit together or not at all."""
     if name == "purge":
         raise TransitionRefused("删除个人信息须通过删除功能办理")
-    try:
-        result = _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version)
-    except Exception:
-        session.rollback()
-        raise
-    _commit(session)
-    return result
+    with committing(session):
+        return _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version)
 
 
 def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: Dossier, actor: Actor,
@@ -81,7 +60,8 @@ def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: 
     """Remove the person's personal data and unshared blobs, leaving a tombstone and the audit trail."""
     person = dossier.person
     hashes = {version.sha256 for attachment in dossier.attachments for version in attachment.versions}
-    try:
+    started = time.time()
+    with committing(session):
         _transition_in_session(session, workflow, dossier, "purge", actor, reason, expected_version)
         tombstone = Tombstone(
             dossier_id=dossier.id, id_number_hash=id_number_hash(id_hash_key, person.id_number),
@@ -96,23 +76,20 @@ def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: 
         dossier.attachments.clear()
         if person.user is not None:
             session.delete(person.user)
-        session.flush()
-    except Exception:
-        session.rollback()
-        raise
-    _commit(session)
     # After the commit: a crash here leaves unreferenced blobs, which `kjdms blobs gc` removes.
-    delete_unreferenced_blobs(session, blobs, hashes)
+    delete_unreferenced_blobs(session, blobs, hashes, stored_before=started)
     return tombstone
 
 
-def delete_unreferenced_blobs(session, blobs: BlobStore, hashes) -> list[str]:
-    """Delete each blob in hashes that no attachment version refers to any more."""
+def delete_unreferenced_blobs(session, blobs: BlobStore, hashes, stored_before: float) -> list[str]:
+    """Delete each blob in hashes that no attachment version refers to and nobody stored again since stored_before."""
     if not hashes:
         return []
     still_used = set(session.scalars(
         select(AttachmentVersion.sha256).where(AttachmentVersion.sha256.in_(list(hashes)))))
-    removed = [sha256 for sha256 in sorted(hashes) if sha256 not in still_used]
+    # An upload of the same content in flight refreshes the blob's time before its row commits: spare it.
+    removed = [sha256 for sha256 in sorted(hashes)
+               if sha256 not in still_used and blobs.exists(sha256) and blobs.modified_at(sha256) < stored_before]
     for sha256 in removed:
         blobs.delete(sha256)
     return removed

@@ -1,0 +1,253 @@
+"""Adding attachment versions: numbering, content sniffing, refusals, shared blobs and failed commits."""
+import hashlib
+import io
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from kjdms.extensions import db
+from kjdms.models import Attachment, AttachmentVersion, AuditEvent, Dossier, User
+from kjdms.permissions import PermissionDenied
+from kjdms.samples import sample_pdf, sample_png
+from kjdms.services.attachments import add_attachment_version
+from kjdms.services.lifecycle import fire_transition
+from kjdms.services.transaction import ConflictError
+from kjdms.services.maintenance import unreferenced_blobs
+from kjdms.validators import ValidationError
+from tests.helpers import CommitFailed, applicant, fail_next_commit, upload_required
+
+
+def count(model) -> int:
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def stored() -> tuple[int, int, int]:
+    return count(Attachment), count(AttachmentVersion), count(AuditEvent)
+
+
+def upload(workflow, blobs, dossier, actor, data, filename="upload.pdf", slot="basic_info_form", **options):
+    return add_attachment_version(db.session, workflow, blobs, dossier, slot, data, actor,
+                                  filename=filename, **options)
+
+
+def refused_upload(workflow, blobs, dossier, actor, data, filename, error=ValidationError, **options):
+    """Upload expecting a refusal; check nothing reached the database or the blob store; return the error."""
+    before = stored()
+    with pytest.raises(error) as caught:
+        upload(workflow, blobs, dossier, actor, data, filename, **options)
+    db.session.expire_all()
+    assert stored() == before
+    assert list(blobs.iter_hashes()) == []
+    return caught.value
+
+
+class TestVersions:
+    def test_versions_are_numbered_per_slot(self, app, workflow, blobs, people):
+        dossier, owner = people["dossier"], people["owner"]
+        for text in ("first", "second", "third"):
+            upload(workflow, blobs, dossier, owner, sample_pdf(text))
+        upload(workflow, blobs, dossier, owner, sample_png(), "毕业证书.png", slot="education_certificate")
+        db.session.expire_all()
+
+        form = dossier.attachment("basic_info_form")
+        assert [version.number for version in form.versions] == [1, 2, 3]
+        assert form.current.sha256 == hashlib.sha256(sample_pdf("third")).hexdigest()
+        assert [version.number for version in dossier.attachment("education_certificate").versions] == [1]
+        assert dossier.attachment("other") is None
+
+    def test_the_numbering_of_another_dossier_is_its_own(self, app, workflow, blobs, people):
+        upload(workflow, blobs, people["dossier"], people["owner"], sample_pdf("mine"))
+        upload(workflow, blobs, people["dossier"], people["owner"], sample_pdf("mine again"))
+        other, other_owner = applicant(name="王芳")
+        version = upload(workflow, blobs, other, other_owner, sample_pdf("theirs"))
+        assert version.number == 1
+
+    def test_a_version_records_the_content_the_uploader_and_the_base_name(self, app, workflow, blobs, people):
+        dossier, owner, data = people["dossier"], people["owner"], sample_png(seed=7)
+        version = upload(workflow, blobs, dossier, owner, data, "../../scans/营业执照.PNG",
+                         slot="employer_certificate", comment="  盖章页  ")
+        version_id = version.id
+        db.session.expire_all()
+
+        version = db.session.get(AttachmentVersion, version_id)
+        assert version.media_type == "image/png"
+        assert version.sha256 == hashlib.sha256(data).hexdigest()
+        assert version.size == len(data)
+        assert version.original_filename == "营业执照.PNG"
+        assert version.uploaded_by_id == owner.id
+        assert version.comment == "盖章页"
+        assert blobs.read(version.sha256) == data
+
+    @pytest.mark.parametrize("data, filename, media_type", [
+        pytest.param(sample_pdf("form"), "基本信息表.pdf", "application/pdf", id="pdf"),
+        pytest.param(sample_png(), "scan.jpeg.png", "image/png", id="png"),
+        pytest.param(sample_png(seed=3), None, "image/png", id="no file name"),
+    ])
+    def test_the_media_type_is_sniffed_from_the_content(self, app, workflow, blobs, people, data, filename,
+                                                       media_type):
+        version = upload(workflow, blobs, people["dossier"], people["owner"], data, filename)
+        assert version.media_type == media_type
+
+    def test_each_version_writes_an_audit_event_without_the_file_name(self, app, workflow, blobs, people):
+        dossier, data = people["dossier"], sample_pdf("form")
+        upload(workflow, blobs, dossier, people["owner"], data, "张伟的基本信息表.pdf")
+        upload(workflow, blobs, dossier, people["owner"], sample_pdf("form 2"), "张伟的基本信息表.pdf")
+
+        events = list(db.session.scalars(
+            select(AuditEvent).filter_by(action="attachment.add_version").order_by(AuditEvent.id)))
+        assert [event.detail["version"] for event in events] == [1, 2]
+        assert events[0].detail == {"slot": "basic_info_form", "version": 1,
+                                    "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        assert all(event.object_id == dossier.id for event in events)
+
+
+class TestRefusedUploads:
+    def test_a_png_named_pdf_is_refused(self, app, workflow, blobs, people):
+        error = refused_upload(workflow, blobs, people["dossier"], people["owner"], sample_png(), "扫描件.pdf")
+        assert error.field == "file"
+        assert "内容是 PNG，与文件名“扫描件.pdf”的扩展名不符" in error.message
+
+    def test_a_file_name_without_extension_is_refused(self, app, workflow, blobs, people):
+        error = refused_upload(workflow, blobs, people["dossier"], people["owner"], sample_pdf(), "扫描件")
+        assert error.field == "file"
+        assert "扩展名不符" in error.message
+
+    @pytest.mark.parametrize("data, filename", [
+        pytest.param("姓名：张伟\n".encode(), "基本信息表.pdf", id="text named pdf"),
+        pytest.param(b"plain text", "notes.txt", id="text"),
+        pytest.param(b"<html><body>form</body></html>", "form.html", id="html"),
+        pytest.param(b"PK\x03\x04" + b"\x00" * 40, "form.docx", id="zip"),
+    ])
+    def test_content_other_than_pdf_jpeg_or_png_is_refused(self, app, workflow, blobs, people, data, filename):
+        error = refused_upload(workflow, blobs, people["dossier"], people["owner"], data, filename)
+        assert error.field == "file"
+        assert "只接受 PDF、JPEG、PNG 格式（按文件内容识别）" in error.message
+
+    def test_an_empty_file_is_refused(self, app, workflow, blobs, people):
+        error = refused_upload(workflow, blobs, people["dossier"], people["owner"], b"", "空.pdf")
+        assert error.field == "file"
+        assert "内容为空" in error.message
+
+    @pytest.mark.parametrize("max_bytes, label", [(100, "100 字节"), (3 * 1024 * 1024, "3 MB")])
+    def test_an_oversize_file_is_refused_naming_the_limit(self, app, workflow, blobs, people, max_bytes, label):
+        data = sample_pdf("a form too large for the limit").ljust(max_bytes + 1, b"\n")
+        error = refused_upload(workflow, blobs, people["dossier"], people["owner"], data, "form.pdf",
+                               max_bytes=max_bytes)
+        assert error.field == "file"
+        assert f"文件：超过大小上限 {label}" in error.message
+
+    def test_an_oversize_stream_is_refused_without_reading_it_all(self, app, workflow, blobs, people):
+        stream = io.BytesIO(sample_pdf("x" * 3000))
+        error = refused_upload(workflow, blobs, people["dossier"], people["owner"], stream, "form.pdf",
+                               max_bytes=2048)
+        assert "超过大小上限 2 KB" in error.message
+        assert stream.tell() == 2049
+
+    def test_a_file_of_exactly_the_limit_is_accepted(self, app, workflow, blobs, people):
+        data = sample_pdf("exactly")
+        version = upload(workflow, blobs, people["dossier"], people["owner"], data, max_bytes=len(data))
+        assert version.size == len(data)
+
+    def test_an_unknown_slot_is_refused(self, app, workflow, blobs, people):
+        error = refused_upload(workflow, blobs, people["dossier"], people["owner"], sample_pdf(), "护照.pdf",
+                               slot="passport")
+        assert error.field == "slot"
+        assert "没有“passport”这一类" in error.message
+
+    def test_the_owner_may_not_upload_once_submitted(self, app, workflow, blobs, people):
+        dossier, owner = people["dossier"], people["owner"]
+        upload_required(workflow, blobs, dossier, owner)
+        fire_transition(db.session, workflow, dossier, "submit", owner)
+        hashes_before, before = sorted(blobs.iter_hashes()), stored()
+        with pytest.raises(PermissionDenied, match="您没有「上传证明材料」此档案的权限"):
+            upload(workflow, blobs, dossier, owner, sample_pdf("late"), slot="other")
+        db.session.expire_all()
+        assert stored() == before
+        assert sorted(blobs.iter_hashes()) == hashes_before
+
+    def test_an_upload_based_on_a_read_from_before_the_submit_is_a_conflict(self, app, workflow, blobs, people):
+        dossier, owner = people["dossier"], people["owner"]
+        upload_required(workflow, blobs, dossier, owner)
+        other = Session(db.engine)
+        try:
+            # A second browser tab read the draft before the first one submitted it.
+            stale, stale_owner = other.get(Dossier, dossier.id), other.get(User, owner.id)
+            stale_owner.role_assignments, stale.attachments  # loaded now, as a request would have
+            fire_transition(db.session, workflow, dossier, "submit", owner)
+            before = stored()
+            late = sample_pdf("a different form, uploaded after the submit")
+            with pytest.raises(ConflictError, match="您的操作未保存"):
+                add_attachment_version(other, workflow, blobs, stale, "basic_info_form", late, stale_owner,
+                                       filename="基本信息表.pdf")
+        finally:
+            other.close()
+        db.session.expire_all()
+        assert stored() == before
+        assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1]
+        assert unreferenced_blobs(db.session, blobs, grace_seconds=0) == [hashlib.sha256(late).hexdigest()]
+
+    @pytest.mark.parametrize("who", ["reviewer", "administrator"])
+    def test_staff_may_not_upload_into_a_draft(self, app, workflow, blobs, people, who):
+        error = refused_upload(workflow, blobs, people["dossier"], people[who], sample_pdf(), "form.pdf",
+                               error=PermissionDenied)
+        assert "您没有「上传证明材料」此档案的权限" in str(error)
+
+    def test_another_applicant_may_not_upload_into_my_dossier(self, app, workflow, blobs, people):
+        _, stranger = applicant(name="王芳")
+        error = refused_upload(workflow, blobs, people["dossier"], stranger, sample_pdf(), "form.pdf",
+                               error=PermissionDenied)
+        assert "上传证明材料" in str(error)
+
+
+class TestBlobStorage:
+    def test_identical_content_in_two_dossiers_is_stored_once(self, app, workflow, blobs, people):
+        other, other_owner = applicant(name="王芳")
+        data = sample_pdf("the same certificate")
+        mine = upload(workflow, blobs, people["dossier"], people["owner"], data, slot="employer_certificate")
+        theirs = upload(workflow, blobs, other, other_owner, data, slot="employer_certificate")
+
+        assert list(blobs.iter_hashes()) == [hashlib.sha256(data).hexdigest()]
+        assert mine.sha256 == theirs.sha256
+        assert count(AttachmentVersion) == 2
+
+    def test_re_uploading_the_same_content_adds_a_version_but_no_blob(self, app, workflow, blobs, people):
+        data = sample_png()
+        first = upload(workflow, blobs, people["dossier"], people["owner"], data, "a.png")
+        second = upload(workflow, blobs, people["dossier"], people["owner"], data, "b.png")
+        assert (first.number, second.number) == (1, 2)
+        assert len(list(blobs.iter_hashes())) == 1
+
+    def test_a_failed_commit_leaves_only_an_unreferenced_blob(self, app, workflow, blobs, people, monkeypatch):
+        dossier, data = people["dossier"], sample_pdf("written, never recorded")
+        upload(workflow, blobs, dossier, people["owner"], sample_png(), "kept.png", slot="education_certificate")
+        before = stored()
+        fail_next_commit(monkeypatch)
+
+        with pytest.raises(CommitFailed):
+            upload(workflow, blobs, dossier, people["owner"], data)
+        db.session.expire_all()
+
+        sha256 = hashlib.sha256(data).hexdigest()
+        assert stored() == before
+        assert db.session.scalar(select(AttachmentVersion).filter_by(sha256=sha256)) is None
+        assert dossier.attachment("basic_info_form") is None
+        assert blobs.exists(sha256)
+        assert unreferenced_blobs(db.session, blobs, grace_seconds=0) == [sha256]
+
+    def test_a_retry_after_a_failed_commit_references_the_blob(self, app, workflow, blobs, people, monkeypatch):
+        dossier, data = people["dossier"], sample_pdf("second attempt")
+        fail_next_commit(monkeypatch)
+        with pytest.raises(CommitFailed):
+            upload(workflow, blobs, dossier, people["owner"], data)
+
+        version = upload(workflow, blobs, dossier, people["owner"], data)
+        assert version.number == 1
+        assert unreferenced_blobs(db.session, blobs, grace_seconds=0) == []
+
+    def test_the_grace_period_protects_a_blob_just_written(self, app, workflow, blobs, people, monkeypatch):
+        fail_next_commit(monkeypatch)
+        with pytest.raises(CommitFailed):
+            upload(workflow, blobs, people["dossier"], people["owner"], sample_pdf("in flight"))
+        assert len(list(blobs.iter_hashes())) == 1
+        assert unreferenced_blobs(db.session, blobs) == []
