@@ -46,6 +46,7 @@ ensure_venv() {
 }
 
 # The Debian packages the application needs at run time.
-RUNTIME_PACKAGES=(libmagic1)
+# fonts-wqy-microhei: the CJK font embedded in the printed basic-information form (kjdms.printing).
+RUNTIME_PACKAGES=(libmagic1 fonts-wqy-microhei)
 # And those its tests need besides.
 TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}")
