@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from sqlalchemy import (JSON, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Integer,
-                        String, Text, UniqueConstraint)
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer,
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -120,16 +120,40 @@ class Person(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     user: Mapped[User | None] = relationship(back_populates="person")
-    dossier: Mapped[Dossier | None] = relationship(back_populates="person")
+    # The effective dossier, the one other systems read; working copies hang off it.
+    dossier: Mapped[Dossier | None] = relationship(
+        primaryjoin="and_(Person.id == Dossier.person_id, Dossier.baseline_id.is_(None))",
+        viewonly=True, uselist=False,
+    )
+    dossiers: Mapped[list[Dossier]] = relationship(back_populates="person", order_by="Dossier.id")
+
+
+ONE_EFFECTIVE_DOSSIER = text("baseline_id IS NULL")
+ONE_OPEN_WORKING_COPY = text("baseline_id IS NOT NULL AND checked_in_at IS NULL")
 
 
 class Dossier(db.Model):
-    """A person's basic information and documents, moving through the dossier workflow."""
+    """A person's basic information and documents, moving through the dossier workflow.
+
+    A working copy (after plone.app.iterate) is a Dossier whose baseline_id points at the
+    approved one; approving it checks its content into the baseline.
+    """
 
     __tablename__ = "dossiers"
+    __table_args__ = (
+        Index("uq_dossiers_effective_person", "person_id", unique=True,
+              sqlite_where=ONE_EFFECTIVE_DOSSIER, postgresql_where=ONE_EFFECTIVE_DOSSIER),
+        Index("uq_dossiers_open_working_copy", "baseline_id", unique=True,
+              sqlite_where=ONE_OPEN_WORKING_COPY, postgresql_where=ONE_OPEN_WORKING_COPY),
+        Index("ix_dossiers_state_changed", "state", "state_changed_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
-    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id"))
+    checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     state: Mapped[str] = mapped_column(String(32), index=True)
+    # When the state last changed: the reviewer's queue sorts and filters on the waiting time.
+    state_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The region that collects and reviews it (属地化原则), derived when the fields change.
     region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(32))
@@ -154,7 +178,8 @@ class Dossier(db.Model):
     lock_version: Mapped[int] = mapped_column(Integer, default=1)
     __mapper_args__ = {"version_id_col": lock_version}
 
-    person: Mapped[Person] = relationship(back_populates="dossier")
+    person: Mapped[Person] = relationship(back_populates="dossiers")
+    baseline: Mapped[Dossier | None] = relationship(remote_side=[id], foreign_keys=[baseline_id])
     region: Mapped[Region | None] = relationship(foreign_keys=[region_id])
     employer_region: Mapped[Region | None] = relationship(foreign_keys=[employer_region_id])
     household_region: Mapped[Region | None] = relationship(foreign_keys=[household_region_id])
@@ -168,8 +193,13 @@ class Dossier(db.Model):
 
     @property
     def number(self) -> str:
-        """Return the dossier number printed on the basic-information form."""
-        return f"KJ{self.id:010d}"
+        """Return the dossier number printed on the basic-information form (a working copy shows its baseline's)."""
+        return f"KJ{self.baseline_id or self.id:010d}"
+
+    @property
+    def is_working_copy(self) -> bool:
+        """Tell whether this is a working copy of an approved dossier."""
+        return self.baseline_id is not None
 
     def attachment(self, slot: str) -> Attachment | None:
         """Return the attachment in slot, if one was ever uploaded."""
@@ -248,6 +278,16 @@ class AuditEvent(db.Model):
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class LoginFailure(db.Model):
+    """A failed sign-in, counted per account and per address to slow down guessing."""
+
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # A keyed hash of "account:<id number or user name>" or "address:<ip>": no identity in the clear.
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
 class Tombstone(db.Model):

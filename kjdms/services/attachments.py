@@ -6,6 +6,7 @@ from pathlib import PurePath
 import magic
 
 from ..blobs import BlobStore
+from ..imaging import ImageRefused, reencode_image
 from ..models import Attachment, AttachmentVersion, Dossier, utcnow
 from ..permissions import Actor, require
 from ..validators import ValidationError
@@ -69,6 +70,12 @@ def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, 
         raise ValidationError("slot", f"证明材料：没有“{slot}”这一类")
     data = read_capped(upload, max_bytes)
     media_type = check_upload(data, filename)
+    if media_type.startswith("image/"):
+        # Re-encoding drops EXIF (GPS included) and anything hidden after the pixels.
+        try:
+            data = reencode_image(data, media_type)
+        except ImageRefused as error:
+            raise ValidationError("file", str(error)) from error
     # Blob first, row second: a crash in between leaves an unreferenced blob that
     # `kjdms blobs gc` removes, never a row pointing at nothing.
     info = blobs.put(data)

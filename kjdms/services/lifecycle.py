@@ -6,12 +6,13 @@ import time
 from sqlalchemy import select
 
 from ..blobs import BlobStore
-from ..models import AttachmentVersion, Dossier, Tombstone, WorkflowHistory
+from ..models import AttachmentVersion, Dossier, Tombstone, WorkflowHistory, utcnow
 from ..permissions import Actor, roles_on
 from ..workflow import TransitionRefused, WorkflowEngine
 from . import audit
 from .identity import id_number_hash
 from .transaction import ConflictError, committing
+from .working_copy import EFFECTIVE_STATE, check_in
 
 DEADLINE_LEGAL_BASIS = "辽财会〔2019〕116号 二（三）"
 PERSONAL_DOSSIER_FIELDS = (
@@ -32,8 +33,11 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
     """Fire name on dossier and add its history and audit rows, without committing."""
     if expected_version is not None and dossier.lock_version != expected_version:
         raise ConflictError()
+    if dossier.checked_in_at is not None:
+        raise TransitionRefused("该信息变更已审核确认并入档案，不能再操作")
     roles = roles_on(actor, dossier)
     result = workflow.fire(dossier, name, roles, comment)
+    dossier.state_changed_at = utcnow()
     comment = (comment or "").strip() or None
     session.add(WorkflowHistory(
         dossier=dossier, action=name, from_state=result.from_state, to_state=result.to_state,
@@ -42,6 +46,8 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
     ))
     audit.record(session, actor, f"workflow.{name}", "dossier", dossier.id,
                  from_state=result.from_state, to_state=result.to_state)
+    if dossier.is_working_copy and result.to_state == EFFECTIVE_STATE:
+        check_in(session, dossier, actor)
     return result
 
 
@@ -58,8 +64,12 @@ def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: 
                   reason: str, *, id_hash_key: str, legal_basis: str | None = None,
                   expected_version: int | None = None) -> Tombstone:
     """Remove the person's personal data and unshared blobs, leaving a tombstone and the audit trail."""
+    if dossier.is_working_copy:
+        raise TransitionRefused("删除个人信息须对档案本身办理，不能对信息变更单办理")
     person = dossier.person
-    hashes = {version.sha256 for attachment in dossier.attachments for version in attachment.versions}
+    copies = [other for other in person.dossiers if other.is_working_copy]
+    hashes = {version.sha256 for record in [dossier, *copies]
+              for attachment in record.attachments for version in attachment.versions}
     started = time.time()
     with committing(session):
         _transition_in_session(session, workflow, dossier, "purge", actor, reason, expected_version)
@@ -74,6 +84,9 @@ def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: 
             setattr(dossier, field, None)
         dossier.job_types, dossier.is_student, dossier.qualification_level = [], False, "none"
         dossier.attachments.clear()
+        # Working copies are copies of the same personal data: they go whole.
+        for copy in copies:
+            session.delete(copy)
         if person.user is not None:
             session.delete(person.user)
     # After the commit: a crash here leaves unreferenced blobs, which `kjdms blobs gc` removes.

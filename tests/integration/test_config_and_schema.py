@@ -61,3 +61,25 @@ def test_the_database_refuses_a_user_that_is_both_applicant_and_staff(app):
     with pytest.raises(IntegrityError):
         db.session.commit()
     db.session.rollback()
+
+
+def test_upgrading_from_the_first_schema_keeps_existing_dossiers(tmp_path):
+    from flask_migrate import upgrade
+
+    from tests.conftest import make_config
+
+    application = create_app(make_config(tmp_path))
+    with application.app_context():
+        upgrade(revision="0001")
+        db.session.execute(text("INSERT INTO persons (id, id_number, is_legacy, created_at) "
+                                "VALUES (1, '11010519491231002X', 0, '2019-05-01 08:00:00')"))
+        db.session.execute(text(
+            "INSERT INTO dossiers (id, person_id, state, job_types, is_student, qualification_level, to_confirm, "
+            "created_at, updated_at, lock_version) VALUES (1, 1, 'submitted', '[]', 0, 'none', 0, "
+            "'2019-05-01 08:00:00', '2019-05-02 09:30:00', 1)"))
+        db.session.commit()
+        upgrade()
+        row = db.session.execute(text("SELECT state_changed_at, baseline_id FROM dossiers")).one()
+        assert str(row.state_changed_at).startswith("2019-05-02 09:30:00") and row.baseline_id is None
+        db.session.remove()
+        db.engine.dispose()

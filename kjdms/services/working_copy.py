@@ -1,0 +1,115 @@
+"""Working copies after plone.app.iterate: change an approved dossier without touching it until review."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from ..models import Attachment, AttachmentVersion, Dossier, WorkflowHistory, utcnow
+from ..permissions import Actor, PermissionDenied, roles_on
+from ..vocabulary import ATTACHMENT_SLOTS, OWNER_ROLE
+from ..workflow import WorkflowEngine
+from . import audit
+from .transaction import committing
+
+# The state whose dossier is the effective one; approving a working copy checks it in.
+EFFECTIVE_STATE = "approved"
+# What a working copy carries and hands back; the name and ID number stay on the person.
+COPIED_FIELDS = (
+    "phone", "education", "scope_category", "job_types", "employer_name", "employer_uscc",
+    "employer_org_code", "employer_region_id", "household_region_id", "is_student", "school_region_id",
+    "qualification_level", "qualification_certificate_number", "legacy_certificate_number", "region_id",
+)
+
+
+def open_working_copy(session, baseline: Dossier) -> Dossier | None:
+    """Return the working copy of baseline not yet checked in, if there is one."""
+    return session.scalar(select(Dossier).where(Dossier.baseline_id == baseline.id,
+                                                Dossier.checked_in_at.is_(None)))
+
+
+def start_working_copy(session, workflow: WorkflowEngine, baseline: Dossier, actor: Actor) -> Dossier:
+    """Return the open working copy of the owner's approved dossier, creating it if need be."""
+    if OWNER_ROLE not in roles_on(actor, baseline) or baseline.is_working_copy:
+        raise PermissionDenied("只有本人可以变更自己的信息")
+    if baseline.state != EFFECTIVE_STATE:
+        raise PermissionDenied("档案审核确认后才能申请信息变更")
+    existing = open_working_copy(session, baseline)
+    if existing is not None:
+        return existing
+    with committing(session):
+        copy = Dossier(person=baseline.person, baseline=baseline, state=workflow.definition.initial_state,
+                       **{field: getattr(baseline, field) for field in COPIED_FIELDS})
+        for attachment in baseline.attachments:
+            current = attachment.current
+            # The same blob, referenced again: a working copy costs no storage until something changes.
+            copy.attachments.append(Attachment(slot=attachment.slot, versions=[AttachmentVersion(
+                number=1, sha256=current.sha256, size=current.size, media_type=current.media_type,
+                original_filename=current.original_filename, uploaded_by_id=current.uploaded_by_id,
+                uploaded_at=current.uploaded_at, comment=current.comment)]))
+        session.add(copy)
+        session.flush()
+        audit.record(session, actor, "dossier.checkout", "dossier", baseline.id, working_copy=copy.id)
+    return copy
+
+
+def cancel_working_copy(session, workflow: WorkflowEngine, copy: Dossier, actor: Actor) -> None:
+    """Delete the owner's working copy while it is still a draft; the approved dossier is untouched."""
+    if not copy.is_working_copy or copy.checked_in_at is not None:
+        raise PermissionDenied("这不是可以取消的信息变更")
+    if OWNER_ROLE not in roles_on(actor, copy) or copy.state != workflow.definition.initial_state:
+        raise PermissionDenied("只有本人可以在提交前取消信息变更")
+    with committing(session):
+        audit.record(session, actor, "dossier.cancel_checkout", "dossier", copy.baseline_id, working_copy=copy.id)
+        session.delete(copy)
+
+
+def check_in(session, copy: Dossier, actor: Actor) -> None:
+    """Hand the approved working copy's content to its baseline, in the caller's transaction."""
+    baseline = copy.baseline
+    for field in COPIED_FIELDS:
+        setattr(baseline, field, getattr(copy, field))
+    changed_slots = []
+    for attachment in copy.attachments:
+        current, target = attachment.current, baseline.attachment(attachment.slot)
+        if target is None:
+            target = Attachment(slot=attachment.slot)
+            baseline.attachments.append(target)
+        if target.current is None or target.current.sha256 != current.sha256:
+            target.versions.append(AttachmentVersion(
+                number=len(target.versions) + 1, sha256=current.sha256, size=current.size,
+                media_type=current.media_type, original_filename=current.original_filename,
+                uploaded_by_id=current.uploaded_by_id, uploaded_at=current.uploaded_at,
+                comment=current.comment))
+            changed_slots.append(attachment.slot)
+    baseline.updated_at = copy.checked_in_at = utcnow()
+    session.add(WorkflowHistory(
+        dossier=baseline, action="check_in", from_state=baseline.state, to_state=baseline.state,
+        actor_id=getattr(actor, "id", None), actor_role="reviewer",
+        comment=f"信息变更（变更单 {copy.id}）审核确认，已更新档案"))
+    audit.record(session, actor, "dossier.check_in", "dossier", baseline.id, working_copy=copy.id,
+                 slots=changed_slots)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field or document that a working copy changes."""
+
+    field: str
+    before: object
+    after: object
+
+
+def changes(copy: Dossier) -> list[Change]:
+    """Return what copy changes against its baseline, field by field, then document by document."""
+    baseline = copy.baseline
+    found = [Change(field, getattr(baseline, field), getattr(copy, field))
+             for field in COPIED_FIELDS if field != "region_id" and getattr(baseline, field) != getattr(copy, field)]
+    for slot in ATTACHMENT_SLOTS:
+        before, after = baseline.attachment(slot), copy.attachment(slot)
+        before_hash = before.current.sha256 if before and before.current else None
+        after_hash = after.current.sha256 if after and after.current else None
+        if before_hash != after_hash:
+            found.append(Change(f"attachment:{slot}", before.current if before else None,
+                                after.current if after else None))
+    return found
