@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from flask_bootstrap import Bootstrap5
 
 from .config import PROJECT_ROOT, Config
 
@@ -16,7 +17,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .backends import Backends, make_blob_store
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
-    from .views import home
+    from .views import applicant, auth, files, home, review
 
     config = config or Config()
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
@@ -28,6 +29,9 @@ def create_app(config: Config | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)
     login_manager.init_app(app)
     csrf.init_app(app)
+    # Bootstrap's files come from the installed package: the site must work with no internet.
+    app.config["BOOTSTRAP_SERVE_LOCAL"] = True
+    Bootstrap5(app)
 
     @login_manager.user_loader
     def load_user(user_id):
@@ -37,6 +41,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["kjdms"] = Backends(
         config=config, blobs=make_blob_store(config), workflow=build_workflow(config.WORKFLOW_FILE)
     )
-    app.register_blueprint(home.bp)
+    for module in (home, auth, applicant, files, review):
+        app.register_blueprint(module.bp)
+    for code in home.ERRORS:
+        app.register_error_handler(code, home.error_page)
     cli.register(app)
     return app

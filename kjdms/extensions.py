@@ -18,6 +18,9 @@ NAMING_CONVENTION = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.login_message = "请先登录。"
+login_manager.login_message_category = "info"
 csrf = CSRFProtect()
 
 

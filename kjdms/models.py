@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
+from flask_login import UserMixin
 from sqlalchemy import (JSON, Boolean, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer,
                         String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -52,7 +53,7 @@ class Region(db.Model):
         return f"<Region {self.code} {self.name}>"
 
 
-class User(db.Model):
+class User(UserMixin, db.Model):
     """Someone who signs in: an applicant (by ID number, through Person) or staff (by user name)."""
 
     __tablename__ = "users"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from fpdf import FPDF, FontFace, ViewerPreferences
 
-from .models import Dossier, Region
+from .models import Dossier
 from .services.dossiers import LABELS
-from .vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
+from .display import field_value
 
 TITLE = "辽宁省会计人员信息采集基本信息表"
 DECLARATION = "本人承诺以上信息真实、准确、完整，如有虚报、谎报，愿按规定记入个人信用档案。"
@@ -40,13 +40,6 @@ ROWS = (
     ("legacy_certificate_number",),
     ("region",),
 )
-_PERSON_FIELDS = ("name", "id_number", "sex", "birth_date")
-_CHOICES = {
-    "sex": SEXES,
-    "education": EDUCATION_LEVELS,
-    "scope_category": SCOPE_CATEGORIES,
-    "qualification_level": QUALIFICATION_LEVELS,
-}
 
 # Millimetres on A4 portrait (210 × 297).
 _MARGIN = 15
@@ -70,25 +63,6 @@ def basic_information_form_pdf(dossier: Dossier, *, generated_at: datetime) -> b
     _fields(pdf, dossier)
     _declaration_and_signatures(pdf)
     return bytes(pdf.output())
-
-
-def field_value(dossier: Dossier, field: str) -> str:
-    """Return field of dossier (or of its person) as the Chinese text the form prints."""
-    owner = dossier.person if field in _PERSON_FIELDS else dossier
-    value = getattr(owner, field)
-    if value is None or value == "" or value == []:
-        return "—"  # a dash, not a blank that a pen could fill in after the form is signed
-    if field in _CHOICES:
-        return _CHOICES[field].get(value, value)
-    if field == "job_types":
-        return "、".join(JOB_TYPES.get(job, job) for job in value)
-    if isinstance(value, Region):
-        return value.path_name
-    if isinstance(value, bool):
-        return "是" if value else "否"
-    if isinstance(value, date):
-        return f"{value.year}年{value.month}月{value.day}日"
-    return str(value)
 
 
 def cjk_font() -> tuple[Path, int]:

@@ -7,7 +7,7 @@ import itertools
 from kjdms.extensions import db
 from kjdms.models import User
 from kjdms.samples import sample_pdf, sample_png
-from kjdms.services.accounts import assign_role, create_applicant_account, hash_password
+from kjdms.services.accounts import assign_role, hash_password
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.demo import demo_uscc
 from kjdms.services.dossiers import register_person, required_slots
@@ -56,11 +56,9 @@ def applicant(name="张伟", region_code="211302", complete=True, id_number=None
               password=APPLICANT_PASSWORD, **overrides):
     """Register a person with an account; return (dossier, owner user)."""
     fields = complete_fields(region_code, **overrides) if complete else overrides
-    dossier = register_person(db.session, name=name, id_number=id_number or make_id_number(), **fields)
-    owner = create_applicant_account(db.session, dossier.person, None)
-    owner.password_hash = password_hash(password) if password else None
-    db.session.commit()
-    return dossier, owner
+    dossier = register_person(db.session, name=name, id_number=id_number or make_id_number(),
+                              password_hash=password_hash(password) if password else None, **fields)
+    return dossier, dossier.person.user
 
 
 def upload_required(workflow, blobs, dossier, owner, seed=0):

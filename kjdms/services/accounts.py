@@ -1,10 +1,10 @@
-"""Accounts: staff users with roles on regions, and the applicant accounts of persons."""
+"""Accounts: passwords, and staff users with roles on regions (applicants get theirs at registration)."""
 from __future__ import annotations
 
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..models import Person, Region, RoleAssignment, User
+from ..models import Region, RoleAssignment, User
 from ..validators import ValidationError
 from ..vocabulary import STAFF_ROLES
 from . import audit
@@ -32,15 +32,6 @@ def create_staff_user(session, username: str, password: str, display_name: str, 
     session.add(user)
     session.flush()
     audit.record(session, actor, "user.create", "user", user.id)
-    return user
-
-
-def create_applicant_account(session, person: Person, password: str | None) -> User:
-    """Create the account of person; a legacy person gets one without a password until first sign-in."""
-    user = User(person=person, password_hash=hash_password(password) if password else None)
-    session.add(user)
-    session.flush()
-    audit.record(session, user, "user.create", "user", user.id)
     return user
 
 

@@ -11,7 +11,7 @@ from ..models import User
 from ..permissions import SYSTEM
 from ..samples import sample_pdf, sample_png
 from ..validators import id_number_check_digit, org_code_check_char, uscc_check_char
-from .accounts import assign_role, create_applicant_account, create_staff_user, set_password
+from .accounts import assign_role, create_staff_user, hash_password, set_password
 from .attachments import add_attachment_version
 from .dossiers import register_person
 from .lifecycle import DEADLINE_LEGAL_BASIS, fire_transition, purge_dossier
@@ -96,16 +96,16 @@ def load_demo(session, workflow, blobs, id_hash_key: str, progress=lambda messag
         progress(f"{name}: {' → '.join(('draft',) + path)}")
         employer, prefix, org_body = EMPLOYERS[region_code]
         id_number = demo_id_number(region_code, birth, sequence)
+        password = new_password()
         dossier = register_person(
-            session, name=name, id_number=id_number, phone=f"1390421{index:04d}", education="bachelor",
+            session, name=name, id_number=id_number, password_hash=hash_password(password),
+            phone=f"1390421{index:04d}", education="bachelor",
             scope_category="in_accounting_work", job_types=["cashier", "financial_reporting"],
             employer_name=employer, employer_uscc=demo_uscc(prefix, org_body), employer_region=region_code,
             household_region=region_code, qualification_level="junior" if index % 2 else "none",
             qualification_certificate_number=f"2019211{index:05d}" if index % 2 else None,
         )
-        password = new_password()
-        owner = create_applicant_account(session, dossier.person, password)
-        session.commit()
+        owner = dossier.person.user
         if path and path[0] == "submit":
             for slot, data, filename in (
                 ("basic_info_form", sample_pdf(f"basic information form {dossier.number}"), "基本信息表.pdf"),
@@ -131,8 +131,6 @@ def load_demo(session, workflow, blobs, id_hash_key: str, progress=lambda messag
     legacy = register_person(
         session, name="孙丽", id_number=demo_id_number("211382", "19800815", "026"), is_legacy=True,
         to_confirm=True, household_region="211382", legacy_certificate_number="211382200300123")
-    create_applicant_account(session, legacy.person, None)
-    session.commit()
     credentials.append(Credential("applicant", f"孙丽 / {legacy.person.id_number}", None,
                                   "原系统登记人员，首次登录时设置密码并确认信息"))
     return credentials

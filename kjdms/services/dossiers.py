@@ -6,7 +6,7 @@ import re
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..models import Dossier, Person, Region
+from ..models import Dossier, Person, Region, User
 from ..permissions import Actor, require
 from ..validators import (ValidationError, ValidationErrors, check_sex_and_birth_date,
                           id_number_birth_date, id_number_sex, validate_id_number,
@@ -174,9 +174,12 @@ def _apply(dossier: Dossier, cleaned: dict):
     dossier.region = region
 
 
-def register_person(session, *, name, id_number, actor: Actor | None = None, sex=None,
-                    birth_date=None, is_legacy=False, to_confirm=False, **fields) -> Dossier:
-    """Create a person and their draft dossier; raise ValidationErrors and save nothing when a field is bad."""
+def register_person(session, *, name, id_number, actor: Actor | None = None, sex=None, birth_date=None,
+                    is_legacy=False, to_confirm=False, password_hash: str | None = None, **fields) -> Dossier:
+    """Create a person, their account and their draft dossier; save nothing when a field is bad.
+
+    The account has no password until one is set: a legacy person sets it at first sign-in.
+    """
     errors = []
     try:
         id_number = validate_id_number(id_number)
@@ -193,13 +196,14 @@ def register_person(session, *, name, id_number, actor: Actor | None = None, sex
         raise ValidationErrors(errors)
     person = Person(id_number=id_number, sex=id_number_sex(id_number),
                     birth_date=id_number_birth_date(id_number), is_legacy=is_legacy)
+    person.user = User(password_hash=password_hash)
     dossier = Dossier(person=person, state="draft", to_confirm=to_confirm, job_types=[])
     try:
         with committing(session):
             _apply(dossier, cleaned)
             session.add(dossier)
             session.flush()
-            audit.record(session, actor, "dossier.register", "dossier", dossier.id, legacy=is_legacy)
+            audit.record(session, actor or person.user, "dossier.register", "dossier", dossier.id, legacy=is_legacy)
     except IntegrityError as error:
         # Two registrations of one ID number at once: the unique constraint lets one through.
         raise ValidationErrors([ValidationError("id_number", DUPLICATE_MESSAGE)]) from error

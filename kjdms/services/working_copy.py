@@ -5,12 +5,16 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from ..display import field_value
 from ..models import Attachment, AttachmentVersion, Dossier, WorkflowHistory, utcnow
 from ..permissions import Actor, PermissionDenied, roles_on
 from ..vocabulary import ATTACHMENT_SLOTS, OWNER_ROLE
 from ..workflow import WorkflowEngine
 from . import audit
+from .dossiers import LABELS
 from .transaction import committing
+
+PERSON_FIELDS = ("name", "id_number", "sex", "birth_date")
 
 # The state whose dossier is the effective one; approving a working copy checks it in.
 EFFECTIVE_STATE = "approved"
@@ -93,9 +97,10 @@ def check_in(session, copy: Dossier, actor: Actor) -> None:
 
 @dataclass(frozen=True)
 class Change:
-    """One field or document that a working copy changes."""
+    """One field or document that a working copy changes, as the reviewer reads it."""
 
     field: str
+    label: str
     before: object
     after: object
 
@@ -103,13 +108,16 @@ class Change:
 def changes(copy: Dossier) -> list[Change]:
     """Return what copy changes against its baseline, field by field, then document by document."""
     baseline = copy.baseline
-    found = [Change(field, getattr(baseline, field), getattr(copy, field))
-             for field in COPIED_FIELDS if field != "region_id" and getattr(baseline, field) != getattr(copy, field)]
-    for slot in ATTACHMENT_SLOTS:
-        before, after = baseline.attachment(slot), copy.attachment(slot)
-        before_hash = before.current.sha256 if before and before.current else None
-        after_hash = after.current.sha256 if after and after.current else None
-        if before_hash != after_hash:
-            found.append(Change(f"attachment:{slot}", before.current if before else None,
-                                after.current if after else None))
+    found = []
+    for field, label in LABELS.items():
+        if field in PERSON_FIELDS:
+            continue
+        before, after = field_value(baseline, field), field_value(copy, field)
+        if before != after:
+            found.append(Change(field, label, before, after))
+    for slot in ATTACHMENT_SLOTS.values():
+        before, after = baseline.attachment(slot.code), copy.attachment(slot.code)
+        before, after = before and before.current, after and after.current
+        if (before and before.sha256) != (after and after.sha256):
+            found.append(Change(f"attachment:{slot.code}", slot.title, before, after))
     return found

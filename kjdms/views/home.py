@@ -1,19 +1,48 @@
-"""The home page: what the site is and where to ask."""
+"""The public pages: what the site is, the consultation contacts, and the error pages."""
+from datetime import timedelta, timezone
+
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
+from ..display import mask_id_number
 from ..extensions import db
 from ..models import Region
 
 bp = Blueprint("home", __name__)
+BEIJING = timezone(timedelta(hours=8))
+
+ERRORS = {
+    400: ("请求无效", "页面已过期或请求不完整（例如缺少安全令牌），请返回后刷新页面再试。"),
+    403: ("没有权限", "您的账号没有访问此页面的权限。"),
+    404: ("未找到", "您要找的页面不存在，或您无权查看。"),
+    405: ("请求方式不允许", "此地址不接受这种请求方式。"),
+    409: ("操作冲突", "该档案已被他人处理或修改，请刷新后查看最新状态。"),
+    413: ("文件过大", "上传的文件超过大小上限，请压缩后重新上传。"),
+    415: ("无法预览", "该文件无法在页面中预览，请下载后查看。"),
+}
+
+
+def contacts():
+    """Return the regions that publish a consultation phone, in the notice's order."""
+    return db.session.scalars(select(Region).where(Region.phone.is_not(None)).order_by(Region.sort_order)).all()
 
 
 @bp.get("/")
 def index():
-    """Show what the platform is for and the consultation contacts."""
-    contacts = db.session.scalars(
-        select(Region).where(Region.phone.is_not(None)).order_by(Region.sort_order)).all()
-    return render_template("home/index.html", contacts=contacts)
+    """Show what the platform is for, how to take part and whom to ask."""
+    return render_template("home/index.html", contacts=contacts())
+
+
+@bp.get("/contacts")
+def contact_list():
+    """Show 朝财会〔2019〕127号 附件1: the consultation contacts of Chaoyang's accounting offices."""
+    return render_template("home/contacts.html", contacts=contacts())
+
+
+def error_page(error):
+    """Render an HTTP error in Chinese, revealing nothing about what was asked for."""
+    title, message = ERRORS.get(error.code, ("出错了", "请稍后再试。"))
+    return render_template("home/error.html", code=error.code, title=title, message=message), error.code
 
 
 @bp.after_app_request
@@ -24,3 +53,25 @@ def safe_headers(response):
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+@bp.app_template_filter("local_time")
+def local_time(moment):
+    """Render a UTC time as Beijing time."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+
+
+@bp.app_template_filter("filesize")
+def filesize(size):
+    """Render a byte count as KB or MB."""
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{max(1, round(size / 1024))} KB"
+
+
+@bp.app_template_filter("masked")
+def masked(id_number):
+    """Render an ID number with its middle hidden."""
+    return mask_id_number(id_number)

@@ -1,0 +1,125 @@
+"""The web forms (flask-wtf: every one carries a CSRF token); the services do the real validation."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from sqlalchemy import select
+from wtforms import (BooleanField, HiddenField, PasswordField, RadioField, SelectField,
+                     SelectMultipleField, StringField, TextAreaField)
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from .models import Region
+from .vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES
+
+
+def required(label: str):
+    """Return a DataRequired validator whose message names the field."""
+    return DataRequired(message=f"{label}：必填")
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something: only its CSRF token."""
+
+
+class ApplicantLoginForm(FlaskForm):
+    """Sign-in of an accounting person by own name and ID number."""
+
+    name = StringField("姓名", validators=[required("姓名"), Length(max=30)])
+    id_number = StringField("身份证号", validators=[required("身份证号"), Length(max=20)])
+    password = PasswordField("密码", validators=[Optional()],
+                             description="原系统登记人员首次登录时不填密码，登录后设置。")
+
+
+class StaffLoginForm(FlaskForm):
+    """Sign-in of finance-department staff by user name."""
+
+    username = StringField("用户名", validators=[required("用户名"), Length(max=64)])
+    password = PasswordField("密码", validators=[required("密码")])
+
+
+class PasswordMixin:
+    password = PasswordField("设置密码", validators=[required("密码")], description="至少8位，须同时包含字母和数字。")
+    password_confirm = PasswordField("确认密码", validators=[
+        required("确认密码"), EqualTo("password", message="确认密码：两次输入的密码不一致")])
+
+
+class RegisterForm(PasswordMixin, FlaskForm):
+    """Registration of a new accounting person."""
+
+    name = StringField("姓名", validators=[required("姓名"), Length(max=30)])
+    id_number = StringField("身份证号", validators=[required("身份证号"), Length(max=20)],
+                            description="18位居民身份证号码。")
+
+
+class SetPasswordForm(PasswordMixin, FlaskForm):
+    """A legacy person's first password."""
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """A list of checkboxes."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+def region_choices(session) -> dict[str, list[tuple[str, str]]]:
+    """Return the regions a person can belong to (the leaves of the tree), grouped by city."""
+    regions = session.scalars(select(Region).order_by(Region.sort_order, Region.id)).all()
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for region in regions:
+        if region.children:
+            continue
+        group = region.parent.name if region.parent and region.parent.parent else "辽宁省"
+        groups.setdefault(group, []).append((region.code, region.name))
+    return groups
+
+
+EMPTY = [("", "请选择")]
+
+
+class BasicInformationForm(FlaskForm):
+    """Every field of the dossier's basic information (辽财会〔2019〕116号 一、二)."""
+
+    name = StringField("姓名", validators=[required("姓名"), Length(max=30)])
+    phone = StringField("联系电话", validators=[Optional(), Length(max=32)], description="手机号或带区号的固定电话。")
+    education = SelectField("学历", choices=EMPTY + list(EDUCATION_LEVELS.items()), validators=[Optional()])
+    scope_category = RadioField("人员类别", choices=list(SCOPE_CATEGORIES.items()), validators=[Optional()])
+    job_types = MultiCheckboxField("会计工作岗位", choices=list(JOB_TYPES.items()), validators=[Optional()],
+                                   description="从事会计工作的人员选择所从事的工作（可多选）。")
+    employer_name = StringField("工作单位名称", validators=[Optional(), Length(max=128)])
+    employer_uscc = StringField("统一社会信用代码", validators=[Optional(), Length(max=20)],
+                                description="18位，见单位营业执照或登记证书；有此代码可不填组织机构代码。")
+    employer_org_code = StringField("组织机构代码", validators=[Optional(), Length(max=10)],
+                                    description="9位，如 12345678-9；尚未换发统一社会信用代码的单位填写。")
+    employer_region = SelectField("工作单位所在地区", validators=[Optional()],
+                                  description="按单位行政隶属关系选择；市直机关、企事业单位选“市本级”。")
+    household_region = SelectField("户籍所在地区", validators=[Optional()])
+    is_student = BooleanField("在校学生")
+    school_region = SelectField("学籍所在地区", validators=[Optional()], description="在校学生填写。")
+    qualification_level = SelectField("会计专业技术资格", choices=list(QUALIFICATION_LEVELS.items()),
+                                      validators=[Optional()])
+    qualification_certificate_number = StringField("资格证书编号", validators=[Optional(), Length(max=32)])
+    legacy_certificate_number = StringField("原会计从业资格证书编号", validators=[Optional(), Length(max=32)],
+                                            description="在原辽宁省财政会计事务系统登记过的人员填写。")
+
+    def bind_regions(self, session) -> None:
+        """Fill the three region lists from the database."""
+        choices = {"": EMPTY, **region_choices(session)}
+        for field in (self.employer_region, self.household_region, self.school_region):
+            field.choices = choices
+
+
+class UploadForm(FlaskForm):
+    """One file for one attachment slot."""
+
+    file = FileField("选择文件", description="PDF、JPEG 或 PNG；按文件内容识别格式。")
+    comment = StringField("说明", validators=[Optional(), Length(max=200)])
+
+
+class TransitionForm(FlaskForm):
+    """A workflow button with an optional or required comment, and the version it was based on."""
+
+    comment = TextAreaField("意见", validators=[Optional(), Length(max=2000)])
+    fields = MultiCheckboxField("有问题的项目", validators=[Optional()])
+    lock_version = HiddenField()

@@ -1,0 +1,62 @@
+"""The reviewer's queue (Plone's review worklist): submitted dossiers of the regions a reviewer covers."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from ..models import Dossier, Region, RoleAssignment, User, utcnow
+
+PAGE_SIZE = 50
+
+
+def covered_region_ids(session, user: User, role: str) -> set[int]:
+    """Return the ids of the regions where user holds role, and of every region below them."""
+    parents = dict(session.execute(select(Region.id, Region.parent_id)).all())
+    children: dict[int | None, list[int]] = {}
+    for region_id, parent_id in parents.items():
+        children.setdefault(parent_id, []).append(region_id)
+    roots = session.scalars(select(RoleAssignment.region_id).where(
+        RoleAssignment.user_id == user.id, RoleAssignment.role == role)).all()
+    covered, stack = set(), list(roots)
+    while stack:
+        region_id = stack.pop()
+        if region_id not in covered:
+            covered.add(region_id)
+            stack.extend(children.get(region_id, []))
+    return covered
+
+
+@dataclass
+class Worklist:
+    """One page of the queue, with the counts that drive its filters."""
+
+    dossiers: list[Dossier]
+    total: int
+    page: int
+    pages: int
+    counts_by_region: list[tuple[Region, int]]
+
+
+def reviewer_queue(session, user: User, *, state: str = "submitted", region_id: int | None = None,
+                   waited_days: int | None = None, page: int = 1) -> Worklist:
+    """Return a page of dossiers in state within user's review regions, the longest waiting first."""
+    covered = covered_region_ids(session, user, "reviewer")
+    scope = [Dossier.state == state, Dossier.region_id.in_(covered), Dossier.checked_in_at.is_(None)]
+    counts = dict(session.execute(
+        select(Dossier.region_id, func.count()).where(*scope).group_by(Dossier.region_id)).all())
+    if region_id is not None:
+        scope.append(Dossier.region_id == (region_id if region_id in covered else -1))
+    if waited_days:
+        scope.append(Dossier.state_changed_at <= utcnow() - timedelta(days=waited_days))
+    total = session.scalar(select(func.count()).select_from(Dossier).where(*scope))
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    dossiers = session.scalars(
+        select(Dossier).where(*scope).order_by(Dossier.state_changed_at, Dossier.id)
+        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
+        .options(selectinload(Dossier.person), selectinload(Dossier.region))).all()
+    regions = session.scalars(select(Region).where(Region.id.in_(counts)).order_by(Region.sort_order)).all()
+    return Worklist(dossiers, total, page, pages, [(region, counts[region.id]) for region in regions])

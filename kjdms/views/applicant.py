@@ -1,0 +1,217 @@
+"""The accounting person's own pages: status, basic information, printable form, documents, submit."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from ..backends import get_blob_store, get_config, get_workflow
+from ..display import field_value
+from ..extensions import db
+from ..forms import ActionForm, BasicInformationForm, TransitionForm, UploadForm
+from ..models import Dossier
+from ..permissions import PermissionDenied, can
+from ..printing import basic_information_form_pdf
+from ..services.attachments import add_attachment_version
+from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, dossier_is_complete, missing_items,
+                                 required_slots, update_basic_information)
+from ..services.lifecycle import fire_transition
+from ..services.transaction import ConflictError
+from ..services.working_copy import cancel_working_copy, changes, open_working_copy, start_working_copy
+from ..validators import ValidationError, ValidationErrors
+from ..vocabulary import ATTACHMENT_SLOTS
+from ..workflow import TransitionRefused
+from . import applicant_required, show_errors
+from .files import attachment_disposition
+
+bp = Blueprint("applicant", __name__, url_prefix="/me")
+CHINA = timezone(timedelta(hours=8))
+OWNER_TRANSITIONS = ("submit", "retract", "revise")
+
+
+def effective_dossier() -> Dossier:
+    """Return the signed-in person's effective dossier (404 once purged)."""
+    dossier = current_user.person.dossier
+    if dossier is None or dossier.state == "purged":
+        abort(404)
+    return dossier
+
+
+def working_dossier() -> Dossier:
+    """Return what the person is working on: the open working copy if any, else the dossier itself."""
+    dossier = effective_dossier()
+    return open_working_copy(db.session, dossier) or dossier
+
+
+@bp.get("/")
+@applicant_required
+def index():
+    """Show the dossier's state, what is missing, the history and the reviewers' comments."""
+    dossier = effective_dossier()
+    copy = open_working_copy(db.session, dossier)
+    working = copy or dossier
+    history = sorted(dossier.history + (copy.history if copy else []), key=lambda row: row.id, reverse=True)
+    return render_template(
+        "applicant/index.html", dossier=dossier, copy=copy, working=working, history=history,
+        missing=missing_items(working) if working.state == "draft" else [],
+        transitions=[t for t in get_workflow().available_transitions(working, {"owner"})
+                     if t.name in OWNER_TRANSITIONS],
+        changes=changes(copy) if copy else [], deadline=get_config().CONFIRMATION_DEADLINE,
+        workflow=get_workflow(), form=TransitionForm(), action_form=ActionForm(),
+    )
+
+
+def _form_data(dossier: Dossier) -> dict:
+    data = {field: getattr(dossier, field) for field in EDITABLE_FIELDS if field not in ("name", *REGION_FIELDS)}
+    data.update({field: getattr(dossier, field).code if getattr(dossier, field) else ""
+                 for field in REGION_FIELDS})
+    data["name"] = dossier.person.name
+    return data
+
+
+@bp.route("/edit", methods=["GET", "POST"])
+@applicant_required
+def edit():
+    """Fill in or change the basic information (in a working copy once the dossier is approved)."""
+    dossier = working_dossier()
+    editable = can(get_workflow(), current_user, "edit", dossier)
+    form = BasicInformationForm(data=_form_data(dossier))
+    form.bind_regions(db.session)
+    if dossier.is_working_copy:
+        form.name.render_kw = {"readonly": True}
+    if editable and form.validate_on_submit():
+        changes_wanted = {field: getattr(form, field).data for field in EDITABLE_FIELDS}
+        if dossier.is_working_copy:
+            changes_wanted.pop("name")  # the name stays with the person; a working copy does not change it
+        try:
+            changed = update_basic_information(db.session, get_workflow(), dossier, changes_wanted, current_user)
+        except ValidationErrors as errors:
+            show_errors(form, errors.errors)
+        except (PermissionDenied, ConflictError) as error:
+            flash(str(error), "danger")
+        else:
+            flash(f"已保存（修改了 {len(changed)} 项）。" if changed else "没有修改任何内容。", "success")
+            return redirect(url_for("applicant.index"))
+    elif request.method == "POST" and not editable:
+        abort(403)
+    status = 422 if request.method == "POST" else 200
+    return render_template("applicant/edit.html", form=form, dossier=dossier, editable=editable), status
+
+
+@bp.get("/form.pdf")
+@applicant_required
+def form_pdf():
+    """Download the printable basic-information form, to sign, have stamped and upload."""
+    dossier = working_dossier()
+    pdf = basic_information_form_pdf(dossier, generated_at=datetime.now(CHINA).replace(tzinfo=None))
+    response = make_response(pdf)
+    response.headers["Content-Type"] = "application/pdf"
+    response.headers["Content-Disposition"] = attachment_disposition(f"{dossier.number}-基本信息表.pdf",
+                                                                     f"{dossier.number}.pdf")
+    return response
+
+
+@bp.get("/documents")
+@applicant_required
+def documents():
+    """List the document slots, their versions, and an upload form for each."""
+    dossier = working_dossier()
+    return render_template(
+        "applicant/documents.html", dossier=dossier, slots=ATTACHMENT_SLOTS.values(),
+        required=set(required_slots(dossier)), form=UploadForm(),
+        can_upload=can(get_workflow(), current_user, "add_attachment", dossier),
+        max_mb=get_config().MAX_UPLOAD_BYTES // (1024 * 1024),
+    )
+
+
+@bp.post("/documents/<slot>")
+@applicant_required
+def upload(slot):
+    """Store an uploaded file as the newest version of slot."""
+    if slot not in ATTACHMENT_SLOTS:
+        abort(404)
+    dossier, form = working_dossier(), UploadForm()
+    if not form.validate_on_submit():
+        abort(400)
+    file = form.file.data
+    if not file or not file.filename:
+        flash("文件：请选择要上传的文件", "danger")
+        return redirect(url_for("applicant.documents"))
+    try:
+        version = add_attachment_version(
+            db.session, get_workflow(), get_blob_store(), dossier, slot, file.stream, current_user,
+            filename=file.filename, comment=form.comment.data, max_bytes=get_config().MAX_UPLOAD_BYTES)
+    except ValidationError as error:
+        flash(f"{ATTACHMENT_SLOTS[slot].title}：{error.message}", "danger")
+    except PermissionDenied:
+        abort(403)
+    except ConflictError as error:
+        flash(str(error), "danger")
+    else:
+        flash(f"{ATTACHMENT_SLOTS[slot].title}已上传（第 {version.number} 版）。", "success")
+    return redirect(url_for("applicant.documents"))
+
+
+@bp.post("/transition/<name>")
+@applicant_required
+def transition(name):
+    """Submit, retract or revise the working dossier."""
+    if name not in OWNER_TRANSITIONS:
+        abort(404)
+    dossier, form = working_dossier(), TransitionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        fire_transition(db.session, get_workflow(), dossier, name, current_user, form.comment.data,
+                        expected_version=int(form.lock_version.data) if form.lock_version.data else None)
+    except (TransitionRefused, ConflictError) as error:
+        flash(str(error), "danger")
+    else:
+        flash(f"已{get_workflow().definition.transitions[name].title}。", "success")
+    return redirect(url_for("applicant.index"))
+
+
+@bp.post("/change")
+@applicant_required
+def start_change():
+    """Start a working copy of the approved dossier, to change the information and have it reviewed."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        start_working_copy(db.session, get_workflow(), effective_dossier(), current_user)
+    except PermissionDenied as error:
+        flash(str(error), "danger")
+        return redirect(url_for("applicant.index"))
+    flash("已开始信息变更：审核确认前，原档案仍然有效。", "info")
+    return redirect(url_for("applicant.edit"))
+
+
+@bp.post("/change/cancel")
+@applicant_required
+def cancel_change():
+    """Drop the working copy while it is still a draft."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    copy = open_working_copy(db.session, effective_dossier())
+    if copy is None:
+        abort(404)
+    try:
+        cancel_working_copy(db.session, get_workflow(), copy, current_user)
+    except PermissionDenied as error:
+        flash(str(error), "danger")
+    else:
+        flash("已取消信息变更。", "info")
+    return redirect(url_for("applicant.index"))
+
+
+@bp.app_template_filter("field")
+def field_filter(dossier, field):
+    """Render a dossier field as Chinese text in templates."""
+    return field_value(dossier, field)
+
+
+@bp.app_context_processor
+def inject_completeness():
+    """Let templates ask whether a dossier could be submitted."""
+    return {"submittable": lambda dossier: dossier_is_complete(dossier) is None}

@@ -1,0 +1,72 @@
+"""Downloads and inline previews of attachment versions, for whoever may view the dossier."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import Blueprint, Response, abort
+from flask_login import current_user, login_required
+
+from ..backends import get_blob_store, get_workflow
+from ..extensions import db
+from ..imaging import PreviewUnavailable, pdf_first_page_png
+from ..models import AttachmentVersion
+from ..permissions import can
+
+bp = Blueprint("files", __name__, url_prefix="/files")
+EXTENSIONS = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
+
+
+def attachment_disposition(filename: str, fallback: str) -> str:
+    """Return a Content-Disposition that downloads as filename (UTF-8, RFC 6266) with an ASCII fallback."""
+    return f'attachment; filename="{fallback}"; filename*=UTF-8\'\'{quote(filename, safe="")}'
+
+
+def viewable_version(version_id: int) -> AttachmentVersion:
+    """Return the version if the current user may view its dossier; 404 otherwise, revealing nothing."""
+    version = db.session.get(AttachmentVersion, version_id)
+    if version is None or not can(get_workflow(), current_user, "view", version.attachment.dossier):
+        abort(404)
+    return version
+
+
+def _safe(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@bp.get("/<int:version_id>")
+@login_required
+def download(version_id):
+    """Send a version's content as a download under its original name."""
+    version = viewable_version(version_id)
+    data = get_blob_store().read(version.sha256, verify=True)
+    extension = EXTENSIONS.get(version.media_type, "")
+    slot_name = version.attachment.dossier.number + f"-{version.attachment.slot}-v{version.number}{extension}"
+    name = version.original_filename or slot_name
+    if not name.lower().endswith(extension):
+        name += extension
+    response = Response(data, mimetype=version.media_type)
+    response.headers["Content-Disposition"] = attachment_disposition(name, slot_name)
+    return _safe(response)
+
+
+@bp.get("/<int:version_id>/preview.png")
+@login_required
+def preview(version_id):
+    """Show a version inline: an image as it is, a PDF as its first page rendered to PNG."""
+    version = viewable_version(version_id)
+    data = get_blob_store().read(version.sha256, verify=True)
+    if version.media_type == "application/pdf":
+        try:
+            data, media_type = pdf_first_page_png(data), "image/png"
+        except PreviewUnavailable:
+            abort(415)
+    elif version.media_type in ("image/png", "image/jpeg"):
+        media_type = version.media_type
+    else:
+        abort(415)
+    response = Response(data, mimetype=media_type)
+    response.headers["Content-Disposition"] = "inline"
+    return _safe(response)
