@@ -18,6 +18,11 @@ def required(label: str):
     return DataRequired(message=f"{label}：必填")
 
 
+def at_most(label: str, length: int):
+    """Return a Length validator whose message names the field."""
+    return Length(max=length, message=f"{label}：不能超过{length}个字符")
+
+
 class ActionForm(FlaskForm):
     """A button that changes something: only its CSRF token."""
 
@@ -25,8 +30,8 @@ class ActionForm(FlaskForm):
 class ApplicantLoginForm(FlaskForm):
     """Sign-in of an accounting person by own name and ID number."""
 
-    name = StringField("姓名", validators=[required("姓名"), Length(max=30)])
-    id_number = StringField("身份证号", validators=[required("身份证号"), Length(max=20)])
+    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
+    id_number = StringField("身份证号", validators=[required("身份证号"), at_most("身份证号", 20)])
     password = PasswordField("密码", validators=[Optional()],
                              description="原系统登记人员首次登录时不填密码，登录后设置。")
 
@@ -34,7 +39,7 @@ class ApplicantLoginForm(FlaskForm):
 class StaffLoginForm(FlaskForm):
     """Sign-in of finance-department staff by user name."""
 
-    username = StringField("用户名", validators=[required("用户名"), Length(max=64)])
+    username = StringField("用户名", validators=[required("用户名"), at_most("用户名", 64)])
     password = PasswordField("密码", validators=[required("密码")])
 
 
@@ -47,8 +52,8 @@ class PasswordMixin:
 class RegisterForm(PasswordMixin, FlaskForm):
     """Registration of a new accounting person."""
 
-    name = StringField("姓名", validators=[required("姓名"), Length(max=30)])
-    id_number = StringField("身份证号", validators=[required("身份证号"), Length(max=20)],
+    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
+    id_number = StringField("身份证号", validators=[required("身份证号"), at_most("身份证号", 20)],
                             description="18位居民身份证号码。")
 
 
@@ -81,26 +86,30 @@ EMPTY = [("", "请选择")]
 class BasicInformationForm(FlaskForm):
     """Every field of the dossier's basic information (辽财会〔2019〕116号 一、二)."""
 
-    name = StringField("姓名", validators=[required("姓名"), Length(max=30)])
-    phone = StringField("联系电话", validators=[Optional(), Length(max=32)], description="手机号或带区号的固定电话。")
-    education = SelectField("学历", choices=EMPTY + list(EDUCATION_LEVELS.items()), validators=[Optional()])
-    scope_category = RadioField("人员类别", choices=list(SCOPE_CATEGORIES.items()), validators=[Optional()])
+    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
+    phone = StringField("联系电话", validators=[Optional(), at_most("联系电话", 32)], description="手机号或带区号的固定电话。")
+    education = SelectField("学历", choices=EMPTY + list(EDUCATION_LEVELS.items()), validators=[Optional()],
+                            validate_choice=False)
+    scope_category = RadioField("人员类别", choices=list(SCOPE_CATEGORIES.items()), validators=[Optional()],
+                                validate_choice=False)
     job_types = MultiCheckboxField("会计工作岗位", choices=list(JOB_TYPES.items()), validators=[Optional()],
+                                   validate_choice=False,
                                    description="从事会计工作的人员选择所从事的工作（可多选）。")
-    employer_name = StringField("工作单位名称", validators=[Optional(), Length(max=128)])
-    employer_uscc = StringField("统一社会信用代码", validators=[Optional(), Length(max=20)],
+    employer_name = StringField("工作单位名称", validators=[Optional(), at_most("工作单位名称", 128)])
+    employer_uscc = StringField("统一社会信用代码", validators=[Optional(), at_most("统一社会信用代码", 20)],
                                 description="18位，见单位营业执照或登记证书；有此代码可不填组织机构代码。")
-    employer_org_code = StringField("组织机构代码", validators=[Optional(), Length(max=10)],
+    employer_org_code = StringField("组织机构代码", validators=[Optional(), at_most("组织机构代码", 10)],
                                     description="9位，如 12345678-9；尚未换发统一社会信用代码的单位填写。")
-    employer_region = SelectField("工作单位所在地区", validators=[Optional()],
+    employer_region = SelectField("工作单位所在地区", validators=[Optional()], validate_choice=False,
                                   description="按单位行政隶属关系选择；市直机关、企事业单位选“市本级”。")
-    household_region = SelectField("户籍所在地区", validators=[Optional()])
+    household_region = SelectField("户籍所在地区", validators=[Optional()], validate_choice=False)
     is_student = BooleanField("在校学生")
-    school_region = SelectField("学籍所在地区", validators=[Optional()], description="在校学生填写。")
+    school_region = SelectField("学籍所在地区", validators=[Optional()], validate_choice=False,
+                                description="在校学生填写。")
     qualification_level = SelectField("会计专业技术资格", choices=list(QUALIFICATION_LEVELS.items()),
-                                      validators=[Optional()])
-    qualification_certificate_number = StringField("资格证书编号", validators=[Optional(), Length(max=32)])
-    legacy_certificate_number = StringField("原会计从业资格证书编号", validators=[Optional(), Length(max=32)],
+                                      validators=[Optional()], validate_choice=False)
+    qualification_certificate_number = StringField("资格证书编号", validators=[Optional(), at_most("资格证书编号", 32)])
+    legacy_certificate_number = StringField("原会计从业资格证书编号", validators=[Optional(), at_most("原会计从业资格证书编号", 32)],
                                             description="在原辽宁省财政会计事务系统登记过的人员填写。")
 
     def bind_regions(self, session) -> None:
@@ -114,12 +123,12 @@ class UploadForm(FlaskForm):
     """One file for one attachment slot."""
 
     file = FileField("选择文件", description="PDF、JPEG 或 PNG；按文件内容识别格式。")
-    comment = StringField("说明", validators=[Optional(), Length(max=200)])
+    comment = StringField("说明", validators=[Optional(), at_most("说明", 200)])
 
 
 class TransitionForm(FlaskForm):
     """A workflow button with an optional or required comment, and the version it was based on."""
 
-    comment = TextAreaField("意见", validators=[Optional(), Length(max=2000)])
-    fields = MultiCheckboxField("有问题的项目", validators=[Optional()])
+    comment = TextAreaField("意见", validators=[Optional(), at_most("意见", 2000)])
+    fields = MultiCheckboxField("有问题的项目", validators=[Optional()], validate_choice=False)
     lock_version = HiddenField()

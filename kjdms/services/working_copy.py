@@ -44,6 +44,7 @@ def start_working_copy(session, workflow: WorkflowEngine, baseline: Dossier, act
     with committing(session):
         copy = Dossier(person=baseline.person, baseline=baseline, state=workflow.definition.initial_state,
                        **{field: getattr(baseline, field) for field in COPIED_FIELDS})
+        session.add(copy)
         for attachment in baseline.attachments:
             current = attachment.current
             # The same blob, referenced again: a working copy costs no storage until something changes.
@@ -51,7 +52,6 @@ def start_working_copy(session, workflow: WorkflowEngine, baseline: Dossier, act
                 number=1, sha256=current.sha256, size=current.size, media_type=current.media_type,
                 original_filename=current.original_filename, uploaded_by_id=current.uploaded_by_id,
                 uploaded_at=current.uploaded_at, comment=current.comment)]))
-        session.add(copy)
         session.flush()
         audit.record(session, actor, "dossier.checkout", "dossier", baseline.id, working_copy=copy.id)
     return copy
