@@ -68,19 +68,19 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-def region_choices(session) -> dict[str, list[tuple[str, str]]]:
+def region_choices(session) -> dict[str, dict[str, str]]:
     """Return the regions a person can belong to (the leaves of the tree), grouped by city."""
     regions = session.scalars(select(Region).order_by(Region.sort_order, Region.id)).all()
-    groups: dict[str, list[tuple[str, str]]] = {}
+    groups: dict[str, dict[str, str]] = {}
     for region in regions:
         if region.children:
             continue
         group = region.parent.name if region.parent and region.parent.parent else "辽宁省"
-        groups.setdefault(group, []).append((region.code, region.name))
+        groups.setdefault(group, {})[region.code] = region.name
     return groups
 
 
-EMPTY = [("", "请选择")]
+EMPTY = {"": "请选择"}
 
 
 class BasicInformationForm(FlaskForm):
@@ -88,11 +88,11 @@ class BasicInformationForm(FlaskForm):
 
     name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
     phone = StringField("联系电话", validators=[Optional(), at_most("联系电话", 32)], description="手机号或带区号的固定电话。")
-    education = SelectField("学历", choices=EMPTY + list(EDUCATION_LEVELS.items()), validators=[Optional()],
+    education = SelectField("学历", choices={**EMPTY, **EDUCATION_LEVELS}, validators=[Optional()],
                             validate_choice=False)
-    scope_category = RadioField("人员类别", choices=list(SCOPE_CATEGORIES.items()), validators=[Optional()],
+    scope_category = RadioField("人员类别", choices=SCOPE_CATEGORIES, validators=[Optional()],
                                 validate_choice=False)
-    job_types = MultiCheckboxField("会计工作岗位", choices=list(JOB_TYPES.items()), validators=[Optional()],
+    job_types = MultiCheckboxField("会计工作岗位", choices=JOB_TYPES, validators=[Optional()],
                                    validate_choice=False,
                                    description="从事会计工作的人员选择所从事的工作（可多选）。")
     employer_name = StringField("工作单位名称", validators=[Optional(), at_most("工作单位名称", 128)])
@@ -106,7 +106,7 @@ class BasicInformationForm(FlaskForm):
     is_student = BooleanField("在校学生")
     school_region = SelectField("学籍所在地区", validators=[Optional()], validate_choice=False,
                                 description="在校学生填写。")
-    qualification_level = SelectField("会计专业技术资格", choices=list(QUALIFICATION_LEVELS.items()),
+    qualification_level = SelectField("会计专业技术资格", choices=QUALIFICATION_LEVELS,
                                       validators=[Optional()], validate_choice=False)
     qualification_certificate_number = StringField("资格证书编号", validators=[Optional(), at_most("资格证书编号", 32)])
     legacy_certificate_number = StringField("原会计从业资格证书编号", validators=[Optional(), at_most("原会计从业资格证书编号", 32)],
@@ -114,7 +114,7 @@ class BasicInformationForm(FlaskForm):
 
     def bind_regions(self, session) -> None:
         """Fill the three region lists from the database."""
-        choices = {"": EMPTY, **region_choices(session)}
+        choices = {**EMPTY, **region_choices(session)}
         for field in (self.employer_region, self.household_region, self.school_region):
             field.choices = choices
 

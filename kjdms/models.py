@@ -131,6 +131,7 @@ class Person(db.Model):
 
 ONE_EFFECTIVE_DOSSIER = text("baseline_id IS NULL")
 ONE_OPEN_WORKING_COPY = text("baseline_id IS NOT NULL AND checked_in_at IS NULL")
+NOT_CHECKED_IN = text("checked_in_at IS NULL")
 
 
 class Dossier(db.Model):
@@ -147,6 +148,9 @@ class Dossier(db.Model):
         Index("uq_dossiers_open_working_copy", "baseline_id", unique=True,
               sqlite_where=ONE_OPEN_WORKING_COPY, postgresql_where=ONE_OPEN_WORKING_COPY),
         Index("ix_dossiers_state_changed", "state", "state_changed_at"),
+        # The reviewer's queue: counts per region and pages by waiting time, without reading the table.
+        Index("ix_dossiers_queue", "state", "region_id", "state_changed_at",
+              sqlite_where=NOT_CHECKED_IN, postgresql_where=NOT_CHECKED_IN),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)

@@ -49,4 +49,7 @@ ensure_venv() {
 # fonts-wqy-microhei: the CJK font embedded in the printed basic-information form (kjdms.printing).
 RUNTIME_PACKAGES=(libmagic1 fonts-wqy-microhei)
 # And those its tests need besides.
-TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}")
+# tesseract-ocr-chi-sim: OCR of scans (kjdms.extraction); it only recommends tesseract-ocr, which
+# --no-install-recommends skips, so the engine is named too.
+# chromium: the browser tests/e2e drives through Playwright (executable_path=/usr/bin/chromium).
+TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}" tesseract-ocr tesseract-ocr-chi-sim chromium)

@@ -139,3 +139,29 @@ def people(app):
         "archivist": staff("archivist_chaoyang", "archivist", "211300"),
         "administrator": staff("admin", "administrator", "210000"),
     }
+
+
+@pytest.fixture
+def client(app):
+    """An anonymous browser (replaces pytest-flask's: each request gets its own application context)."""
+    from tests.webclient import WebClient
+
+    app.test_client_class = WebClient
+    return app.test_client()
+
+
+@pytest.fixture
+def browser(app):
+    """Return a function that opens another anonymous browser, for several people at once."""
+    from tests.webclient import WebClient
+
+    app.test_client_class = WebClient
+    return app.test_client
+
+
+@pytest.fixture
+def auth(browser, people):
+    """Return a function that opens a browser signed in as people[role], or as the user given."""
+    def sign_in(who):
+        return browser().enter_as(people[who] if isinstance(who, str) else who)
+    return sign_in

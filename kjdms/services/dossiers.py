@@ -37,6 +37,12 @@ LABELS = {
     "qualification_certificate_number": "资格证书编号",
     "legacy_certificate_number": "原会计从业资格证书编号",
 }
+# The dossier's own fields (the name and ID number belong to the person), as a working copy carries them.
+DOSSIER_FIELDS = (
+    "phone", "education", "scope_category", "job_types", "employer_name", "employer_uscc",
+    "employer_org_code", "employer_region_id", "household_region_id", "is_student", "school_region_id",
+    "qualification_level", "qualification_certificate_number", "legacy_certificate_number", "region_id",
+)
 EDITABLE_FIELDS = tuple(field for field in LABELS if field not in ("id_number", "sex", "birth_date"))
 REGION_FIELDS = ("employer_region", "household_region", "school_region")
 
@@ -267,7 +273,18 @@ def missing_items(dossier: Dossier) -> list[str]:
         attachment = dossier.attachment(slot)
         if attachment is None or attachment.current is None:
             missing.append(ATTACHMENT_SLOTS[slot].title)
+    if dossier.is_working_copy and _needs_new_signed_form(dossier):
+        missing.append("按变更后信息重新打印、签字盖章的基本信息表")
     return missing
+
+
+def _needs_new_signed_form(copy: Dossier) -> bool:
+    """Tell whether a working copy changes fields but still carries the form signed for the old ones."""
+    baseline = copy.baseline
+    if all(getattr(copy, field) == getattr(baseline, field) for field in DOSSIER_FIELDS):
+        return False
+    new, old = copy.attachment("basic_info_form"), baseline.attachment("basic_info_form")
+    return bool(new and new.current and old and old.current and new.current.sha256 == old.current.sha256)
 
 
 def dossier_is_complete(dossier: Dossier) -> str | None:

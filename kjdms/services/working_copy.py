@@ -11,19 +11,13 @@ from ..permissions import Actor, PermissionDenied, roles_on
 from ..vocabulary import ATTACHMENT_SLOTS, OWNER_ROLE
 from ..workflow import WorkflowEngine
 from . import audit
-from .dossiers import LABELS
+from .dossiers import DOSSIER_FIELDS, LABELS
 from .transaction import committing
 
 PERSON_FIELDS = ("name", "id_number", "sex", "birth_date")
 
 # The state whose dossier is the effective one; approving a working copy checks it in.
 EFFECTIVE_STATE = "approved"
-# What a working copy carries and hands back; the name and ID number stay on the person.
-COPIED_FIELDS = (
-    "phone", "education", "scope_category", "job_types", "employer_name", "employer_uscc",
-    "employer_org_code", "employer_region_id", "household_region_id", "is_student", "school_region_id",
-    "qualification_level", "qualification_certificate_number", "legacy_certificate_number", "region_id",
-)
 
 
 def open_working_copy(session, baseline: Dossier) -> Dossier | None:
@@ -43,7 +37,7 @@ def start_working_copy(session, workflow: WorkflowEngine, baseline: Dossier, act
         return existing
     with committing(session):
         copy = Dossier(person=baseline.person, baseline=baseline, state=workflow.definition.initial_state,
-                       **{field: getattr(baseline, field) for field in COPIED_FIELDS})
+                       **{field: getattr(baseline, field) for field in DOSSIER_FIELDS})
         session.add(copy)
         for attachment in baseline.attachments:
             current = attachment.current
@@ -71,7 +65,7 @@ def cancel_working_copy(session, workflow: WorkflowEngine, copy: Dossier, actor:
 def check_in(session, copy: Dossier, actor: Actor) -> None:
     """Hand the approved working copy's content to its baseline, in the caller's transaction."""
     baseline = copy.baseline
-    for field in COPIED_FIELDS:
+    for field in DOSSIER_FIELDS:
         setattr(baseline, field, getattr(copy, field))
     changed_slots = []
     for attachment in copy.attachments:

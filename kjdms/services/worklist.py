@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import selectinload
 
 from ..models import Dossier, Region, RoleAssignment, User, utcnow
@@ -45,13 +45,17 @@ def reviewer_queue(session, user: User, *, state: str = "submitted", region_id: 
     """Return a page of dossiers in state within user's review regions, the longest waiting first."""
     covered = covered_region_ids(session, user, "reviewer")
     scope = [Dossier.state == state, Dossier.region_id.in_(covered), Dossier.checked_in_at.is_(None)]
-    counts = dict(session.execute(
-        select(Dossier.region_id, func.count()).where(*scope).group_by(Dossier.region_id)).all())
+    waited = Dossier.state_changed_at <= utcnow() - timedelta(days=waited_days) if waited_days else None
+    # One grouped pass gives the per-region counts for the filter and the total of the page's filter.
+    matching = func.sum(case((waited, 1), else_=0)) if waited is not None else func.count()
+    rows = session.execute(select(Dossier.region_id, func.count(), matching).where(*scope)
+                           .group_by(Dossier.region_id)).all()
+    counts = {row_region: count for row_region, count, _ in rows}
+    total = sum(int(match or 0) for row_region, _, match in rows if region_id in (None, row_region))
     if region_id is not None:
         scope.append(Dossier.region_id == (region_id if region_id in covered else -1))
-    if waited_days:
-        scope.append(Dossier.state_changed_at <= utcnow() - timedelta(days=waited_days))
-    total = session.scalar(select(func.count()).select_from(Dossier).where(*scope))
+    if waited is not None:
+        scope.append(waited)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, page), pages)
     dossiers = session.scalars(

@@ -13,7 +13,7 @@ from ..forms import ActionForm, BasicInformationForm, TransitionForm, UploadForm
 from ..models import Dossier
 from ..permissions import PermissionDenied, can
 from ..printing import basic_information_form_pdf
-from ..services.attachments import add_attachment_version
+from ..services.attachments import add_attachment_version, size_label
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, dossier_is_complete, missing_items,
                                  required_slots, update_basic_information)
 from ..services.lifecycle import fire_transition
@@ -51,9 +51,13 @@ def index():
     dossier = effective_dossier()
     copy = open_working_copy(db.session, dossier)
     working = copy or dossier
-    history = sorted(dossier.history + (copy.history if copy else []), key=lambda row: row.id, reverse=True)
+    # Checked-in working copies too: the reviewers' comments on earlier changes stay readable.
+    history = sorted((row for record in dossier.person.dossiers for row in record.history),
+                     key=lambda row: row.id, reverse=True)
+    rejection = next((row for row in working.history[::-1] if row.action == "reject"), None)
     return render_template(
         "applicant/index.html", dossier=dossier, copy=copy, working=working, history=history,
+        rejection=rejection if working.state == "rejected" else None,
         missing=missing_items(working) if working.state == "draft" else [],
         transitions=[t for t in get_workflow().available_transitions(working, {"owner"})
                      if t.name in OWNER_TRANSITIONS],
@@ -121,7 +125,7 @@ def documents():
         "applicant/documents.html", dossier=dossier, slots=ATTACHMENT_SLOTS.values(),
         required=set(required_slots(dossier)), form=UploadForm(),
         can_upload=can(get_workflow(), current_user, "add_attachment", dossier),
-        max_mb=get_config().MAX_UPLOAD_BYTES // (1024 * 1024),
+        max_size=size_label(get_config().MAX_UPLOAD_BYTES),
     )
 
 
@@ -160,7 +164,7 @@ def transition(name):
     if name not in OWNER_TRANSITIONS:
         abort(404)
     dossier, form = working_dossier(), TransitionForm()
-    if not form.validate_on_submit():
+    if not form.validate_on_submit() or not (form.lock_version.data or "0").isdigit():
         abort(400)
     try:
         fire_transition(db.session, get_workflow(), dossier, name, current_user, form.comment.data,

@@ -29,6 +29,8 @@ def safe_next(default: str) -> str:
     parts = urlsplit(target)
     if not target.startswith("/") or target.startswith("//") or parts.scheme or parts.netloc or "\\" in target:
         return default
+    if not target.isprintable():
+        return default  # a newline cannot go into the Location header: it would fail after signing in
     return target
 
 
@@ -126,8 +128,10 @@ def register():
         except ValidationErrors as errors:
             show_errors(form, errors.errors)
         else:
+            response = _sign_in(dossier.person.user, dossier.person.id_number)
+            # After _sign_in: it starts a fresh session, which would drop a message flashed before.
             flash("注册成功，请填写基本信息。", "success")
-            return _sign_in(dossier.person.user, dossier.person.id_number)
+            return response
     return render_template("auth/register.html", form=form), 200 if request.method == "GET" else 422
 
 
@@ -146,4 +150,5 @@ def logout():
 @bp.app_context_processor
 def inject_logout_form():
     """Give every page the sign-out button's form."""
-    return {"logout_form": ActionForm() if current_user.is_authenticated else None}
+    # Not bound to the request: the 413 page must render without reading the oversize body again.
+    return {"logout_form": ActionForm(formdata=None) if current_user.is_authenticated else None}

@@ -52,7 +52,7 @@ def reviewable(dossier_id: int) -> Dossier:
 
 def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool = False, status: int = 200):
     form = form or TransitionForm(lock_version=dossier.lock_version)
-    form.fields.choices = list(REJECTABLE_FIELDS.items())
+    form.fields.choices = REJECTABLE_FIELDS
     workflow = get_workflow()
     roles = roles_on(current_user, dossier)
     return render_template(
@@ -88,8 +88,11 @@ def decide(dossier_id, name):
     """Approve, or reject with a reason; a decision based on a stale page is refused as a conflict."""
     record = reviewable(dossier_id)
     form = TransitionForm()
-    form.fields.choices = list(REJECTABLE_FIELDS.items())
+    form.fields.choices = REJECTABLE_FIELDS
     if not form.validate_on_submit() or not (form.lock_version.data or "").isdigit():
+        abort(400)
+    # The page offers only these markers; any other value was not sent by it.
+    if any(field not in REJECTABLE_FIELDS for field in form.fields.data or ()):
         abort(400)
     comment = (form.comment.data or "").strip()
     if name == "reject" and form.fields.data and comment:

@@ -66,10 +66,14 @@ def test_approval_checks_the_copy_in_and_keeps_both_histories(app, workflow, blo
         fire_transition(db.session, workflow, db.session.get(Dossier, copy.id), "archive", people["archivist"])
 
 
-def test_a_rejected_copy_leaves_the_baseline_alone(app, workflow, people, approved):
+def test_a_rejected_copy_leaves_the_baseline_alone(app, workflow, blobs, people, approved):
     owner, reviewer = people["owner"], people["reviewer"]
     copy = start_working_copy(db.session, workflow, approved, owner)
     update_basic_information(db.session, workflow, copy, {"phone": "13900000000"}, owner)
+    with pytest.raises(TransitionRefused, match="重新打印、签字盖章的基本信息表"):
+        fire_transition(db.session, workflow, copy, "submit", owner)
+    add_attachment_version(db.session, workflow, blobs, copy, "basic_info_form",
+                           sample_pdf("signed again"), owner, filename="新表.pdf")
     fire_transition(db.session, workflow, copy, "submit", owner)
     fire_transition(db.session, workflow, copy, "reject", reviewer, "电话号码无法接通")
     db.session.expire_all()

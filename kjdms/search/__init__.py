@@ -1,0 +1,1 @@
+"""Full-text search: the index protocol, the Whoosh backend and the Chinese analysis."""

@@ -1,0 +1,108 @@
+"""Fixtures for browser tests: a live server on a copy of the migrated database, chromium, a camera."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from kjdms import create_app
+from kjdms.config import PROJECT_ROOT
+from kjdms.extensions import db
+from tests.conftest import make_config
+from tests.helpers import staff
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Checked to work here (ARCHITECTURE.md): no sandbox in containers, no GPU, nothing fetched from the internet.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "e2e"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+REVIEWER = "reviewer_shuangta"
+
+
+@dataclass
+class Site:
+    """A kjdms instance served over HTTP for the browser."""
+
+    app: Flask
+    url: str
+
+
+@pytest.fixture
+def site(tmp_path, sqlite_template):
+    """Serve a fresh application (SQLite copy of the migrated template) on a free 127.0.0.1 port."""
+    shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
+    app = create_app(make_config(tmp_path))
+    with app.app_context():
+        staff(REVIEWER, "reviewer", "211302")
+        db.session.remove()
+    # One log line per request drowns the useful part of a failure report.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # Threaded, like waitress in production: the page and its stylesheet and previews load at once.
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="kjdms-e2e-server", daemon=True)
+    thread.start()
+    try:
+        yield Site(app=app, url=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium under Playwright; skipped when it is not installed, except in CI, where that fails."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is not installed (Debian package chromium; scripts/bootstrap.sh TEST_PACKAGES)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Camera:
+    """Take a full-page screenshot of each page visited, numbered in the order taken."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.taken = folder, []
+
+    def shoot(self, page, name: str, viewport: dict | None = None) -> Path:
+        """Save page as NN-name.png, at viewport if given (then back to the page's own size)."""
+        path = self.folder / f"{len(self.taken) + 1:02d}-{name}.png"
+        previous = page.viewport_size
+        if viewport:
+            page.set_viewport_size(viewport)
+        # Lazy previews below the fold would be blank in a full-page shot: load them all first.
+        page.evaluate("""() => Promise.all([...document.images].map(img => {
+            img.loading = 'eager';
+            return img.complete ? null : new Promise(done => { img.onload = img.onerror = done; });
+        }))""")
+        page.screenshot(path=str(path), full_page=True)
+        if viewport:
+            page.set_viewport_size(previous)
+        self.taken.append(path)
+        return path
+
+
+@pytest.fixture
+def camera():
+    """A Camera writing into test-artifacts/e2e/, emptied first so no stale screenshot misleads."""
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return Camera(ARTIFACTS)
