@@ -17,7 +17,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .backends import Backends, make_blob_store
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
-    from .views import applicant, auth, files, home, review
+    from .views import applicant, auth, files, filters, home, review
 
     config = config or Config()
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["kjdms"] = Backends(
         config=config, blobs=make_blob_store(config), workflow=build_workflow(config.WORKFLOW_FILE)
     )
-    for module in (home, auth, applicant, files, review):
+    for module in (home, filters, auth, applicant, files, review):
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)

@@ -51,6 +51,8 @@ class Config:
         self.SECRET_KEY = get("SECRET_KEY") or read_or_create_key(self.STORAGE_DIR / "secret_key")
         # A key of its own for hashing ID numbers (tombstones): rotating the session key must not orphan them.
         self.ID_HASH_KEY = get("ID_HASH_KEY") or read_or_create_key(self.STORAGE_DIR / "id_hash_key")
+        # Behind HTTPS, send the session cookie only over it.
+        self.SECURE_COOKIES = str(get("SECURE_COOKIES", "0")).lower() in ("1", "true", "yes")
         self.TESTING = bool(overrides.get("TESTING", False))
 
     def flask_settings(self) -> dict:
@@ -62,6 +64,7 @@ class Config:
             "MAX_CONTENT_LENGTH": self.MAX_UPLOAD_BYTES + 64 * 1024,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.SECURE_COOKIES,
             "TESTING": self.TESTING,
             "KJDMS": self,
         }

@@ -17,6 +17,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """Return moment as an aware UTC time (SQLite hands stored times back naive)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
 class Region(db.Model):
     """A node of the region tree: province, city, county office or special unit."""
 

@@ -1,21 +1,20 @@
 """The accounting person's own pages: status, basic information, printable form, documents, submit."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..backends import get_blob_store, get_config, get_workflow
-from ..display import field_value
 from ..extensions import db
 from ..forms import ActionForm, BasicInformationForm, TransitionForm, UploadForm
 from ..models import Dossier
 from ..permissions import PermissionDenied, can
 from ..printing import basic_information_form_pdf
 from ..services.attachments import add_attachment_version, size_label
-from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, dossier_is_complete, missing_items,
-                                 required_slots, update_basic_information)
+from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
+                                 update_basic_information)
 from ..services.lifecycle import fire_transition
 from ..services.transaction import ConflictError
 from ..services.working_copy import cancel_working_copy, changes, open_working_copy, start_working_copy
@@ -24,9 +23,9 @@ from ..vocabulary import ATTACHMENT_SLOTS
 from ..workflow import TransitionRefused
 from . import applicant_required, show_errors
 from .files import attachment_disposition
+from .filters import BEIJING
 
 bp = Blueprint("applicant", __name__, url_prefix="/me")
-CHINA = timezone(timedelta(hours=8))
 OWNER_TRANSITIONS = ("submit", "retract", "revise")
 
 
@@ -108,7 +107,7 @@ def edit():
 def form_pdf():
     """Download the printable basic-information form, to sign, have stamped and upload."""
     dossier = working_dossier()
-    pdf = basic_information_form_pdf(dossier, generated_at=datetime.now(CHINA).replace(tzinfo=None))
+    pdf = basic_information_form_pdf(dossier, generated_at=datetime.now(BEIJING).replace(tzinfo=None))
     response = make_response(pdf)
     response.headers["Content-Type"] = "application/pdf"
     response.headers["Content-Disposition"] = attachment_disposition(f"{dossier.number}-基本信息表.pdf",
@@ -207,15 +206,3 @@ def cancel_change():
     else:
         flash("已取消信息变更。", "info")
     return redirect(url_for("applicant.index"))
-
-
-@bp.app_template_filter("field")
-def field_filter(dossier, field):
-    """Render a dossier field as Chinese text in templates."""
-    return field_value(dossier, field)
-
-
-@bp.app_context_processor
-def inject_completeness():
-    """Let templates ask whether a dossier could be submitted."""
-    return {"submittable": lambda dossier: dossier_is_complete(dossier) is None}

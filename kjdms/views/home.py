@@ -1,15 +1,11 @@
 """The public pages: what the site is, the consultation contacts, and the error pages."""
-from datetime import timedelta, timezone
-
 from flask import Blueprint, render_template
 from sqlalchemy import select
 
-from ..display import mask_id_number
 from ..extensions import db
 from ..models import Region
 
 bp = Blueprint("home", __name__)
-BEIJING = timezone(timedelta(hours=8))
 
 ERRORS = {
     400: ("请求无效", "页面已过期或请求不完整（例如缺少安全令牌），请返回后刷新页面再试。"),
@@ -53,25 +49,3 @@ def safe_headers(response):
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Cache-Control", "no-store")
     return response
-
-
-@bp.app_template_filter("local_time")
-def local_time(moment):
-    """Render a UTC time as Beijing time."""
-    if moment is None:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
-
-
-@bp.app_template_filter("filesize")
-def filesize(size):
-    """Render a byte count as KB or MB."""
-    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{max(1, round(size / 1024))} KB"
-
-
-@bp.app_template_filter("masked")
-def masked(id_number):
-    """Render an ID number with its middle hidden."""
-    return mask_id_number(id_number)

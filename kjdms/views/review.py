@@ -7,7 +7,7 @@ from flask_login import current_user
 from ..backends import get_workflow
 from ..extensions import db
 from ..forms import ActionForm, TransitionForm
-from ..models import Dossier, Region, utcnow
+from ..models import Dossier, utcnow
 from ..permissions import can, roles_on
 from ..services import audit
 from ..services.dossiers import LABELS
@@ -116,24 +116,5 @@ def decide(dossier_id, name):
 
 
 def _keep_typed(form: TransitionForm, dossier_id: int) -> TransitionForm:
-    kept = TransitionForm(formdata=None, comment=form.comment.data, fields=form.fields.data,
+    return TransitionForm(formdata=None, comment=form.comment.data, fields=form.fields.data,
                           lock_version=db.session.get(Dossier, dossier_id).lock_version)
-    return kept
-
-
-@bp.app_template_filter("waiting")
-def waiting_filter(since):
-    """Render how long ago since was, in days and hours."""
-    if since is None:
-        return ""
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=utcnow().tzinfo)
-    hours = int((utcnow() - since).total_seconds() // 3600)
-    return f"{hours // 24}天{hours % 24}小时" if hours >= 24 else f"{hours}小时"
-
-
-@bp.app_template_global()
-def region_name(region_id):
-    """Return a region's name for the filter links."""
-    region = db.session.get(Region, region_id) if region_id else None
-    return region.name if region else ""

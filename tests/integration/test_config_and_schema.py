@@ -83,3 +83,10 @@ def test_upgrading_from_the_first_schema_keeps_existing_dossiers(tmp_path):
         assert str(row.state_changed_at).startswith("2019-05-02 09:30:00") and row.baseline_id is None
         db.session.remove()
         db.engine.dispose()
+
+
+def test_secure_cookies_are_a_setting_for_deployments_behind_https(tmp_path):
+    plain = Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path)}).flask_settings()
+    secure = Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path), "KJDMS_SECURE_COOKIES": "1"}).flask_settings()
+    assert (plain["SESSION_COOKIE_SECURE"], secure["SESSION_COOKIE_SECURE"]) == (False, True)
+    assert secure["SESSION_COOKIE_HTTPONLY"] and secure["SESSION_COOKIE_SAMESITE"] == "Lax"
