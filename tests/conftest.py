@@ -165,3 +165,15 @@ def auth(browser, people):
     def sign_in(who):
         return browser().enter_as(people[who] if isinstance(who, str) else who)
     return sign_in
+
+
+STAFF_ROLES = ("reviewer", "city_reviewer", "other_reviewer", "credit_officer", "archivist", "administrator")
+
+
+@pytest.fixture
+def visitors(browser, auth, site):
+    """A browser for everyone in the test module's site: anonymous, each applicant, each staff role, signed in."""
+    everyone = {"anonymous": browser()}
+    everyone.update({name: browser().enter_as(user) for name, user in site["persons"].items()})
+    everyone.update({role: auth(role) for role in STAFF_ROLES})
+    return everyone

@@ -4,22 +4,12 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from tests.webclient import APPLICANT_PAGES, POST_ONLY, build_site, database_snapshot, every_get_path, text
 
-STAFF_ROLES = ("reviewer", "city_reviewer", "other_reviewer", "credit_officer", "archivist", "administrator")
 APPLICANTS = ("欧阳明月", "张伟", "李四")
 
 
 @pytest.fixture
 def site(people, workflow, blobs):
     return build_site(people, workflow, blobs)
-
-
-@pytest.fixture
-def visitors(browser, auth, site):
-    """A browser for everyone: anonymous, each applicant, each staff role, all signed in before anything is read."""
-    everyone = {"anonymous": browser()}
-    everyone.update({name: browser().enter_as(user) for name, user in site["persons"].items()})
-    everyone.update({role: auth(role) for role in STAFF_ROLES})
-    return everyone
 
 
 def test_no_get_writes_anything_and_no_page_fails(visitors, site):

@@ -13,21 +13,12 @@ KNOWN_BODY = "21130219880808123"
 KNOWN_ID_NUMBER = KNOWN_BODY + id_number_check_digit(KNOWN_BODY)
 MASKED = KNOWN_ID_NUMBER[:4] + "*" * 10 + KNOWN_ID_NUMBER[-4:]
 OWN_PAGES = ("/me/", "/me/edit")
-STAFF_ROLES = ("reviewer", "city_reviewer", "other_reviewer", "credit_officer", "archivist", "administrator")
 
 
 @pytest.fixture(params=STAGES)
 def site(request, people, workflow, blobs):
     """The site with 欧阳明月 (ID number KNOWN_ID_NUMBER) at each stage of the workflow in turn."""
     return build_site(people, workflow, blobs, stage=request.param, id_number=KNOWN_ID_NUMBER)
-
-
-@pytest.fixture
-def visitors(browser, auth, site):
-    everyone = {"anonymous": browser()}
-    everyone.update({name: browser().enter_as(user) for name, user in site["persons"].items()})
-    everyone.update({role: auth(role) for role in STAFF_ROLES})
-    return everyone
 
 
 def test_the_mask_keeps_four_characters_at_each_end():
