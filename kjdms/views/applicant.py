@@ -136,7 +136,11 @@ def upload(slot):
         abort(404)
     dossier, form = working_dossier(), UploadForm()
     if not form.validate_on_submit():
-        abort(400)
+        # CSRF is checked before any view; what fails here is a field, e.g. an over-long comment.
+        for messages in form.errors.values():
+            for message in messages:
+                flash(f"{ATTACHMENT_SLOTS[slot].title}：{message}", "danger")
+        return redirect(url_for("applicant.documents"))
     file = form.file.data
     if not file or not file.filename:
         flash("文件：请选择要上传的文件", "danger")

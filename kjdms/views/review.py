@@ -89,8 +89,10 @@ def decide(dossier_id, name):
     record = reviewable(dossier_id)
     form = TransitionForm()
     form.fields.choices = REJECTABLE_FIELDS
-    if not form.validate_on_submit() or not (form.lock_version.data or "").isdigit():
+    if not (form.lock_version.data or "").isdigit():
         abort(400)
+    if not form.validate_on_submit():
+        return _render(record, form=form, status=422)  # a field failed, e.g. an over-long comment
     # The page offers only these markers; any other value was not sent by it.
     if any(field not in REJECTABLE_FIELDS for field in form.fields.data or ()):
         abort(400)

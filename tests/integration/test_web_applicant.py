@@ -247,6 +247,14 @@ class TestDocuments:
     def test_an_unknown_slot_is_not_found(self, auth):
         assert auth("owner").upload("passport", sample_pdf(), "passport.pdf").status_code == 404
 
+    def test_an_over_long_comment_is_refused_naming_the_field(self, auth, people):
+        browser = auth("owner")
+        before = database_snapshot()
+        response = browser.upload("other", sample_pdf(), "other.pdf", comment="说" * 201)
+        assert response.status_code == 302
+        assert "其他材料：说明：不能超过200个字符" in text(browser.get("/me/documents"))
+        assert database_snapshot() == before
+
     def test_uploads_are_refused_once_submitted(self, auth, people, workflow, blobs):
         upload_required(workflow, blobs, people["dossier"], people["owner"])
         fire_transition(db.session, workflow, people["dossier"], "submit", people["owner"])

@@ -216,6 +216,14 @@ class TestApprove:
 
 
 class TestReject:
+    def test_an_over_long_reason_is_refused_naming_the_field(self, auth, queue):
+        browser = auth("reviewer")
+        before = database_snapshot()
+        response = decide(browser, queue["赵一"].id, "reject", comment="理" * 2001)
+        assert response.status_code == 422
+        assert "意见：不能超过2000个字符" in text(response)
+        assert database_snapshot() == before
+
     def test_a_reason_is_required(self, auth, queue):
         browser = auth("reviewer")
         before = database_snapshot()
