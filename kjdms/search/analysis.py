@@ -139,24 +139,22 @@ class CJKBigramTokenizer(Tokenizer):
                 position += 1
             return
         units = list(_units(value))
-        for index, (kind, text, position, startchar, endchar) in enumerate(units):
+        def emit(text, position, startchar, endchar):
             token.original = token.text = text
             token.boost = 1.0
             if positions:
                 token.pos = start_pos + position
             if chars:
                 token.startchar, token.endchar = start_char + startchar, start_char + endchar
-            yield token
+            return token
+
+        for index, (kind, text, position, startchar, endchar) in enumerate(units):
+            yield emit(text, position, startchar, endchar)
             if kind == CJK and index + 1 < len(units):
                 next_kind, next_text, next_position, _, next_end = units[index + 1]
                 if next_kind == CJK and next_position == position + 1:
-                    token.original = token.text = text + next_text
-                    token.boost = 1.0
-                    if positions:
-                        token.pos = start_pos + position
-                    if chars:
-                        token.startchar, token.endchar = start_char + startchar, start_char + next_end
-                    yield token
+                    # The bigram sits at its first character's position, so phrase queries line up.
+                    yield emit(text + next_text, position, startchar, next_end)
 
 
 def chinese_analyzer() -> CompositeAnalyzer:
