@@ -14,10 +14,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 def create_app(config: Config | None = None) -> Flask:
     """Build the application: config, extensions, backends, blueprints, commands."""
     from . import cli, models  # noqa: F401  (models registers the tables on db.metadata)
-    from .backends import Backends, make_blob_store
+    from .backends import Backends, get_drainer, make_blob_store, make_search_index
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
-    from .views import applicant, auth, files, filters, home, review
+    from .services.indexing import OutboxDrainer
+    from .views import applicant, archive, auth, credit, files, filters, home, review, search
 
     config = config or Config()
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
@@ -38,12 +39,39 @@ def create_app(config: Config | None = None) -> Flask:
         user = db.session.get(models.User, int(user_id))
         return user if user is not None and user.is_active else None
 
+    index = make_search_index(config)
     app.extensions["kjdms"] = Backends(
-        config=config, blobs=make_blob_store(config), workflow=build_workflow(config.WORKFLOW_FILE)
+        config=config, blobs=make_blob_store(config), workflow=build_workflow(config.WORKFLOW_FILE),
+        index=index, drainer=OutboxDrainer(lambda: db.engine, index, config.ID_HASH_KEY,
+                                           after_commit=config.INDEX_AFTER_COMMIT),
     )
-    for module in (home, filters, auth, applicant, files, review):
+    _install_outbox_once(db.session, get_drainer)
+    _install_revisions_once(db.session)
+    for module in (home, filters, auth, applicant, files, review, search, archive, credit):
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)
     cli.register(app)
     return app
+
+
+def _install_outbox_once(session_factory, get_drainer) -> None:
+    """Hook the outbox onto the shared session once per process; each commit wakes its own app's drainer."""
+    from flask import has_app_context
+
+    from .services.indexing import install_outbox
+
+    if getattr(_install_outbox_once, "done", False):
+        return
+    install_outbox(session_factory, lambda: get_drainer().notify() if has_app_context() else None)
+    _install_outbox_once.done = True
+
+
+def _install_revisions_once(session_factory) -> None:
+    """Hook the dossier revisions onto the shared session once per process."""
+    from .services.revisions import install_revisions
+
+    if getattr(_install_revisions_once, "done", False):
+        return
+    install_revisions(session_factory)
+    _install_revisions_once.done = True

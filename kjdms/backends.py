@@ -7,6 +7,8 @@ from flask import current_app
 
 from .blobs import BlobStore, LocalBlobStore
 from .config import Config
+from .search import SearchIndex, WhooshSearchIndex
+from .services.indexing import OutboxDrainer
 from .workflow import WorkflowEngine
 
 
@@ -17,6 +19,8 @@ class Backends:
     config: Config
     blobs: BlobStore
     workflow: WorkflowEngine
+    index: SearchIndex
+    drainer: OutboxDrainer
 
 
 def make_blob_store(config: Config) -> BlobStore:
@@ -25,6 +29,14 @@ def make_blob_store(config: Config) -> BlobStore:
     if config.BLOB_STORE not in factories:
         raise RuntimeError(f"KJDMS_BLOB_STORE={config.BLOB_STORE!r}: known stores are {', '.join(factories)}")
     return factories[config.BLOB_STORE]()
+
+
+def make_search_index(config: Config) -> SearchIndex:
+    """Return the search index named by KJDMS_SEARCH."""
+    factories = {"whoosh": lambda: WhooshSearchIndex(config.INDEX_DIR)}
+    if config.SEARCH not in factories:
+        raise RuntimeError(f"KJDMS_SEARCH={config.SEARCH!r}: known indexes are {', '.join(factories)}")
+    return factories[config.SEARCH]()
 
 
 def backends() -> Backends:
@@ -45,3 +57,13 @@ def get_workflow() -> WorkflowEngine:
 def get_config() -> Config:
     """Return the current application's configuration."""
     return backends().config
+
+
+def get_search_index() -> SearchIndex:
+    """Return the current application's search index."""
+    return backends().index
+
+
+def get_drainer() -> OutboxDrainer:
+    """Return the current application's outbox drainer."""
+    return backends().drainer

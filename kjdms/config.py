@@ -35,6 +35,25 @@ def read_or_create_key(path: Path) -> str:
     return key
 
 
+def collection_windows(value: str) -> tuple[tuple[date, date], ...]:
+    """Read "2019-04-15:2019-06-30,2020-04-01:2020-06-30" into (start, end) pairs, in order."""
+    windows = []
+    for part in filter(None, (piece.strip() for piece in str(value or "").split(","))):
+        try:
+            start, end = (date.fromisoformat(text.strip()) for text in part.split(":"))
+        except ValueError:
+            raise ValueError(f"KJDMS_COLLECTION_WINDOWS: “{part}” should be YYYY-MM-DD:YYYY-MM-DD") from None
+        if end < start:
+            raise ValueError(f"KJDMS_COLLECTION_WINDOWS: “{part}” ends before it starts")
+        windows.append((start, end))
+    return tuple(sorted(windows))
+
+
+def _flag(value) -> bool:
+    """Read a yes/no setting."""
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
 class Config:
     """Settings for one instance; every field can be set by a KJDMS_<NAME> variable."""
 
@@ -45,14 +64,26 @@ class Config:
         self.DATABASE_URL = get("DATABASE_URL") or f"sqlite:///{self.STORAGE_DIR / 'kjdms.sqlite3'}"
         self.BLOB_STORE = get("BLOB_STORE", "local")
         self.BLOB_DIR = Path(get("BLOB_DIR") or self.STORAGE_DIR / "blobs")
+        self.SEARCH = get("SEARCH", "whoosh")
+        self.INDEX_DIR = Path(get("INDEX_DIR") or self.STORAGE_DIR / "index")
+        # Drain the index outbox right after each commit; turn off when several processes share
+        # the database and one `kjdms worker` does the indexing (Whoosh takes one writer at a time).
+        self.INDEX_AFTER_COMMIT = _flag(get("INDEX_AFTER_COMMIT", "1"))
+        # `kjdms serve` runs the worker (text extraction, outbox) in a thread unless it runs elsewhere.
+        self.WORKER = get("WORKER", "thread")
+        self.OCR = _flag(get("OCR", "1"))
         self.WORKFLOW_FILE = Path(get("WORKFLOW_FILE") or PROJECT_ROOT / "workflows" / "dossier.yaml")
         self.MAX_UPLOAD_BYTES = int(get("MAX_UPLOAD_BYTES", 10 * 1024 * 1024))
         self.CONFIRMATION_DEADLINE = date.fromisoformat(get("CONFIRMATION_DEADLINE", "2020-12-31"))
+        # The deadline purge from the worker, once a day: off unless chosen, since it deletes without asking.
+        self.PURGE_IN_WORKER = _flag(get("PURGE_IN_WORKER", "0"))
+        # 三: the collection windows (start:end, comma-separated); later windows are announced separately.
+        self.COLLECTION_WINDOWS = collection_windows(get("COLLECTION_WINDOWS", "2019-04-15:2019-06-30"))
         self.SECRET_KEY = get("SECRET_KEY") or read_or_create_key(self.STORAGE_DIR / "secret_key")
         # A key of its own for hashing ID numbers (tombstones): rotating the session key must not orphan them.
         self.ID_HASH_KEY = get("ID_HASH_KEY") or read_or_create_key(self.STORAGE_DIR / "id_hash_key")
         # Behind HTTPS, send the session cookie only over it.
-        self.SECURE_COOKIES = str(get("SECURE_COOKIES", "0")).lower() in ("1", "true", "yes")
+        self.SECURE_COOKIES = _flag(get("SECURE_COOKIES", "0"))
         self.TESTING = bool(overrides.get("TESTING", False))
 
     def flask_settings(self) -> dict:

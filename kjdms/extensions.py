@@ -26,7 +26,7 @@ csrf = CSRFProtect()
 
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, connection_record):
-    """Turn on WAL, a busy timeout and foreign keys on every SQLite connection."""
+    """Turn on WAL, a busy timeout, foreign keys and secure delete on every SQLite connection."""
     if type(dbapi_connection).__module__ != "sqlite3":
         return
     cursor = dbapi_connection.cursor()
@@ -34,4 +34,6 @@ def _tune_sqlite(dbapi_connection, connection_record):
     cursor.execute("PRAGMA busy_timeout=15000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Overwrite deleted rows with zeros: a purge must not leave personal data in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()

@@ -111,6 +111,13 @@ class BasicInformationForm(FlaskForm):
     qualification_certificate_number = StringField("资格证书编号", validators=[Optional(), at_most("资格证书编号", 32)])
     legacy_certificate_number = StringField("原会计从业资格证书编号", validators=[Optional(), at_most("原会计从业资格证书编号", 32)],
                                             description="在原辽宁省财政会计事务系统登记过的人员填写。")
+    # Text, not DateField: the service parses and names the field in Chinese when a date is wrong.
+    job_started_on = StringField("从事会计工作日期", validators=[Optional(), at_most("从事会计工作日期", 10)],
+                                 render_kw={"type": "date"},
+                                 description="开始从事会计工作（入职会计岗位）的日期；应在此后一个月内登记。")
+    information_changed_on = StringField("信息变更日期", validators=[Optional(), at_most("信息变更日期", 10)],
+                                         render_kw={"type": "date"},
+                                         description="信息（如工作单位、岗位）发生变化的日期；应在此后一个月内更新。")
 
     def bind_regions(self, session) -> None:
         """Fill the three region lists from the database."""

@@ -9,7 +9,7 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, Date, DateTime, ForeignK
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
-from .vocabulary import STAFF_ROLES
+from .vocabulary import CREDIT_ACTIONS, CREDIT_KINDS, STAFF_ROLES
 
 
 def utcnow() -> datetime:
@@ -182,6 +182,9 @@ class Dossier(db.Model):
     legacy_certificate_number: Mapped[str | None] = mapped_column(String(32))
     # Imported from the old system and not yet confirmed by the person (二（三）).
     to_confirm: Mapped[bool] = mapped_column(Boolean, default=False)
+    # 三: register within a month of taking an accounting job, update within a month of a change.
+    job_started_on: Mapped[date | None] = mapped_column(Date)
+    information_changed_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     # Optimistic locking: a write based on a stale read fails instead of overwriting.
@@ -236,6 +239,9 @@ class Attachment(db.Model):
         return self.versions[-1] if self.versions else None
 
 
+TEXT_PENDING, TEXT_DONE, TEXT_FAILED = "pending", "done", "failed"
+
+
 class AttachmentVersion(db.Model):
     """One uploaded file, kept in the blob store under its sha256."""
 
@@ -252,6 +258,12 @@ class AttachmentVersion(db.Model):
     uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     uploaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     comment: Mapped[str | None] = mapped_column(Text)
+    # Text for the search index, extracted after the upload by the worker (never in the upload's request).
+    text_status: Mapped[str] = mapped_column(String(16), default=TEXT_PENDING, server_default=TEXT_PENDING)
+    extracted_text: Mapped[str | None] = mapped_column(Text)
+    text_method: Mapped[str | None] = mapped_column(String(16))
+    text_error: Mapped[str | None] = mapped_column(Text)
+    text_extracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     attachment: Mapped[Attachment] = relationship(back_populates="versions")
     uploaded_by: Mapped[User | None] = relationship()
@@ -311,3 +323,95 @@ class Tombstone(db.Model):
     actor_label: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     legal_basis: Mapped[str | None] = mapped_column(String(128))
+
+
+class IndexOutbox(db.Model):
+    """A dossier whose search-index entry must be rewritten, queued in the transaction that changed it.
+
+    Rows are kept a day after indexing, so a reindex can replay what changed while it ran.
+    """
+
+    __tablename__ = "index_outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # No foreign key: a deleted working copy must still leave the row that removes it from the index.
+    dossier_id: Mapped[int] = mapped_column(Integer, index=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+def _one_of(column: str, values) -> str:
+    """Return a CHECK clause limiting column to values."""
+    return f"{column} IN (%s)" % ", ".join(f"'{value}'" for value in values)
+
+
+class CreditRecord(db.Model):
+    """One entry of a person's credit file (个人信用档案, 四（二）).
+
+    Append-only, at the ORM (services.credit refuses updates and deletes) and in SQL (triggers
+    of migration 0005): a correction or revocation is a new record whose supersedes_id points
+    at the one it changes. Evidence is pinned by hash, so later uploads cannot change it; a
+    purge keeps the record, its subject's minimal identity and the hashes, not the files.
+    """
+
+    __tablename__ = "credit_records"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", CREDIT_KINDS), name="known_kind"),
+        CheckConstraint(_one_of("action", CREDIT_ACTIONS), name="known_action"),
+        CheckConstraint("(action = 'record') = (supersedes_id IS NULL)", name="changes_point_at_a_record"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16), default="record")
+    # Unique: a record is changed at most once, so two officers racing cannot fork its chain.
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("credit_records.id"), index=True, unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    finding: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(128))
+    # [{"version_id", "slot", "number", "sha256", "media_type", "filename"}]: pinned attachment versions.
+    evidence: Mapped[list] = mapped_column(JSON, default=list)
+    found_on: Mapped[date] = mapped_column(Date)
+    office_region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    recorded_by_label: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Minimal identity, kept when the person's dossier is purged.
+    subject_name: Mapped[str] = mapped_column(String(64))
+    subject_id_hash: Mapped[str] = mapped_column(String(64), index=True)
+
+    person: Mapped[Person] = relationship()
+    supersedes: Mapped[CreditRecord | None] = relationship(remote_side=[id])
+    office_region: Mapped[Region] = relationship()
+    recorded_by: Mapped[User | None] = relationship()
+
+
+class LegacyImport(db.Model):
+    """One run of `kjdms import-legacy` over a file: how far it got (to resume) and what it did."""
+
+    __tablename__ = "legacy_imports"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    # The last data row handled (1 = the first row under the header): a rerun resumes after it.
+    last_row: Mapped[int] = mapped_column(Integer, default=0)
+    imported: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DossierRevision(db.Model):
+    """A dossier as it stood after one committed change: the archive's view on a past date reads these."""
+
+    __tablename__ = "dossier_revisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    state: Mapped[str] = mapped_column(String(32))
+    # The basic information (the person's name included, the ID number never changes) as field → value.
+    fields: Mapped[dict] = mapped_column(JSON, default=dict)
+    # slot → {"version_id", "number", "sha256"} of the current version of each attachment then.
+    attachments: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -38,6 +38,7 @@ ROWS = (
     ("is_student", "school_region"),
     ("qualification_level", "qualification_certificate_number"),
     ("legacy_certificate_number",),
+    ("job_started_on", "information_changed_on"),
     ("region",),
 )
 
@@ -76,26 +77,33 @@ def cjk_font() -> tuple[Path, int]:
     )
 
 
-class _FormDocument(FPDF):
-    """An A4 page set in the CJK font, with the generation footer on every page."""
+class CJKDocument(FPDF):
+    """A4 pages set in the embedded CJK font, each with a footer line (and its page number if asked)."""
 
-    def __init__(self, footer: str):
+    def __init__(self, footer: str, *, margin: float = _MARGIN, page_numbers: bool = False):
         super().__init__(orientation="portrait", unit="mm", format="A4")
-        self.footer_text = footer
+        self.footer_text, self.page_numbers = footer, page_numbers
         path, index = cjk_font()
         # Embedded and subset, so every printer prints the glyphs shown, whatever fonts it has.
         self.add_font(_FONT, fname=path, collection_font_number=index)
-        self.set_margins(_MARGIN, _MARGIN, _MARGIN)
+        self.set_margins(margin, margin, margin)
         self.set_auto_page_break(True, margin=20)
-        # Print at 100 %: a viewer's shrink-to-fit would make the stamp box smaller than a seal.
-        self.viewer_preferences = ViewerPreferences(print_scaling="None")
 
     def footer(self):
         self.set_y(-14)
         self.set_font(_FONT, size=8)
         self.set_text_color(90)
-        self.cell(0, 5, self.footer_text, align="C")
+        text = f"{self.footer_text}　第 {self.page_no()} 页" if self.page_numbers else self.footer_text
+        self.cell(0, 5, text, align="C")
         self.set_text_color(0)
+
+
+class _FormDocument(CJKDocument):
+    """The form's page: printed at 100 %, as a viewer's shrink-to-fit would make the stamp box smaller than a seal."""
+
+    def __init__(self, footer: str):
+        super().__init__(footer)
+        self.viewer_preferences = ViewerPreferences(print_scaling="None")
 
 
 def _title(pdf: FPDF) -> None:

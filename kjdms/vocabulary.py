@@ -44,6 +44,15 @@ EDUCATION_LEVELS = {
     "high_school_or_below": "高中及以下",
 }
 
+# 四（二）: what a credit record finds (虚报、谎报).
+CREDIT_KINDS = {
+    "falsified_information": "虚报信息",
+    "false_report": "谎报信息",
+    "other": "其他",
+}
+# A credit file is append-only: a correction or a revocation is a new record pointing at the one it changes.
+CREDIT_ACTIONS = {"record": "记录", "correct": "更正", "revoke": "撤销"}
+
 # Staff roles given on a region; "owner" is the applicant's local role on their own dossier.
 STAFF_ROLES = {
     "reviewer": "审核人员",

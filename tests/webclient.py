@@ -133,11 +133,19 @@ def decide(browser, dossier_id, name, comment="", fields=(), page=None):
 # Every page, for the sweeps: the paths are filled in from build_site's ids.
 PUBLIC_PAGES = ("/", "/contacts", "/login", "/login?next=/me/", "/register", "/login/first-password",
                 "/bootstrap/static/css/bootstrap.min.css", "/no-such-page")
-APPLICANT_PAGES = ("/me/", "/me/edit", "/me/form.pdf", "/me/documents")
+APPLICANT_PAGES = ("/me/", "/me/edit", "/me/form.pdf", "/me/documents", "/me/credit", "/me/credit.pdf")
 REVIEW_PAGES = ("/review/", "/review/?waited=7", "/review/?page=2", "/review/?region={region}", "/review/{dossier}")
 FILE_PAGES = ("/files/{version}", "/files/{version}/preview.png")
+# The site has no credit record: record 1 is a missing one (test_web_credit covers the pages with records).
+CREDIT_PAGES = ("/credit/", "/credit/dossier/{dossier}", "/credit/dossier/{dossier}/records/1/correct")
+SEARCH_PAGES = ("/search/", "/search/?q=欧阳明月", "/search/?q=朝阳市&state=submitted&sort=date", "/search/?page=2",
+                "/search/?q=2113*", "/search/?region={region}", "/search/?idn=forged")
+ARCHIVE_PAGES = ("/archive/", "/archive/?state=archived&page=2", "/archive/{dossier}",
+                 "/archive/{dossier}/as-of?date=2020-06-30")
 POST_ONLY = ("/logout", "/login/staff", "/me/change", "/me/change/cancel", "/me/transition/submit",
-             "/me/documents/other", "/review/{dossier}/approve", "/review/{dossier}/reject", "/review/{dossier}/reveal")
+             "/me/documents/other", "/review/{dossier}/approve", "/review/{dossier}/reject", "/review/{dossier}/reveal",
+             "/credit/dossier/{dossier}/record", "/credit/dossier/{dossier}/export",
+             "/archive/{dossier}/archive", "/archive/{dossier}/package")
 STAGES = ("draft", "submitted", "rejected", "change_submitted")
 
 
@@ -188,7 +196,7 @@ def build_site(people, workflow, blobs, *, stage="change_submitted", id_number=N
 def every_get_path(site: dict) -> list[str]:
     """Return every page path a browser can ask for on site, POST-only ones included (they must answer 405)."""
     paths = list(PUBLIC_PAGES) + list(APPLICANT_PAGES)
-    for pattern in REVIEW_PAGES + FILE_PAGES + POST_ONLY:
+    for pattern in REVIEW_PAGES + SEARCH_PAGES + CREDIT_PAGES + ARCHIVE_PAGES + FILE_PAGES + POST_ONLY:
         if "{region}" in pattern:
             paths += [pattern.format(region=region) for region in site["regions"]]
         elif "{dossier}" in pattern:
@@ -197,4 +205,8 @@ def every_get_path(site: dict) -> list[str]:
             paths += [pattern.format(version=version) for version in site["versions"]]
         else:
             paths.append(pattern)
+    # A full ID number typed into the search box is sealed into the address at once; both ends swept.
+    from kjdms.views.search import seal_id_numbers
+    for user in site["persons"].values():
+        paths += [f"/search/?q={user.person.id_number}", f"/search/?idn={seal_id_numbers([user.person.id_number])}"]
     return paths

@@ -55,6 +55,13 @@ _UNIT = re.compile(
 )
 
 
+# The same kinds as _UNIT, with a run of CJK characters as one match: index_positions splits it itself.
+_RUN = re.compile(
+    rf"(?P<{CJK}>[{_CJK_RANGES}]+)|(?P<{WORD}>[^\W_{_CJK_RANGES}]+)|(?P<{SPACE}>[{_SPACES}]+)|(?P<{MARK}>.)",
+    re.DOTALL,
+)
+
+
 @lru_cache(maxsize=65536)
 def _normalize_char(char: str) -> str:
     # NFKC folds full-width Ｚ２０１９ and compatibility ideographs; casefold makes ABC find abc.
@@ -155,6 +162,30 @@ class CJKBigramTokenizer(Tokenizer):
                 if next_kind == CJK and next_position == position + 1:
                     # The bigram sits at its first character's position, so phrase queries line up.
                     yield emit(text + next_text, position, startchar, next_end)
+
+
+def index_positions(value: str) -> dict[str, list[int]]:
+    """Return each term CJKBigramTokenizer emits for value, with its positions in order.
+
+    The tokenizer's output without its Token objects: indexing spends most of its time here,
+    and a CJK run is cut into unigrams and bigrams by slicing rather than unit by unit.
+    """
+    positions: dict[str, list[int]] = {}
+    position = 0
+    for match in _RUN.finditer(normalize(value)):
+        kind, text = match.lastgroup, match.group()
+        if kind == CJK:
+            for offset, char in enumerate(text, position):
+                positions.setdefault(char, []).append(offset)
+            for offset in range(len(text) - 1):
+                positions.setdefault(text[offset:offset + 2], []).append(position + offset)
+            position += len(text)
+        elif kind == SPACE:
+            position += 1
+        else:
+            positions.setdefault(text, []).append(position)
+            position += 1
+    return positions
 
 
 def chinese_analyzer() -> CompositeAnalyzer:

@@ -1,6 +1,7 @@
 """Register persons and change their basic information, with every field validated first."""
 from __future__ import annotations
 
+import datetime
 import re
 
 from sqlalchemy import select
@@ -36,13 +37,18 @@ LABELS = {
     "qualification_level": "会计专业技术资格",
     "qualification_certificate_number": "资格证书编号",
     "legacy_certificate_number": "原会计从业资格证书编号",
+    # 三: the dates the one-month rules count from (services/time_rules.py).
+    "job_started_on": "从事会计工作日期",
+    "information_changed_on": "信息变更日期",
 }
 # The dossier's own fields (the name and ID number belong to the person), as a working copy carries them.
 DOSSIER_FIELDS = (
     "phone", "education", "scope_category", "job_types", "employer_name", "employer_uscc",
     "employer_org_code", "employer_region_id", "household_region_id", "is_student", "school_region_id",
     "qualification_level", "qualification_certificate_number", "legacy_certificate_number", "region_id",
+    "job_started_on", "information_changed_on",
 )
+DATE_FIELDS = ("job_started_on", "information_changed_on")
 EDITABLE_FIELDS = tuple(field for field in LABELS if field not in ("id_number", "sex", "birth_date"))
 REGION_FIELDS = ("employer_region", "household_region", "school_region")
 
@@ -100,8 +106,31 @@ def _certificate(field: str, value) -> str | None:
     return text or None
 
 
-def _clean_field(session, field: str, value):
+def _date(field: str, value, birth_date: datetime.date | None) -> datetime.date | None:
+    """Return value as a date no later than today and not before birth_date, or raise naming field."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime.datetime):
+        value = value.date()
+    if not isinstance(value, datetime.date):
+        text = str(value).strip()
+        digits = re.sub(r"[-/.年月日]", "-", text).strip("-")
+        try:
+            value = (datetime.datetime.strptime(digits, "%Y%m%d").date() if digits.isdigit()
+                     else datetime.date(*map(int, digits.split("-"))))
+        except (ValueError, TypeError):
+            raise _fail(field, f"“{text}”不是有效日期，应为 年-月-日，如 2019-04-15") from None
+    if value > datetime.date.today():
+        raise _fail(field, f"{value.isoformat()} 晚于今天")
+    if birth_date is not None and value < birth_date:
+        raise _fail(field, f"{value.isoformat()} 早于出生日期")
+    return value
+
+
+def _clean_field(session, field: str, value, birth_date: datetime.date | None = None):
     """Return value cleaned for field, or raise a ValidationError naming it."""
+    if field in DATE_FIELDS:
+        return _date(field, value, birth_date)
     if field == "name":
         return validate_name(value)
     if field == "phone":
@@ -130,15 +159,18 @@ def _clean_field(session, field: str, value):
     return _certificate(field, value)
 
 
-def clean_fields(session, values: dict) -> dict:
-    """Validate every given field at once; raise ValidationErrors listing all failures."""
+def clean_fields(session, values: dict, *, birth_date: datetime.date | None = None) -> dict:
+    """Validate every given field at once; raise ValidationErrors listing all failures.
+
+    birth_date, when known, is the earliest date the time-rule dates may hold.
+    """
     cleaned, errors = {}, []
     for field, value in values.items():
         if field not in EDITABLE_FIELDS:
             errors.append(ValidationError(field, f"“{field}”不是可修改的字段"))
             continue
         try:
-            cleaned[field] = _clean_field(session, field, value)
+            cleaned[field] = _clean_field(session, field, value, birth_date)
         except ValidationError as error:
             errors.append(error)
     if not errors:
@@ -193,7 +225,8 @@ def register_person(session, *, name, id_number, actor: Actor | None = None, sex
     except ValidationError as error:
         errors.append(error)
     try:
-        cleaned = clean_fields(session, {"name": name, **fields})
+        born = id_number_birth_date(id_number) if not errors else None
+        cleaned = clean_fields(session, {"name": name, **fields}, birth_date=born)
     except ValidationErrors as failure:
         errors.extend(failure.errors)
     if not errors and session.scalar(select(Person.id).where(Person.id_number == id_number)):
@@ -220,7 +253,7 @@ def update_basic_information(session, workflow: WorkflowEngine, dossier: Dossier
                              changes: dict, actor: Actor) -> list[str]:
     """Change fields of dossier if its state lets actor edit; return the names of the fields changed."""
     require(workflow, actor, "edit", dossier)
-    cleaned = clean_fields(session, changes)
+    cleaned = clean_fields(session, changes, birth_date=dossier.person.birth_date)
     changed = [field for field, value in cleaned.items() if _current(dossier, field) != value]
     if not changed:
         return []

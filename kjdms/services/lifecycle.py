@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ..blobs import BlobStore
-from ..models import AttachmentVersion, Dossier, Tombstone, WorkflowHistory, utcnow
+from ..models import AttachmentVersion, Dossier, DossierRevision, Tombstone, WorkflowHistory, utcnow
 from ..permissions import Actor, roles_on
 from ..workflow import TransitionRefused, WorkflowEngine
-from . import audit
+from . import audit, login_throttle
 from .identity import id_number_hash
 from .transaction import ConflictError, committing
 from .working_copy import EFFECTIVE_STATE, check_in
@@ -18,7 +18,7 @@ DEADLINE_LEGAL_BASIS = "辽财会〔2019〕116号 二（三）"
 PERSONAL_DOSSIER_FIELDS = (
     "phone", "education", "scope_category", "employer_name", "employer_uscc", "employer_org_code",
     "employer_region_id", "household_region_id", "school_region_id", "qualification_certificate_number",
-    "legacy_certificate_number",
+    "legacy_certificate_number", "job_started_on", "information_changed_on",
 )
 PERSONAL_PERSON_FIELDS = ("id_number", "name", "sex", "birth_date")
 
@@ -48,6 +48,12 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
                  from_state=result.from_state, to_state=result.to_state)
     if dossier.is_working_copy and result.to_state == EFFECTIVE_STATE:
         check_in(session, dossier, actor)
+    # 二（三）: a legacy person confirms by submitting; retracting before any approval takes it back.
+    if name == "submit" and dossier.to_confirm:
+        dossier.to_confirm = False
+    elif (name == "retract" and dossier.person.is_legacy and not dossier.is_working_copy
+          and not any(row.action == "approve" for row in dossier.history)):
+        dossier.to_confirm = True
     return result
 
 
@@ -70,7 +76,7 @@ def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: 
     copies = [other for other in person.dossiers if other.is_working_copy]
     hashes = {version.sha256 for record in [dossier, *copies]
               for attachment in record.attachments for version in attachment.versions}
-    started = time.time()
+    started, id_number = time.time(), person.id_number
     with committing(session):
         _transition_in_session(session, workflow, dossier, "purge", actor, reason, expected_version)
         tombstone = Tombstone(
@@ -89,8 +95,14 @@ def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: 
             session.delete(copy)
         if person.user is not None:
             session.delete(person.user)
+        # Past revisions are copies of the personal data; the one services.revisions writes at
+        # this commit shows the purged dossier, its fields already emptied.
+        session.execute(delete(DossierRevision).where(
+            DossierRevision.dossier_id.in_([dossier.id, *(copy.id for copy in copies)])))
     # After the commit: a crash here leaves unreferenced blobs, which `kjdms blobs gc` removes.
     delete_unreferenced_blobs(session, blobs, hashes, stored_before=started)
+    # Hashed and gone within minutes anyway; no counter keyed to the purged person stays behind.
+    login_throttle.clear_account(session, id_hash_key, id_number)
     return tombstone
 
 

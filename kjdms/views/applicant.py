@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..backends import get_blob_store, get_config, get_workflow
@@ -13,6 +13,7 @@ from ..models import Dossier
 from ..permissions import PermissionDenied, can
 from ..printing import basic_information_form_pdf
 from ..services.attachments import add_attachment_version, size_label
+from ..services.credit import credit_file
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
                                  update_basic_information)
 from ..services.lifecycle import fire_transition
@@ -22,8 +23,9 @@ from ..validators import ValidationError, ValidationErrors
 from ..vocabulary import ATTACHMENT_SLOTS
 from ..workflow import TransitionRefused
 from . import applicant_required, show_errors
-from .files import attachment_disposition
-from .filters import BEIJING
+from .credit import credit_pdf_response, downloadable_versions
+from .files import download_response
+from ..local_time import BEIJING
 
 bp = Blueprint("applicant", __name__, url_prefix="/me")
 OWNER_TRANSITIONS = ("submit", "retract", "revise")
@@ -108,11 +110,8 @@ def form_pdf():
     """Download the printable basic-information form, to sign, have stamped and upload."""
     dossier = working_dossier()
     pdf = basic_information_form_pdf(dossier, generated_at=datetime.now(BEIJING).replace(tzinfo=None))
-    response = make_response(pdf)
-    response.headers["Content-Type"] = "application/pdf"
-    response.headers["Content-Disposition"] = attachment_disposition(f"{dossier.number}-基本信息表.pdf",
-                                                                     f"{dossier.number}.pdf")
-    return response
+    return download_response(Response(pdf, mimetype="application/pdf"), f"{dossier.number}-基本信息表.pdf",
+                             f"{dossier.number}.pdf")
 
 
 @bp.get("/documents")
@@ -210,3 +209,20 @@ def cancel_change():
     else:
         flash("已取消信息变更。", "info")
     return redirect(url_for("applicant.index"))
+
+
+@bp.get("/credit")
+@applicant_required
+def credit():
+    """Show the person's own credit file: every record with its corrections and revocation."""
+    chains = credit_file(db.session, current_user.person_id)
+    return render_template("credit/own.html", chains=chains, downloadable=downloadable_versions(chains, current_user))
+
+
+@bp.get("/credit.pdf")
+@applicant_required
+def credit_pdf():
+    """Download the person's own credit file as PDF (the ID number masked, as on every exported document)."""
+    person = current_user.person
+    numbers = [dossier.number for dossier in person.dossiers if not dossier.is_working_copy]
+    return credit_pdf_response(person, numbers, numbers[0] if numbers else "KJ")

@@ -38,7 +38,13 @@ def home_of(user: User) -> str:
     """Return where a user lands after signing in."""
     if user.is_applicant:
         return url_for("applicant.index")
-    return url_for("review.worklist")
+    roles = {assignment.role for assignment in user.role_assignments}
+    # Each role lands on its own work: the queue, the credit files, the archive; anyone else on search.
+    for role, endpoint in (("reviewer", "review.worklist"), ("credit_officer", "credit.index"),
+                           ("archivist", "archive.index")):
+        if role in roles:
+            return url_for(endpoint)
+    return url_for("search.index")
 
 
 def _sign_in(user: User, account: str):

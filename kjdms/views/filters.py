@@ -1,15 +1,16 @@
 """Template filters: dossier fields in Chinese, Beijing time, waiting time, file sizes, masked ID numbers."""
 from __future__ import annotations
 
-from datetime import timedelta, timezone
 
 from flask import Blueprint
 
+from ..backends import get_config
 from ..display import field_value, mask_id_number
+from ..local_time import local_text
 from ..models import as_utc, utcnow
+from ..services import time_rules
 
 bp = Blueprint("filters", __name__)
-BEIJING = timezone(timedelta(hours=8))
 
 
 @bp.app_template_filter("field")
@@ -21,7 +22,7 @@ def field(dossier, name):
 @bp.app_template_filter("local_time")
 def local_time(moment):
     """Render a UTC time as Beijing time."""
-    return as_utc(moment).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if moment else ""
+    return local_text(moment)
 
 
 @bp.app_template_filter("waiting")
@@ -43,3 +44,16 @@ def filesize(size):
 def masked(id_number):
     """Render an ID number with its middle hidden."""
     return mask_id_number(id_number)
+
+
+@bp.app_template_filter("late_flags")
+def late_flags(dossier):
+    """Return the one-month rules (三) the dossier broke: 逾期登记, 逾期更新."""
+    return time_rules.late_flags(dossier)
+
+
+@bp.app_template_global("collection_windows")
+def collection_windows():
+    """Return the collection window open today and the next announced one (either may be None)."""
+    config = get_config()
+    return time_rules.current_window(config), time_rules.next_window(config)

@@ -28,7 +28,7 @@ REJECTABLE_FIELDS = {**{field: label for field, label in LABELS.items() if field
 
 def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "")
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
 
 
 @bp.get("/")

@@ -192,6 +192,14 @@ class TestLegacyFirstSignIn:
 
 
 class TestStaffLogin:
+    @pytest.mark.parametrize("username, landing", [("credit_chaoyang", "/credit/"), ("archivist_chaoyang", "/archive/"),
+                                                   ("admin", "/search/")])
+    def test_each_role_lands_on_its_own_work(self, client, people, username, landing):
+        response = client.submit("/login/staff", {"staff-username": username, "staff-password": STAFF_PASSWORD},
+                                 page="/login")
+        assert response.headers["Location"] == landing
+        assert client.get(landing).status_code == 200
+
     def test_staff_sign_in_by_user_name_and_land_on_the_queue(self, client, people):
         response = client.submit("/login/staff", {"staff-username": "reviewer_shuangta",
                                                   "staff-password": STAFF_PASSWORD}, page="/login")

@@ -53,6 +53,12 @@ def test_the_worklist_answers_by_role(visitors):
         assert visitor.get("/review/").status_code == expected, who
 
 
+def test_the_search_page_answers_by_role(visitors):
+    for who, visitor in visitors.items():
+        expected = 302 if who == "anonymous" else 403 if who in APPLICANTS else 200
+        assert visitor.get("/search/?q=欧阳明月").status_code == expected, who
+
+
 def test_review_pages_answer_by_role_region_and_state(visitors, site):
     """欧阳明月's dossier is approved and its change submitted; 张伟's is a draft; 李四's (龙城区) rejected."""
     main, draft, elsewhere, change = (site["named"][key] for key in ("main", "draft", "elsewhere", "change"))

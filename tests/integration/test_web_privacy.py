@@ -42,10 +42,11 @@ def test_a_full_id_number_appears_only_on_its_owners_own_pages(visitors, site):
                     assert number not in body, (who, path, name)
                 assert number not in headers, (who, path, name)
                 # Wherever someone else's page shows the person, it shows the masked number with the name.
-                if who != name and f"{name}</" in body and path.startswith("/review/"):
+                if who != name and f"{name}</" in body and path.startswith(("/review/", "/search/")):
                     assert masked in body, (who, path, name)
-                    seen_masked.add((who, name))
-    assert ("reviewer", "欧阳明月") in seen_masked and ("city_reviewer", "李四") in seen_masked
+                    seen_masked.add((who, name, path.split("/")[1]))
+    assert ("reviewer", "欧阳明月", "review") in seen_masked and ("city_reviewer", "李四", "review") in seen_masked
+    assert ("reviewer", "欧阳明月", "search") in seen_masked and ("city_reviewer", "李四", "search") in seen_masked
     # Nor is the audit trail a second copy of the numbers.
     for event in db.session.scalars(select(AuditEvent)):
         assert all(number not in json.dumps(event.detail) + event.actor_label for number in id_numbers.values())

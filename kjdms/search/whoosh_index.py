@@ -1,0 +1,276 @@
+"""The search index on Whoosh: a live generation behind a symlink, rebuilt beside it and swapped in."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+from whoosh import index as whoosh_index
+from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, Schema
+from whoosh.query import And, NullQuery, Or, Term
+
+from .analysis import text_query
+from .base import IndexResults, SearchRequest
+from .whoosh_matching import run_search
+from .whoosh_writing import CJKText, FastSegmentWriter
+
+# Searched by the typed text; the ID number is never among them (only its keyed hash is indexed).
+TEXT_FIELDS = ("name", "employer", "numbers", "region_text", "attachments")
+# Facets and filters: a document field of the same name, one value per dossier.
+VALUE_FIELDS = ("region", "state", "qualification", "education", "scope", "year", "has_credit", "kind")
+LIVE, REBUILD, PROGRESS = "live", "rebuild", "progress.json"
+# A rebuild commits a segment (its checkpoint) once the writer's posting pool holds about this much.
+# Fewer, larger segments search faster, and one merge costs as long as indexing did: measured with
+# bench/search.py, a segment is then ~13,000 dossiers of a few hundred characters, peak RSS ~600 MiB.
+REBUILD_SEGMENT_MB = 256
+WRITE_LOCK_TIMEOUT = 10.0
+
+
+def schema() -> Schema:
+    """Return the index's fields."""
+    # CJKText is TEXT with the Chinese analyzer and positions, indexed faster; the schema is
+    # pickled into each index, so the class must keep its name and module.
+    fields = {name: CJKText() for name in TEXT_FIELDS}
+    fields.update({name: ID(sortable=True) for name in VALUE_FIELDS})
+    return Schema(
+        key=ID(stored=True, unique=True),
+        stamp=STORED,
+        id_hash=ID,
+        region_path=KEYWORD,
+        job_types=KEYWORD,
+        changed=NUMERIC(int, bits=64, sortable=True, signed=False),
+        **fields,
+    )
+
+
+def whoosh_fields(document: dict) -> dict:
+    """Return the Whoosh field values of a document built by services.indexing."""
+    fields = {"key": str(document["dossier_id"]), "stamp": document["stamp"],
+              "id_hash": document.get("id_hash") or "", "changed": int(document["changed"]),
+              "region_path": " ".join(document["region_path"]), "job_types": " ".join(document["job_types"])}
+    for name in TEXT_FIELDS:
+        value = document.get(name) or ""
+        fields[name] = "\n".join(value) if isinstance(value, (list, tuple)) else value
+    for name in VALUE_FIELDS:
+        fields[name] = str(document.get(name) or "")
+    return fields
+
+
+def scope_query(grants):
+    """Return the query for the dossiers the grants reach, or None when they reach none."""
+    alternatives = [
+        And([Or([Term("region_path", key) for key in grant.region_keys]),
+             Or([Term("state", state) for state in grant.states])])
+        for grant in grants if grant.region_keys and grant.states
+    ]
+    return Or(alternatives).normalize() if alternatives else None
+
+
+def matching_query(request: SearchRequest):
+    """Return the query for what was typed (text pieces and ID hashes, all required), or None for nothing typed."""
+    parts = [text_query(TEXT_FIELDS, request.text)] if request.text.strip() else []
+    parts += [Term("id_hash", id_hash) for id_hash in request.id_hashes]
+    parts = [part for part in parts if part is not NullQuery]
+    if not parts and (request.text.strip() or request.id_hashes):
+        return NullQuery  # something was typed, but nothing that can match (only marks, say)
+    return And(parts).normalize() if parts else None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Replace path with data atomically."""
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(temporary, path)
+
+
+class WhooshSearchIndex:
+    """SearchIndex on Whoosh files under folder: folder/live → the generation in use."""
+
+    def __init__(self, folder: Path, *, writer_memory_mb: int = 128):
+        self.folder = Path(folder)
+        self.writer_memory_mb = writer_memory_mb
+        self._write_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._local = threading.local()
+        self._index = None
+        self._generation = None
+        # Per-segment bitsets and columns for whoosh_matching, kept while the segment is live.
+        self._segment_data: dict = {}
+
+    # -- the live generation ---------------------------------------------------------------
+
+    def _live_target(self) -> str:
+        """Return the generation folder live points at, creating an empty first one if need be."""
+        live = self.folder / LIVE
+        try:
+            return os.readlink(live)
+        except FileNotFoundError:
+            pass
+        self.folder.mkdir(parents=True, exist_ok=True)
+        generation = f"gen-{time.time_ns()}"
+        (self.folder / generation).mkdir()
+        whoosh_index.create_in(str(self.folder / generation), schema())
+        try:
+            os.symlink(generation, live)
+        except FileExistsError:
+            # Another process made the first generation at the same moment: use theirs.
+            shutil.rmtree(self.folder / generation, ignore_errors=True)
+        return os.readlink(live)
+
+    def _live(self):
+        """Return the open live index, reopening it when a rebuild swapped another in."""
+        target = self._live_target()
+        with self._open_lock:
+            if self._generation != target:
+                self._index = whoosh_index.open_dir(str(self.folder / target))
+                self._generation = target
+            return self._index
+
+    def _searcher(self):
+        """Return this thread's searcher on the newest commit of the live index."""
+        index = self._live()
+        local = self._local
+        searcher = getattr(local, "searcher", None)
+        if searcher is not None and local.generation == self._generation and searcher.up_to_date():
+            return searcher
+        # Not Searcher.refresh(): reusing the reader of an empty index fails inside Whoosh 2.7.5.
+        if searcher is not None:
+            searcher.close()
+        local.searcher, local.generation = index.searcher(), self._generation
+        return local.searcher
+
+    # -- SearchIndex ----------------------------------------------------------------------
+
+    def write(self, documents: Iterable[dict], deleted_ids: Iterable[int] = (), *, optimize: bool = False) -> None:
+        """Add or replace documents and remove deleted_ids in one Whoosh commit."""
+        with self._write_lock:
+            writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
+            try:
+                for dossier_id in deleted_ids:
+                    writer.delete_by_term("key", str(dossier_id))
+                for document in documents:
+                    writer.update_document(**whoosh_fields(document))
+            except BaseException:
+                writer.cancel()
+                raise
+            writer.commit(optimize=optimize)
+
+    def purge_deleted(self) -> None:
+        """Merge every segment, so deleted documents' terms and stored fields leave the files."""
+        self.write([], optimize=True)
+
+    def search(self, request: SearchRequest) -> IndexResults:
+        """Return the page of matches within the request's scope, with facet counts over all of them."""
+        # Not Searcher.search(groupedby=...): see whoosh_matching for what that cost at 100,000 dossiers.
+        return run_search(self._searcher(), self._segment_data, request, TEXT_FIELDS, (*VALUE_FIELDS, "region_path"))
+
+    def stamps(self) -> dict[int, str]:
+        """Return every indexed dossier id with its document's stamp."""
+        return {int(fields["key"]): fields["stamp"] for fields in self._searcher().all_stored_fields()}
+
+    def start_rebuild(self, outbox_mark: int = 0) -> WhooshRebuild:
+        """Return the unfinished rebuild to resume, or a new empty one remembering outbox_mark."""
+        return WhooshRebuild(self, outbox_mark)
+
+    def doc_count(self) -> int:
+        """Return how many dossiers the live index holds."""
+        return self._searcher().doc_count()
+
+    def close(self) -> None:
+        """Close this thread's searcher."""
+        searcher = getattr(self._local, "searcher", None)
+        if searcher is not None:
+            searcher.close()
+            self._local.searcher = None
+
+
+class WhooshRebuild:
+    """A new generation in folder/rebuild, with a progress file naming the last dossier id it holds."""
+
+    def __init__(self, live: WhooshSearchIndex, outbox_mark: int):
+        self.live = live
+        self.folder = live.folder / REBUILD
+        progress = self.folder / PROGRESS
+        if progress.exists():
+            saved = json.loads(progress.read_text(encoding="utf-8"))
+            self.resume_after, self.outbox_mark = saved["last_id"], saved["outbox_mark"]
+            self.index = whoosh_index.open_dir(str(self.folder))
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder.mkdir(parents=True)
+            self.index = whoosh_index.create_in(str(self.folder), schema())
+            self.resume_after, self.outbox_mark = 0, outbox_mark
+            self._save_progress()
+        self._writer = None
+
+    def add(self, documents: list[dict], last_id: int) -> None:
+        """Add documents to the new generation; once a segment's worth is held, commit and record last_id as done.
+
+        resume_after moves on at once; the progress file, which a resumed rebuild reads,
+        only when the documents are committed.
+        """
+        writer = self._writer
+        if writer is None:
+            # Twice the segment's size: the pool spills to disk only if one chunk is huge (spilling doubles the time).
+            writer = self._writer = FastSegmentWriter(self.index, limitmb=2 * REBUILD_SEGMENT_MB)
+        held = writer.pool.held_bytes()
+        try:
+            for document in documents:
+                writer.add_document(**whoosh_fields(document))
+        except BaseException:
+            self._writer = None
+            writer.cancel()
+            raise
+        self.resume_after = last_id
+        grown = writer.pool.held_bytes() - held
+        if writer.pool.held_bytes() + grown > REBUILD_SEGMENT_MB * 2**20:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Commit the documents added so far as one segment, then record resume_after as done."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # No merging: a Whoosh merge re-sorts every posting of the segments it merges.
+            writer.commit(merge=False)
+        # The checkpoint follows the commit: a crash between them redoes one segment, never skips one.
+        self._save_progress()
+
+    def _save_progress(self) -> None:
+        """Record how far the rebuild got, and which outbox rows it must replay at the end."""
+        _write_json(self.folder / PROGRESS, {"last_id": self.resume_after, "outbox_mark": self.outbox_mark})
+
+    def write(self, documents: Iterable[dict], deleted_ids: Iterable[int] = ()) -> None:
+        """Replace documents changed while the rebuild ran (the outbox replay before the swap)."""
+        # Committed first: an update only replaces documents of committed segments.
+        self._commit()
+        writer = FastSegmentWriter(self.index, limitmb=self.live.writer_memory_mb)
+        try:
+            for dossier_id in deleted_ids:
+                writer.delete_by_term("key", str(dossier_id))
+            for document in documents:
+                writer.update_document(**whoosh_fields(document))
+        except BaseException:
+            writer.cancel()
+            raise
+        writer.commit()
+
+    def swap(self) -> None:
+        """Rename the new generation into place and point live at it in one rename."""
+        self._commit()
+        # Not optimized into one segment: at 100,000 dossiers that took as long again as the build,
+        # and the few large segments a rebuild leaves search as fast (bench/search.py).
+        (self.folder / PROGRESS).unlink()
+        folder = self.live.folder
+        generation = f"gen-{time.time_ns()}"
+        os.replace(self.folder, folder / generation)
+        old = os.readlink(folder / LIVE) if (folder / LIVE).is_symlink() else None
+        link = folder / f"{LIVE}.new"
+        link.unlink(missing_ok=True)
+        os.symlink(generation, link)
+        os.replace(link, folder / LIVE)
+        if old and old != generation:
+            shutil.rmtree(folder / old, ignore_errors=True)

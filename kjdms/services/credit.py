@@ -1,0 +1,318 @@
+"""The credit file (个人信用档案, 四（二）): append-only findings on a person, pinned evidence, who may see them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import event, exists, func, inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased, object_session, selectinload
+
+from ..local_time import local_today
+from ..models import AttachmentVersion, CreditRecord, Dossier, Region
+from ..permissions import Actor, PermissionDenied, require, roles_on
+from ..validators import ValidationError, ValidationErrors
+from ..vocabulary import CREDIT_ACTIONS, CREDIT_KINDS
+from ..workflow import WorkflowEngine
+from . import audit
+from .identity import id_number_hash
+from .transaction import committing
+
+DEFAULT_LEGAL_BASIS = "辽财会〔2019〕116号 四（二）"
+MAX_FINDING = 2000
+MAX_LEGAL_BASIS = 128
+MAX_EVIDENCE = 20
+PURGED_STATE = "purged"
+# Officers work on Beijing dates: "not in the future" is judged by the local calendar, not UTC.
+APPEND_ONLY_MESSAGE = "信用档案记录只能追加，不能修改或删除：请登记一条更正或撤销记录"
+LABELS = {"kind": "类别", "finding": "查实情况", "legal_basis": "依据", "evidence": "证据",
+          "found_on": "查实日期", "reason": "撤销理由"}
+
+
+class AppendOnlyError(Exception):
+    """Someone tried to change or delete a credit record; corrections and revocations are new records."""
+
+    def __init__(self):
+        super().__init__(APPEND_ONLY_MESSAGE)
+
+
+class CreditRefused(Exception):
+    """The record cannot be superseded (already superseded, or of another person); nothing was saved."""
+
+
+# -- append-only at the ORM (the SQL triggers of migration 0005 refuse what bypasses it) ----------
+
+@event.listens_for(CreditRecord, "before_update")
+def _refuse_update(mapper, connection, target):
+    # Raised before the UPDATE statement: the flush rolls back and nothing is written.
+    if any(attribute.history.has_changes() for attribute in inspect(target).attrs):
+        raise AppendOnlyError()
+
+
+@event.listens_for(CreditRecord, "before_delete")
+def _refuse_delete(mapper, connection, target):
+    raise AppendOnlyError()
+
+
+# -- reading a credit file --------------------------------------------------------------------
+
+@dataclass
+class CreditChain:
+    """A record and the corrections and revocation that followed it, oldest first."""
+
+    records: list[CreditRecord]
+
+    @property
+    def head(self) -> CreditRecord:
+        """Return the latest record of the chain, the one in force."""
+        return self.records[-1]
+
+    @property
+    def live(self) -> bool:
+        """Tell whether the chain still stands (its latest record is not a revocation)."""
+        return self.head.action != "revoke"
+
+    @property
+    def status(self) -> str:
+        """Return the chain's state in Chinese."""
+        if not self.live:
+            return "已撤销"
+        return "有效（已更正）" if len(self.records) > 1 else "有效"
+
+
+def credit_file(session, person_id: int) -> list[CreditChain]:
+    """Return the person's credit file as chains, the most recently changed first."""
+    records = session.scalars(
+        select(CreditRecord).where(CreditRecord.person_id == person_id).order_by(CreditRecord.id)
+        .options(selectinload(CreditRecord.office_region).selectinload(Region.parent))).all()
+    successor = {record.supersedes_id: record for record in records if record.supersedes_id is not None}
+    chains = []
+    for root in (record for record in records if record.supersedes_id is None):
+        chain = [root]
+        while chain[-1].id in successor:
+            chain.append(successor[chain[-1].id])
+        chains.append(CreditChain(chain))
+    return sorted(chains, key=lambda chain: chain.head.id, reverse=True)
+
+
+def _live_condition():
+    """Return the SQL condition of a live record: not a revocation, and nothing supersedes it."""
+    later = aliased(CreditRecord)
+    return (CreditRecord.action != "revoke") & ~exists().where(later.supersedes_id == CreditRecord.id)
+
+
+def live_person_ids(session, person_ids) -> set[int]:
+    """Return which of person_ids have at least one live credit record (one query for them all)."""
+    person_ids = [person_id for person_id in set(person_ids) if person_id is not None]
+    if not person_ids:
+        return set()
+    return set(session.scalars(select(CreditRecord.person_id).distinct().where(
+        CreditRecord.person_id.in_(person_ids), _live_condition())))
+
+
+def live_count(session, person_id: int) -> int:
+    """Return how many live records the person's credit file holds."""
+    return session.scalar(select(func.count()).select_from(CreditRecord).where(
+        CreditRecord.person_id == person_id, _live_condition()))
+
+
+# -- who may see and write ---------------------------------------------------------------------
+
+def may_view(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool:
+    """Tell whether staff actor may read the credit file of dossier's person.
+
+    Reviewers, credit officers and administrators of the region while they may view the dossier;
+    credit officers and administrators also whenever the file holds records (it outlives a purge).
+    """
+    if actor is None or getattr(actor, "is_applicant", True):
+        return False
+    roles = roles_on(actor, dossier)
+    if not roles & {"reviewer", "credit_officer", "administrator"}:
+        return False
+    if dossier.state != PURGED_STATE and workflow.has_permission(dossier.state, "view", roles):
+        return True
+    # A draft's existence stays hidden from credit officers, as the workflow wants, unless it has a file.
+    return bool(roles & {"credit_officer", "administrator"}) and object_session(dossier).scalar(
+        select(CreditRecord.id).where(CreditRecord.person_id == dossier.person_id).limit(1)) is not None
+
+
+def may_record(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool:
+    """Tell whether actor may write to the credit file from dossier in its current state."""
+    return not getattr(actor, "is_applicant", True) and workflow.has_permission(
+        dossier.state, "annotate", roles_on(actor, dossier))
+
+
+def recording_office(actor, dossier: Dossier) -> Region:
+    """Return the region of actor's credit-officer assignment nearest above dossier: the recording office."""
+    held = {assignment.region_id: assignment.region for assignment in actor.role_assignments
+            if assignment.role == "credit_officer"}
+    if dossier.region is not None:
+        for region in dossier.region.ancestors_and_self():
+            if region.id in held:
+                return region
+    else:
+        # As roles_on: a dossier with no region is reached only from the top of the tree.
+        for region in held.values():
+            if region.parent_id is None:
+                return region
+    raise PermissionDenied("您不是该档案所属地区的信用档案管理人员")
+
+
+def evidence_choices(dossier: Dossier) -> list[AttachmentVersion]:
+    """Return every version of every attachment of dossier, what a finding can point at."""
+    return [version for attachment in dossier.attachments for version in attachment.versions]
+
+
+def pin(version: AttachmentVersion) -> dict:
+    """Return what a record keeps of an attachment version: enough to prove which bytes it meant."""
+    return {"version_id": version.id, "slot": version.attachment.slot, "number": version.number,
+            "sha256": version.sha256, "media_type": version.media_type, "filename": version.original_filename}
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+def _fail(field: str, detail: str) -> ValidationError:
+    return ValidationError(field, f"{LABELS[field]}：{detail}")
+
+
+def _clean_text(errors, field, value, limit) -> str:
+    text = str(value or "").strip()
+    if not text:
+        errors.append(_fail(field, "必填"))
+    elif len(text) > limit:
+        errors.append(_fail(field, f"不能超过{limit}个字"))
+    return text
+
+
+def _clean_date(errors, value, today: date) -> date | None:
+    if isinstance(value, datetime):
+        value = value.date()
+    if not isinstance(value, date):
+        text = str(value or "").strip()
+        if not text:
+            errors.append(_fail("found_on", "必填"))
+            return None
+        try:
+            value = date.fromisoformat(text)
+        except ValueError:
+            errors.append(_fail("found_on", "应为“年-月-日”格式的日期，如 2019-05-20"))
+            return None
+    if value > today:
+        errors.append(_fail("found_on", "不能晚于今天"))
+        return None
+    return value
+
+
+def _clean_evidence(errors, dossier: Dossier, version_ids) -> list[dict]:
+    choices = {version.id: version for version in evidence_choices(dossier)}
+    wanted = []
+    for raw in version_ids or ():
+        text = str(raw).strip()
+        if not text.isdigit() or int(text) not in choices:
+            errors.append(_fail("evidence", "所选材料不属于该档案"))
+            return []
+        if int(text) not in wanted:
+            wanted.append(int(text))
+    if not wanted:
+        errors.append(_fail("evidence", "请至少选择一份证明材料（可选任一版本）"))
+    elif len(wanted) > MAX_EVIDENCE:
+        errors.append(_fail("evidence", f"最多选择{MAX_EVIDENCE}份"))
+    return [pin(choices[version_id]) for version_id in sorted(wanted)]
+
+
+def _clean_finding(dossier, *, kind, finding, legal_basis, evidence, found_on, today) -> dict:
+    """Return the finding's fields cleaned, or raise ValidationErrors naming every bad one."""
+    errors = []
+    if kind not in CREDIT_KINDS:
+        errors.append(_fail("kind", "请从列表中选择"))
+    cleaned = {
+        "kind": kind,
+        "finding": _clean_text(errors, "finding", finding, MAX_FINDING),
+        "legal_basis": _clean_text(errors, "legal_basis", legal_basis, MAX_LEGAL_BASIS),
+        "evidence": _clean_evidence(errors, dossier, evidence),
+        "found_on": _clean_date(errors, found_on, today or local_today()),
+    }
+    if errors:
+        raise ValidationErrors(errors)
+    return cleaned
+
+
+def _superseded(session, dossier: Dossier, record_id: int) -> CreditRecord:
+    """Return the record a correction or revocation changes, if it may still be changed."""
+    record = session.get(CreditRecord, record_id)
+    if record is None or record.person_id != dossier.person_id:
+        raise CreditRefused("只能更正或撤销该人员信用档案中的记录")
+    if session.scalar(select(CreditRecord.id).where(CreditRecord.supersedes_id == record.id)) is not None:
+        raise CreditRefused("该记录已被更正或撤销，只能对最新的一条办理：请刷新后查看")
+    if record.action == "revoke":
+        raise CreditRefused("撤销记录不能再更正或撤销")
+    return record
+
+
+def _add(session, dossier, actor, action, fields, supersedes, id_hash_key) -> CreditRecord:
+    """Add the record and its audit event, and commit them together (the caller checked the actor)."""
+    person = dossier.person
+    if not person.id_number or not person.name:
+        raise CreditRefused("该人员的个人信息已删除，不能再登记")
+    record = CreditRecord(
+        person=person, action=action, supersedes=supersedes, office_region=recording_office(actor, dossier),
+        recorded_by_id=actor.id, recorded_by_label=actor.label, subject_name=person.name,
+        subject_id_hash=id_number_hash(id_hash_key, person.id_number), **fields)
+    try:
+        with committing(session):
+            session.add(record)
+            session.flush()
+            audit.record(session, actor, f"credit.{action}", "credit_record", record.id, dossier_id=dossier.id,
+                         supersedes_id=supersedes.id if supersedes else None, fields=sorted(fields))
+    except IntegrityError as error:
+        if supersedes is None:
+            raise
+        # Two officers changing the same record at once: the unique index on supersedes_id lets one win.
+        raise CreditRefused("该记录已被他人更正或撤销，您的操作未保存：请刷新后查看") from error
+    return record
+
+
+def record_finding(session, workflow: WorkflowEngine, dossier: Dossier, actor: Actor, *, kind: str,
+                   finding: str, legal_basis: str = DEFAULT_LEGAL_BASIS, evidence=(), found_on,
+                   id_hash_key: str, today: date | None = None) -> CreditRecord:
+    """Record a finding on the credit file of dossier's person, evidence pinned from dossier's versions."""
+    require(workflow, actor, "annotate", dossier)
+    fields = _clean_finding(dossier, kind=kind, finding=finding, legal_basis=legal_basis, evidence=evidence,
+                            found_on=found_on, today=today)
+    return _add(session, dossier, actor, "record", fields, None, id_hash_key)
+
+
+def correct_record(session, workflow: WorkflowEngine, dossier: Dossier, record_id: int, actor: Actor, *,
+                   kind: str, finding: str, legal_basis: str, evidence=(), found_on, id_hash_key: str,
+                   today: date | None = None) -> CreditRecord:
+    """Record a correction: a new record, as it should have read, that supersedes record_id."""
+    require(workflow, actor, "annotate", dossier)
+    superseded = _superseded(session, dossier, record_id)
+    fields = _clean_finding(dossier, kind=kind, finding=finding, legal_basis=legal_basis, evidence=evidence,
+                            found_on=found_on, today=today)
+    return _add(session, dossier, actor, "correct", fields, superseded, id_hash_key)
+
+
+def revoke_record(session, workflow: WorkflowEngine, dossier: Dossier, record_id: int, actor: Actor, *,
+                  reason: str, legal_basis: str = DEFAULT_LEGAL_BASIS, found_on=None, id_hash_key: str,
+                  today: date | None = None) -> CreditRecord:
+    """Record a revocation of record_id, with its reason; the chain is no longer live."""
+    require(workflow, actor, "annotate", dossier)
+    superseded = _superseded(session, dossier, record_id)
+    errors = []
+    today = today or local_today()
+    fields = {
+        "kind": superseded.kind,
+        "finding": _clean_text(errors, "reason", reason, MAX_FINDING),
+        "legal_basis": _clean_text(errors, "legal_basis", legal_basis, MAX_LEGAL_BASIS),
+        "evidence": [],
+        "found_on": _clean_date(errors, found_on if found_on not in (None, "") else today, today),
+    }
+    if errors:
+        raise ValidationErrors(errors)
+    return _add(session, dossier, actor, "revoke", fields, superseded, id_hash_key)
+
+
+def action_title(action: str) -> str:
+    """Return the Chinese name of a record's action."""
+    return CREDIT_ACTIONS.get(action, action)

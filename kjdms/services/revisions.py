@@ -1,0 +1,202 @@
+"""Dossier revisions: a snapshot written with every committed change, and the dossier as it stood on a past date."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from itertools import chain
+
+from sqlalchemy import event, select
+
+from ..local_time import end_of_day
+from ..models import (Attachment, AttachmentVersion, Dossier, DossierRevision, Person, Region, WorkflowHistory,
+                      as_utc, utcnow)
+from ..vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
+from .dossiers import LABELS
+
+# Set on a session while its transaction changed dossiers: their ids, for before_commit.
+CHANGED_DOSSIERS = "kjdms_revision_dossiers"
+# The archive reads days as the finance departments do: the calendar day in Beijing.
+NO_RECORD_BEFORE = "此日期之前无记录"
+REVISED_LATER = "该档案在此日期已存在，但最早的修订记录晚于此日期（批量导入的档案在首次修改前没有修订记录）"
+
+# The basic information in a revision, in the order the form prints it. The ID number is left
+# out: it never changes, and a revision must not become another copy of it.
+FIELD_LABELS = {**{field: label for field, label in LABELS.items() if field != "id_number"}, "region": "归属地区"}
+PERSON_FIELDS = ("name", "sex", "birth_date")
+REGION_FIELDS = ("employer_region", "household_region", "school_region", "region")
+_CHOICES = {"sex": SEXES, "education": EDUCATION_LEVELS, "scope_category": SCOPE_CATEGORIES,
+            "qualification_level": QUALIFICATION_LEVELS}
+
+
+def snapshot_fields(dossier: Dossier) -> dict:
+    """Return the basic information of dossier and its person as JSON-ready field → value (regions by code)."""
+    fields = {}
+    for name in FIELD_LABELS:
+        value = getattr(dossier.person if name in PERSON_FIELDS else dossier, name)
+        if isinstance(value, Region):
+            value = value.code
+        elif isinstance(value, date):
+            value = value.isoformat()
+        elif isinstance(value, list):
+            value = list(value)
+        fields[name] = value
+    return fields
+
+
+def snapshot_attachments(dossier: Dossier) -> dict:
+    """Return slot → the current version's id, number and sha256."""
+    return {attachment.slot: {"version_id": version.id, "number": version.number, "sha256": version.sha256}
+            for attachment in dossier.attachments if (version := attachment.current) is not None}
+
+
+def record_revision(session, dossier: Dossier) -> DossierRevision:
+    """Add a revision of dossier as it now stands to session's transaction."""
+    revision = DossierRevision(dossier_id=dossier.id, recorded_at=utcnow(), state=dossier.state,
+                               fields=snapshot_fields(dossier), attachments=snapshot_attachments(dossier))
+    session.add(revision)
+    return revision
+
+
+# -- the listener: one revision per changed dossier per committed transaction ------------------
+
+def _changed_dossier_ids(obj) -> set:
+    """Return the ids of the effective dossiers whose revision obj is part of."""
+    if isinstance(obj, Dossier):
+        return {obj.id} if obj.baseline_id is None else set()
+    if isinstance(obj, Person):
+        return {dossier.id for dossier in obj.dossiers if dossier.baseline_id is None}
+    if isinstance(obj, Attachment):
+        return {obj.dossier_id}
+    if isinstance(obj, AttachmentVersion):
+        return {obj.attachment.dossier_id} if obj.attachment is not None else set()
+    return set()
+
+
+def _track_flushed_changes(session, flush_context) -> None:
+    """Remember which dossiers this flush changed; a revision is written once, just before the commit."""
+    changed = chain(session.new, (obj for obj in session.dirty if session.is_modified(obj)), session.deleted)
+    with session.no_autoflush:
+        dossier_ids = set().union(*(_changed_dossier_ids(obj) for obj in changed)) - {None}
+    if dossier_ids:
+        session.info.setdefault(CHANGED_DOSSIERS, set()).update(dossier_ids)
+
+
+def _write_revisions(session) -> None:
+    """Write the revisions of the dossiers the transaction changed, inside it."""
+    # Session.commit flushes only after before_commit: flush first so the last changes are tracked too.
+    session.flush()
+    dossier_ids = session.info.pop(CHANGED_DOSSIERS, None)
+    if not dossier_ids:
+        return
+    for dossier_id in sorted(dossier_ids):
+        dossier = session.get(Dossier, dossier_id)
+        # A deleted dossier (a cancelled working copy) and working copies have no revisions of their own.
+        if dossier is not None and dossier.baseline_id is None:
+            record_revision(session, dossier)
+    # Revisions change no dossier, so this flush tracks nothing new and the listener does not recur.
+    session.flush()
+
+
+def install_revisions(session_factory) -> None:
+    """Make sessions of session_factory write a revision of every dossier a transaction changes, before it commits."""
+    event.listen(session_factory, "after_flush", _track_flushed_changes)
+    event.listen(session_factory, "before_commit", _write_revisions)
+    event.listen(session_factory, "after_soft_rollback",
+                 lambda session, previous: session.info.pop(CHANGED_DOSSIERS, None))
+
+
+# -- the dossier on a past date ----------------------------------------------------------------
+
+@dataclass
+class AttachmentThen:
+    """One slot's current version on the date: its recorded number and hash, and the row if it still exists."""
+
+    slot: str
+    number: int
+    sha256: str
+    version: AttachmentVersion | None
+
+
+@dataclass
+class DossierAsOf:
+    """The dossier as it stood at the end of a day: fields, documents, state, and the history to then."""
+
+    day: date
+    cutoff: datetime
+    state: str | None = None
+    fields: dict | None = None
+    attachments: list[AttachmentThen] = field(default_factory=list)
+    history: list[WorkflowHistory] = field(default_factory=list)
+    revision: DossierRevision | None = None
+    # Set when the day shows no recorded content, saying why.
+    note: str | None = None
+    # True when no revision exists and the current content stands in for the day (bulk-imported dossiers).
+    from_current: bool = False
+
+    @property
+    def found(self) -> bool:
+        """Tell whether there is content to show for the day."""
+        return self.fields is not None
+
+
+def dossier_as_of(session, dossier: Dossier, day: date) -> DossierAsOf:
+    """Return dossier as it stood at the end of day (Beijing): the last revision recorded before then."""
+    cutoff = end_of_day(day)
+    result = DossierAsOf(day=day, cutoff=cutoff)
+    if as_utc(dossier.created_at) >= cutoff:
+        result.note = NO_RECORD_BEFORE
+        return result
+    result.history = session.scalars(
+        select(WorkflowHistory).where(WorkflowHistory.dossier_id == dossier.id, WorkflowHistory.created_at < cutoff)
+        .order_by(WorkflowHistory.created_at, WorkflowHistory.id)).all()
+    revision = session.scalars(
+        select(DossierRevision).where(DossierRevision.dossier_id == dossier.id, DossierRevision.recorded_at < cutoff)
+        .order_by(DossierRevision.recorded_at.desc(), DossierRevision.id.desc()).limit(1)).first()
+    if revision is None:
+        if session.scalar(select(DossierRevision.id).where(DossierRevision.dossier_id == dossier.id).limit(1)):
+            result.note = REVISED_LATER
+            return result
+        # Written by a bulk import, never changed since: what it holds now is what it held then.
+        result.from_current = True
+        result.state, result.fields = dossier.state, snapshot_fields(dossier)
+        attachments = snapshot_attachments(dossier)
+    else:
+        result.revision, result.state, result.fields = revision, revision.state, dict(revision.fields)
+        attachments = revision.attachments
+    result.attachments = [_attachment_then(session, dossier, slot, recorded)
+                          for slot, recorded in sorted(attachments.items())]
+    return result
+
+
+def _attachment_then(session, dossier: Dossier, slot: str, recorded: dict) -> AttachmentThen:
+    version = session.get(AttachmentVersion, recorded["version_id"])
+    # Only a version still of this dossier with the recorded content is the one that stood then.
+    if version is not None and (version.attachment.dossier_id != dossier.id or version.sha256 != recorded["sha256"]):
+        version = None
+    return AttachmentThen(slot, recorded["number"], recorded["sha256"], version)
+
+
+def shown_fields(session, fields: dict) -> list[tuple[str, str]]:
+    """Return a revision's fields as (label, Chinese text) in the form's order."""
+    codes = [fields.get(name) for name in REGION_FIELDS if fields.get(name)]
+    regions = {region.code: region for region in session.scalars(select(Region).where(Region.code.in_(codes)))}
+    shown = []
+    for name, label in FIELD_LABELS.items():
+        value = fields.get(name)
+        if value is None or value == "" or value == []:
+            text = "—"
+        elif name in REGION_FIELDS:
+            text = regions[value].path_name if value in regions else str(value)
+        elif name in _CHOICES:
+            text = _CHOICES[name].get(value, value)
+        elif name == "job_types":
+            text = "、".join(JOB_TYPES.get(job, job) for job in value)
+        elif isinstance(value, bool):
+            text = "是" if value else "否"
+        elif name in ("birth_date", "job_started_on", "information_changed_on"):
+            moment = date.fromisoformat(value)
+            text = f"{moment.year}年{moment.month}月{moment.day}日"
+        else:
+            text = str(value)
+        shown.append((label, text))
+    return shown

@@ -1,0 +1,157 @@
+"""Check that the faster Whoosh writer and the bitset search answer exactly as Whoosh's own code does."""
+
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings, strategies as st
+from whoosh import index as whoosh_index
+from whoosh.fields import TEXT
+from whoosh.query import And, ConstantScoreQuery, NullQuery, Require, Term
+from whoosh.sorting import Count, FieldFacet
+
+from kjdms.search import FACETS, ScopeGrant, SearchRequest, WhooshSearchIndex
+from kjdms.search.analysis import chinese_analyzer, index_positions
+from kjdms.search.whoosh_index import (TEXT_FIELDS, VALUE_FIELDS, matching_query, schema, scope_query,
+                                       whoosh_fields)
+from kjdms.search.whoosh_writing import FastSegmentWriter
+
+RELEVANCE = yaml.safe_load((Path(__file__).parent.parent / "search" / "relevance.yaml").read_text("utf-8"))
+# A small tree: 1 above 2 and 3, 2 above 4 and 5 (region_path lists a region and those above it).
+PATHS = (["4", "2", "1"], ["5", "2", "1"], ["3", "1"], ["_none"])
+STATES = ("draft", "submitted", "approved", "rejected", "archived")
+
+
+def documents(seed=1):
+    """Return the relevance set's dossiers as services.indexing documents, with scattered values."""
+    rng = random.Random(seed)
+    found = []
+    for number, document in enumerate(RELEVANCE["documents"], start=1):
+        path = rng.choice(PATHS)
+        found.append({
+            "dossier_id": number, "name": document["name"], "employer": document["employer"],
+            "numbers": [], "region_text": "", "attachments": [document["text"]],
+            "region_path": path, "region": path[0], "state": rng.choice(STATES),
+            "qualification": rng.choice(("none", "junior", "intermediate")), "education": "bachelor",
+            "scope": "in_accounting_work", "job_types": ["cashier"], "year": str(rng.randint(2019, 2021)),
+            "has_credit": rng.choice("01"), "kind": "dossier", "id_hash": f"hash{number}",
+            "changed": rng.randrange(10**9, 2 * 10**9), "stamp": f"s{number}",
+        })
+    return found
+
+
+def whoosh_search(searcher, request):
+    """Answer request as WhooshSearchIndex did before whoosh_matching: the reference."""
+    scope, typed = scope_query(request.grants), matching_query(request)
+    if scope is None or typed is NullQuery:
+        return [], 0, {}
+    constraint = And([scope] + [Term(name, value) for name, value in request.filters.items()]).normalize()
+    by_date = typed is None or request.sort == "date"
+    query = ConstantScoreQuery(constraint) if typed is None else Require(typed, constraint)
+    results = searcher.search(query, limit=None, groupedby={name: FieldFacet(name, maptype=Count) for name in FACETS},
+                              sortedby=FieldFacet("changed", reverse=True) if by_date else None)
+    counts = {name: dict(results.groups(name)) for name in FACETS}
+    return [int(hit["key"]) for hit in results], len(results), counts
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    """Return a live index of three segments, some documents replaced, some removed."""
+    search_index = WhooshSearchIndex(tmp_path_factory.mktemp("index"))
+    everything = documents()
+    rebuild = search_index.start_rebuild()
+    for start in range(0, len(everything), 100):
+        rebuild.add(everything[start:start + 100], last_id=everything[start:start + 100][-1]["dossier_id"])
+        rebuild._commit()  # a segment per chunk, as a large rebuild makes
+    rebuild.swap()
+    changed = [dict(document, state="approved", changed=document["changed"] + 1) for document in everything[::7]]
+    search_index.write(changed, deleted_ids=[3, 30, 90])
+    return search_index
+
+
+def requests():
+    """Return requests of every kind: relevance queries, several grants, filters, dates, ID hashes."""
+    everyone = (ScopeGrant(("1", "_none"), STATES),)
+    some = (ScopeGrant(("2",), ("submitted", "approved")), ScopeGrant(("3",), ("draft",)))
+    found = []
+    for query in RELEVANCE["queries"]:
+        found.append(SearchRequest(text=query["query"], grants=everyone, page_size=1000))
+        found.append(SearchRequest(text=query["query"], grants=some, sort="date", page_size=1000))
+    found += [
+        SearchRequest(text="", grants=everyone, page_size=1000),
+        SearchRequest(text="会计", grants=some, filters={"qualification": "junior"}, page_size=1000),
+        SearchRequest(text="会计 有限公司", grants=everyone, filters={"region_path": "2", "year": "2020"}, page_size=1000),
+        SearchRequest(text="", grants=some, id_hashes=("hash5", "hash6"), page_size=1000),
+        SearchRequest(text="", grants=everyone, id_hashes=("hash8",), page_size=1000),
+        SearchRequest(text="\u200b", grants=everyone),
+        SearchRequest(text="会计", grants=()),
+    ]
+    return found
+
+
+@pytest.mark.parametrize("request_", requests(), ids=lambda request: f"{request.text}|{request.sort}")
+def test_bitset_search_counts_what_whoosh_counts(index, request_):
+    ids, total, counts = whoosh_search(index._searcher(), request_)
+    results = index.search(request_)
+    assert results.total == total
+    assert {name: values for name, values in results.facets.items() if values} == \
+        {name: values for name, values in counts.items() if values}
+    if request_.sort == "date" or not (request_.text.strip() or request_.id_hashes):
+        assert results.dossier_ids == ids  # the same order: newest first
+    else:
+        assert set(results.dossier_ids) == set(ids)
+
+
+def test_relevance_queries_find_the_expected_documents(index):
+    names = {number: document["id"] for number, document in enumerate(RELEVANCE["documents"], start=1)}
+    everyone = (ScopeGrant(("1", "_none"), STATES),)
+    for query in RELEVANCE["queries"]:
+        results = index.search(SearchRequest(text=query["query"], grants=everyone, page_size=1000))
+        # 3, 30 and 90 were removed from the index.
+        assert {names[number] for number in results.dossier_ids} == set(query["expected"]) - {"d003", "d030", "d090"}
+
+
+def test_pages_follow_one_another(index):
+    everyone = (ScopeGrant(("1", "_none"), STATES),)
+    whole = index.search(SearchRequest(text="会计", grants=everyone, page_size=1000)).dossier_ids
+    pages = [index.search(SearchRequest(text="会计", grants=everyone, page=page, page_size=7)).dossier_ids
+             for page in range(1, 4)]
+    assert sum(pages, []) == whole[:21]
+
+
+@pytest.mark.parametrize("limitmb, chunks", [(128, 1), (1, 1), (128, 3)])
+def test_fast_writer_writes_what_whoosh_writes(tmp_path, limitmb, chunks):
+    everything = [whoosh_fields(document) for document in documents()]
+    plain = schema()
+    for name in TEXT_FIELDS:
+        plain.remove(name)
+        plain.add(name, TEXT(analyzer=chinese_analyzer(), phrase=True))
+
+    def build(folder, fields, writer_for):
+        (tmp_path / folder).mkdir()
+        built = whoosh_index.create_in(str(tmp_path / folder), fields)
+        size = -(-len(everything) // chunks)
+        for start in range(0, len(everything), size):
+            writer = writer_for(built)
+            for document in everything[start:start + size]:
+                writer.add_document(**document)
+            writer.commit(merge=False)
+        if chunks > 1:
+            writer_for(built).commit(optimize=True)  # a merge, through the pool
+        with built.searcher() as searcher:
+            reader = searcher.reader()
+            lengths = [reader.doc_field_length(d, name) for d in range(reader.doc_count_all()) for name in TEXT_FIELDS]
+            return list(reader.iter_postings()), lengths, list(reader.all_stored_fields())
+
+    expected = build("whoosh", plain, lambda built: built.writer())
+    assert build("fast", schema(), lambda built: FastSegmentWriter(built, limitmb=limitmb)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("张伟明 会计a1Ｚ２·・（）\u200b\t\n〇々㈱x_-.,，。") | st.characters(), max_size=40))
+def test_index_positions_are_the_tokenizer_positions(value):
+    expected = {}
+    for token in chinese_analyzer()(value, positions=True):
+        expected.setdefault(token.text, []).append(token.pos)
+    assert index_positions(value) == expected
