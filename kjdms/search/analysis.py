@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from functools import lru_cache
 
 from whoosh.analysis import CompositeAnalyzer, Token, Tokenizer
@@ -55,7 +56,7 @@ _UNIT = re.compile(
 )
 
 
-# The same kinds as _UNIT, with a run of CJK characters as one match: index_positions splits it itself.
+# The same kinds as _UNIT, with a run of CJK characters as one match: index_frequencies splits it itself.
 _RUN = re.compile(
     rf"(?P<{CJK}>[{_CJK_RANGES}]+)|(?P<{WORD}>[^\W_{_CJK_RANGES}]+)|(?P<{SPACE}>[{_SPACES}]+)|(?P<{MARK}>.)",
     re.DOTALL,
@@ -164,28 +165,17 @@ class CJKBigramTokenizer(Tokenizer):
                     yield emit(text + next_text, position, startchar, next_end)
 
 
-def index_positions(value: str) -> dict[str, list[int]]:
-    """Return each term CJKBigramTokenizer emits for value, with its positions in order.
-
-    The tokenizer's output without its Token objects: indexing spends most of its time here,
-    and a CJK run is cut into unigrams and bigrams by slicing rather than unit by unit.
-    """
-    positions: dict[str, list[int]] = {}
-    position = 0
+def index_frequencies(value: str) -> Counter:
+    """Return how many times CJKBigramTokenizer emits each term of value (a field without positions)."""
+    tokens: list[str] = []
     for match in _RUN.finditer(normalize(value)):
         kind, text = match.lastgroup, match.group()
         if kind == CJK:
-            for offset, char in enumerate(text, position):
-                positions.setdefault(char, []).append(offset)
-            for offset in range(len(text) - 1):
-                positions.setdefault(text[offset:offset + 2], []).append(position + offset)
-            position += len(text)
-        elif kind == SPACE:
-            position += 1
-        else:
-            positions.setdefault(text, []).append(position)
-            position += 1
-    return positions
+            tokens += text
+            tokens += map(str.__add__, text, text[1:])
+        elif kind != SPACE:
+            tokens.append(text)
+    return Counter(tokens)  # counted in C
 
 
 def chinese_analyzer() -> CompositeAnalyzer:
@@ -300,6 +290,16 @@ def substring_matches(field_texts, text: str) -> bool:
 
 def _occurs(haystack: str, piece: str) -> bool:
     """Tell whether piece is a substring of haystack that cuts no word at a word end of piece."""
+    return next(_starts(haystack, piece), None) is not None
+
+
+def occurrences(haystack: str, piece: str) -> int:
+    """Return how often piece occurs in a normalised field, as _occurs decides (overlaps count)."""
+    return sum(1 for _ in _starts(haystack, piece))
+
+
+def _starts(haystack: str, piece: str):
+    """Yield each offset where piece occurs in haystack without cutting a word at a word end of piece."""
     word_first, word_last = char_kind(piece[0]) == WORD, char_kind(piece[-1]) == WORD
     start = haystack.find(piece)
     while start != -1:
@@ -307,6 +307,5 @@ def _occurs(haystack: str, piece: str) -> bool:
         cut_before = word_first and start > 0 and char_kind(haystack[start - 1]) == WORD
         cut_after = word_last and end < len(haystack) and char_kind(haystack[end]) == WORD
         if not cut_before and not cut_after:
-            return True
+            yield start
         start = haystack.find(piece, start + 1)
-    return False

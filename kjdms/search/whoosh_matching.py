@@ -13,17 +13,19 @@ from whoosh.matching.wrappers import FilterMatcher
 from whoosh.reading import TermNotFound
 from whoosh.util.numeric import byte_to_length
 
-from .analysis import _cover, query_pieces
+from .analysis import _cover, _occurs, occurrences, query_pieces
 from .base import FACETS, IndexResults, SearchRequest
 
 # Why not Searcher.search(groupedby=...): it scores every match and asks five column readers
 # for its facet values, one Python call each; at 100,000 dossiers a common word took seconds.
 # Here every set of documents is a Python int with one bit per document of a segment, so the
 # scope, the filters and each facet value cost one C-level AND and bit_count() per segment.
-# Only the documents of the answer are touched one by one: to check that a piece's terms sit
-# at its offsets (exact substrings, as analysis.piece_query's spans demand) and to score them.
+# Only candidates are touched one by one: a piece of several terms is checked against the
+# field's normalised text (the column CJKText writes; analysis.occurrences, the rule of
+# substring_matches), and the matches are scored.
 
-# Whoosh's BM25F defaults: relevance orders as Whoosh's own scoring of text_query did.
+# Whoosh's BM25F defaults: a piece of one term scores as Whoosh scored it; a piece of several
+# terms by how often the whole piece occurs (Whoosh's spans added up each term's frequency).
 B, K1 = 0.75, 1.2
 # Below this many matches in a segment, the newest are found by sorting them; above, by walking
 # the segment's documents newest first until enough have matched.
@@ -33,6 +35,14 @@ _ONE = re.compile("1")
 
 def bits_of(docnums, count: int) -> int:
     """Return the bitset (bit d set for each d) of docnums, all below count."""
+    if not isinstance(docnums, (list, tuple, dict)):
+        docnums = list(docnums)
+    if len(docnums) < 32:
+        # A few shifts cost less than writing out a flag for every document of the segment.
+        bits = 0
+        for docnum in docnums:
+            bits |= 1 << docnum
+        return bits
     flags = bytearray(b"0") * count
     # map/deque: the loop over the docnums runs in C.
     deque(map(flags.__setitem__, docnums, repeat(49)), 0)  # 49 is ord("1")
@@ -62,12 +72,15 @@ def _blocks(reader, fieldname: str, term: str):
     if isinstance(matcher, FilterMatcher):
         matcher = matcher.child
     if isinstance(matcher, W3LeafMatcher):
-        # Whoosh decodes a whole block at once; reading its arrays skips three calls a posting.
+        # A block at a time, its docnums summed up in C: Whoosh's own reading makes three calls a
+        # posting and decodes docnums in a Python generator.
         while matcher.is_active():
-            matcher._read_ids()
-            matcher._read_weights()
-            matcher._read_values()
-            yield matcher._ids, matcher._weights, matcher._values
+            matcher._read_data()
+            deltas, weights, values = matcher._data
+            docnums = tuple(accumulate(deltas))
+            if weights is None or isinstance(weights, float):
+                weights = (1.0 if weights is None else weights,) * len(docnums)
+            yield docnums, weights, values
             matcher._next_block()
     elif isinstance(matcher, ListMatcher) and matcher._weights is not None and matcher._values is not None:
         yield matcher._ids, matcher._weights, matcher._values
@@ -81,9 +94,19 @@ def _blocks(reader, fieldname: str, term: str):
         yield docnums, weights, values
 
 
-def _positions(value: bytes) -> list[int]:
+# Decoded positions by their encoding: the same few positions recur in thousands of postings.
+_POSITIONS: dict[bytes, tuple[int, ...]] = {}
+_POSITIONS_LIMIT = 200_000
+
+
+def _positions(value: bytes) -> tuple[int, ...]:
     """Decode the positions of a Positions posting (pack_uint count, then pickled deltas)."""
-    return list(accumulate(loads(value[4:])))
+    found = _POSITIONS.get(value)
+    if found is None:
+        if len(_POSITIONS) > _POSITIONS_LIMIT:
+            _POSITIONS.clear()
+        found = _POSITIONS[value] = tuple(accumulate(loads(value[4:])))
+    return found
 
 
 class SegmentData:
@@ -96,6 +119,7 @@ class SegmentData:
         self._newest_first: list[int] | None = None
         self._changed: list[int] | None = None
         self._deleted: tuple[int, int] = (0, 0)
+        self._columns: dict[str, tuple] = {}  # (the reader it came from, the column reader)
 
     def values(self, reader, fieldname: str) -> dict[str, int]:
         """Return each value of a one-word field (state, region_path ...) with the bitset of its documents."""
@@ -131,6 +155,14 @@ class SegmentData:
             changed = self.changed(reader)
             self._newest_first = sorted(range(self.count), key=changed.__getitem__, reverse=True)
         return self._newest_first
+
+    def column(self, reader, fieldname: str):
+        """Return the reader of the field's column of normalised text, or None if it has none."""
+        cached = self._columns.get(fieldname)
+        if cached is None or cached[0] is not reader:
+            column = reader.column_reader(fieldname, translate=False) if reader.has_column(fieldname) else None
+            cached = self._columns[fieldname] = (reader, column)
+        return cached[1]
 
     def lengths(self, reader, fieldname: str) -> list[int]:
         """Return each document's length of fieldname in tokens, as Whoosh stores it for scoring."""
@@ -170,7 +202,7 @@ class _Scores:
             scores[docnum] = get(docnum, 0.0) + idf * tf * (K1 + 1) / (tf + norm + per_length * lengths[docnum])
 
 
-def _field_matches(reader, data: SegmentData, fieldname: str, cover, allowed: int, want_tf: bool):
+def _field_matches(reader, data: SegmentData, fieldname: str, piece: str, cover, allowed: int, want_tf: bool):
     """Return (bitset, tf by docnum or None) of the allowed documents whose field holds the piece."""
     count = data.count
     if len(cover) == 1:
@@ -183,7 +215,7 @@ def _field_matches(reader, data: SegmentData, fieldname: str, cover, allowed: in
         flags = flags_of(found, count)
         tfs = {d: w for block in blocks for d, w in zip(block[0], block[1]) if flags[d] == "1"}
         return found, tfs
-    # Every term of the cover must be in the document before its positions are worth reading.
+    # Every term of the cover must be in the document before its text is worth reading.
     postings = []
     candidates = allowed
     for _, term in cover:
@@ -194,6 +226,16 @@ def _field_matches(reader, data: SegmentData, fieldname: str, cover, allowed: in
         if not candidates:
             return 0, None
         postings.append(blocks)
+    column = data.column(reader, fieldname)
+    if column is not None:
+        count_them = occurrences if want_tf else _occurs
+        tfs = {}
+        for docnum in members(candidates):
+            tf = count_them(column[docnum].decode("utf-8"), piece)
+            if tf:
+                tfs[docnum] = int(tf)
+        return bits_of(tfs, count), (tfs if want_tf else None)
+    # An index written before CJKText kept its text in a column: check the terms' positions.
     flags = flags_of(candidates, count)
     values = [{d: v for block in blocks for d, v in zip(block[0], block[2]) if flags[d] == "1"}
               for blocks in postings]
@@ -201,11 +243,15 @@ def _field_matches(reader, data: SegmentData, fieldname: str, cover, allowed: in
     rest = [(offset - start, by_doc) for (offset, _), by_doc in zip(cover[1:], values[1:])]
     tfs = {}
     for docnum, value in values[0].items():
-        others = [(offset, set(_positions(by_doc[docnum]))) for offset, by_doc in rest]
-        tf = sum(1 for position in _positions(value)
-                 if all(position + offset in found for offset, found in others))
-        if tf:
-            tfs[docnum] = tf
+        # The positions where the piece could start, narrowed term by term.
+        starts = _positions(value)
+        for offset, by_doc in rest:
+            positions = _positions(by_doc[docnum])
+            starts = [position for position in starts if position + offset in positions]
+            if not starts:
+                break
+        else:
+            tfs[docnum] = len(starts)
     return bits_of(tfs, count), (tfs if want_tf else None)
 
 
@@ -234,11 +280,11 @@ def run_search(searcher, caches: dict, request: SearchRequest, text_fields, filt
     pieces = query_pieces(request.text) if request.text.strip() else []
     if not grants or (typed and not pieces and not request.id_hashes):
         return IndexResults([], 0, {})
-    covers = [_cover(piece) for piece in pieces]
+    covers = [(piece, _cover(piece)) for piece in pieces]
     if len(covers) > 1:
         # The rarest piece first: each narrows the documents the next must be checked in.
-        covers.sort(key=lambda cover: min(searcher.doc_frequency(field, term)
-                                          for field in text_fields for _, term in cover))
+        covers.sort(key=lambda item: min(searcher.doc_frequency(field, term)
+                                         for field in text_fields for _, term in item[1]))
     by_relevance = bool(covers) and request.sort != "date"
     filters = [(name, value) for name, value in request.filters.items() if name in filter_fields]
     limit = request.page * request.page_size
@@ -264,13 +310,13 @@ def run_search(searcher, caches: dict, request: SearchRequest, text_fields, filt
             # Looked up, never cached: one document each, and as many values as dossiers.
             allowed &= bits_of((d for block in _blocks(reader, "id_hash", id_hash) for d in block[0]), data.count)
         scores = _Scores(searcher) if by_relevance else None
-        for cover in covers:
+        for piece, cover in covers:
             if not allowed:
                 break
             terms = [term for _, term in cover]
             found = 0
             for fieldname in text_fields:
-                bits, tfs = _field_matches(reader, data, fieldname, cover, allowed, by_relevance)
+                bits, tfs = _field_matches(reader, data, fieldname, piece, cover, allowed, by_relevance)
                 if bits:
                     found |= bits
                     if scores is not None:
@@ -299,7 +345,7 @@ def _best(reader, data: SegmentData, matched: int, scores, limit: int, offset: i
         flags = flags_of(matched, data.count)
         ranked = ((score, -(offset + d), offset + d) for d, score in scores.by_doc.items() if flags[d] == "1")
         return heapq.nlargest(limit, ranked)
-    if scores is None and matched.bit_count() <= SORT_MATCHES_BELOW:
+    if matched.bit_count() <= SORT_MATCHES_BELOW:
         changed = data.changed(reader)
         return heapq.nlargest(limit, ((changed[d], -(offset + d), offset + d) for d in members(matched)))
     changed, flags, found = data.changed(reader), flags_of(matched, data.count), []

@@ -1,54 +1,60 @@
-"""A faster Whoosh writer: CJK fields indexed without Token objects, field lengths read once per segment."""
+"""A faster Whoosh writer: CJK fields indexed without Token objects or positions, postings pooled by term."""
 from __future__ import annotations
 
-from pickle import dumps
-
+from whoosh.columns import VarBytesColumn
 from whoosh.fields import TEXT
 from whoosh.system import pack_uint
 from whoosh.writing import PostingPool, SegmentWriter
 
-from .analysis import chinese_analyzer, index_positions
+from .analysis import chinese_analyzer, index_frequencies, normalize
 
-# Measured with bench/search.py: these three account for about half of Whoosh's indexing time
-# in Python. The index they write is the one Whoosh's own code would write, byte for byte.
+# Whoosh spends its indexing time in Python, per token and per posting; each part below removes
+# some of it (bench/search.py measures the whole). The postings and field lengths written are the
+# ones Whoosh's own TEXT(phrase=False) and SegmentWriter write (tests/unit/test_whoosh_speedups.py).
 
-
-# Most terms occur once in a field: their encoded positions come from this table, not from pickle.
-_ONE_POSITION = [pack_uint(1) + dumps([position], 2) for position in range(4096)]
-_WEIGHTS = [float(count) for count in range(64)]
-# A term's bytes are shared by all its postings in the writer's pool: about a third less memory,
-# so a rebuild's segments can be larger before the pool spills to disk (spilling doubles the time).
+# A term's frequency encoded as Frequency.word_values encodes it, shared by all postings of that frequency.
+_FREQUENCIES = [pack_uint(count) for count in range(256)]
+_WEIGHTS = [float(count) for count in range(256)]
+# A term's bytes are shared by all its postings in the writer's pool: less memory, so a rebuild's
+# segments can be larger before the pool spills to disk (spilling doubles the time).
 _TERM_BYTES: dict[str, bytes] = {}
 _TERM_BYTES_LIMIT = 1_000_000
 
 
 class CJKText(TEXT):
-    """A TEXT field of the Chinese analyzer with positions, indexed through analysis.index_positions."""
+    """TEXT of the Chinese analyzer: term frequencies in the postings, the normalised text in a column.
+
+    No positions: a block of postings then decodes about eight times faster (bench/search.py),
+    and whoosh_matching checks a piece of several terms against the column instead, as exactly.
+    """
 
     def __init__(self, **kwargs):
-        super().__init__(analyzer=chinese_analyzer(), phrase=True, **kwargs)
+        super().__init__(analyzer=chinese_analyzer(), phrase=False, **kwargs)
+        # Offsets written for any number of documents: a reader loads them in one read.
+        self.column_type = VarBytesColumn(write_offsets_cutoff=0)
+
+    def to_column_value(self, value):
+        """Return the text as the index compares it: normalised, UTF-8."""
+        return normalize(value if isinstance(value, str) else "\n".join(value)).encode("utf-8")
 
     def index(self, value, **kwargs):
-        """Return (term bytes, frequency, weight, positions) for each term, as Positions.word_values encodes them."""
+        """Return (term bytes, frequency, weight, encoded frequency) for each term, as Frequency.word_values does."""
         if not isinstance(value, str):
             return super().index(value, **kwargs)
         boost = self.format.field_boost
-        weights = _WEIGHTS if boost == 1.0 else [count * boost for count in range(64)]
-        one, term_bytes = _ONE_POSITION, _TERM_BYTES
+        weights = _WEIGHTS if boost == 1.0 else [count * boost for count in range(256)]
+        term_bytes = _TERM_BYTES
         if len(term_bytes) > _TERM_BYTES_LIMIT:
             term_bytes.clear()
         postings = []
-        for term, positions in index_positions(value).items():
-            count = len(positions)
-            if count == 1 and positions[0] < 4096:
-                encoded = one[positions[0]]
-            else:
-                deltas = [positions[0]] + [b - a for a, b in zip(positions, positions[1:])]
-                encoded = pack_uint(count) + dumps(deltas, 2)
+        for term, count in index_frequencies(value).items():
             data = term_bytes.get(term)
             if data is None:
                 data = term_bytes[term] = term.encode("utf-8")
-            postings.append((data, count, weights[count] if count < 64 else count * boost, encoded))
+            if count < 256:
+                postings.append((data, count, weights[count], _FREQUENCIES[count]))
+            else:
+                postings.append((data, count, count * boost, pack_uint(count)))
         return postings
 
 
@@ -82,8 +88,8 @@ class _TermPool(PostingPool):
                 self._unsorted.add((fieldname, term))  # only if a merge hands postings over out of order
             postings += (docnum, weight, value)
             size = 28
-        # Encoded positions of more than one occurrence are the posting's own bytes; the others are shared.
-        if value is not None and len(value) > 16:
+        # Values from CJKText are shared; Whoosh's own (stored positions, a merge) are not.
+        if value is not None and len(value) > 4:
             size += 33 + len(value)
         self.currentsize += size
         if self.currentsize > self.limit:
@@ -143,9 +149,13 @@ class _SegmentLengths:
 
 
 class FastSegmentWriter(SegmentWriter):
-    """SegmentWriter with the term-grouped pool and the per-segment field lengths."""
+    """SegmentWriter with the term-grouped pool, the per-segment field lengths, and no compound files."""
 
     def __init__(self, index, **kwargs):
+        # Whoosh opens each file inside a compound segment file as a BytesIO copy of it: every reader
+        # (a searcher, the searcher of each update_document) copied the whole index into memory,
+        # 5 ms a file at 100,000 dossiers. Separate files are read in place.
+        kwargs.setdefault("compound", False)
         super().__init__(index, **kwargs)
         self.pool = _TermPool(self._tempstorage, self.newsegment, limitmb=kwargs.get("limitmb", 128))
 
