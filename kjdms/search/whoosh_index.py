@@ -80,6 +80,19 @@ def matching_query(request: SearchRequest):
     return And(parts).normalize() if parts else None
 
 
+def replace_documents(writer, documents: Iterable[dict], deleted_ids: Iterable[int], *, optimize: bool = False) -> None:
+    """Remove deleted_ids and add or replace documents through writer, committing all or nothing."""
+    try:
+        for dossier_id in deleted_ids:
+            writer.delete_by_term("key", str(dossier_id))
+        for document in documents:
+            writer.update_document(**whoosh_fields(document))
+    except BaseException:
+        writer.cancel()
+        raise
+    writer.commit(optimize=optimize)
+
+
 def _write_json(path: Path, data: dict) -> None:
     """Replace path with data atomically."""
     temporary = path.with_suffix(".tmp")
@@ -149,15 +162,7 @@ class WhooshSearchIndex:
         """Add or replace documents and remove deleted_ids in one Whoosh commit."""
         with self._write_lock:
             writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
-            try:
-                for dossier_id in deleted_ids:
-                    writer.delete_by_term("key", str(dossier_id))
-                for document in documents:
-                    writer.update_document(**whoosh_fields(document))
-            except BaseException:
-                writer.cancel()
-                raise
-            writer.commit(optimize=optimize)
+            replace_documents(writer, documents, deleted_ids, optimize=optimize)
 
     def purge_deleted(self) -> None:
         """Merge every segment, so deleted documents' terms and stored fields leave the files."""
@@ -247,16 +252,7 @@ class WhooshRebuild:
         """Replace documents changed while the rebuild ran (the outbox replay before the swap)."""
         # Committed first: an update only replaces documents of committed segments.
         self._commit()
-        writer = FastSegmentWriter(self.index, limitmb=self.live.writer_memory_mb)
-        try:
-            for dossier_id in deleted_ids:
-                writer.delete_by_term("key", str(dossier_id))
-            for document in documents:
-                writer.update_document(**whoosh_fields(document))
-        except BaseException:
-            writer.cancel()
-            raise
-        writer.commit()
+        replace_documents(FastSegmentWriter(self.index, limitmb=self.live.writer_memory_mb), documents, deleted_ids)
 
     def swap(self) -> None:
         """Rename the new generation into place and point live at it in one rename."""
