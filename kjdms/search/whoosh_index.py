@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from whoosh import index as whoosh_index
 from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, Schema
 from whoosh.query import And, NullQuery, Or, Term
 
 from .analysis import text_query
 from .base import IndexResults, SearchRequest
 from .whoosh_matching import run_search
+from .whoosh_storage import create_index, open_index
 from .whoosh_writing import CJKText, FastSegmentWriter
 
 # Searched by the typed text; the ID number is never among them (only its keyed hash is indexed).
@@ -24,16 +24,17 @@ TEXT_FIELDS = ("name", "employer", "numbers", "region_text", "attachments")
 VALUE_FIELDS = ("region", "state", "qualification", "education", "scope", "year", "has_credit", "kind")
 LIVE, REBUILD, PROGRESS = "live", "rebuild", "progress.json"
 # A rebuild commits a segment (its checkpoint) once the writer's posting pool holds about this much.
-# Fewer, larger segments search faster, and one merge costs as long as indexing did: measured with
-# bench/search.py, a segment is then ~13,000 dossiers of a few hundred characters, peak RSS ~600 MiB.
+# Fewer, larger segments search faster, and merging them later costs as much as indexing did. With
+# bench/search.py's dossiers (~500 characters each) a segment holds ~18,000, and the peak RSS of a
+# rebuild of 100,000 is ~690 MiB.
 REBUILD_SEGMENT_MB = 256
 WRITE_LOCK_TIMEOUT = 10.0
 
 
 def schema() -> Schema:
     """Return the index's fields."""
-    # CJKText is TEXT with the Chinese analyzer and positions, indexed faster; the schema is
-    # pickled into each index, so the class must keep its name and module.
+    # CJKText: the Chinese analyzer, frequencies without positions, the normalised text in a column
+    # (whoosh_writing). The schema is pickled into each index: the class must keep its name and module.
     fields = {name: CJKText() for name in TEXT_FIELDS}
     fields.update({name: ID(sortable=True) for name in VALUE_FIELDS})
     return Schema(
@@ -126,7 +127,7 @@ class WhooshSearchIndex:
         self.folder.mkdir(parents=True, exist_ok=True)
         generation = f"gen-{time.time_ns()}"
         (self.folder / generation).mkdir()
-        whoosh_index.create_in(str(self.folder / generation), schema())
+        create_index(self.folder / generation, schema())
         try:
             os.symlink(generation, live)
         except FileExistsError:
@@ -139,7 +140,7 @@ class WhooshSearchIndex:
         target = self._live_target()
         with self._open_lock:
             if self._generation != target:
-                self._index = whoosh_index.open_dir(str(self.folder / target))
+                self._index = open_index(self.folder / target)
                 self._generation = target
             return self._index
 
@@ -203,11 +204,11 @@ class WhooshRebuild:
         if progress.exists():
             saved = json.loads(progress.read_text(encoding="utf-8"))
             self.resume_after, self.outbox_mark = saved["last_id"], saved["outbox_mark"]
-            self.index = whoosh_index.open_dir(str(self.folder))
+            self.index = open_index(self.folder)
         else:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder.mkdir(parents=True)
-            self.index = whoosh_index.create_in(str(self.folder), schema())
+            self.index = create_index(self.folder, schema())
             self.resume_after, self.outbox_mark = 0, outbox_mark
             self._save_progress()
         self._writer = None
@@ -257,8 +258,8 @@ class WhooshRebuild:
     def swap(self) -> None:
         """Rename the new generation into place and point live at it in one rename."""
         self._commit()
-        # Not optimized into one segment: at 100,000 dossiers that took as long again as the build,
-        # and the few large segments a rebuild leaves search as fast (bench/search.py).
+        # Not optimized into one segment: a merge re-pools every posting (at 5,000 dossiers the optimize
+        # took longer than the indexing, 58 s against 43 s), and the rebuild leaves only a few segments.
         (self.folder / PROGRESS).unlink()
         folder = self.live.folder
         generation = f"gen-{time.time_ns()}"
