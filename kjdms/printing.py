@@ -1,7 +1,7 @@
 """The printable basic-information form (基本信息表) of a dossier, as an A4 PDF with an embedded CJK font."""
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 from fpdf import FPDF, FontFace, ViewerPreferences

@@ -1,7 +1,6 @@
 """Adding attachment versions: numbering, content sniffing, refusals, shared blobs and failed commits."""
 import hashlib
 import io
-import io
 
 import pytest
 from PIL import Image

@@ -303,7 +303,7 @@ class TestThrottling:
         ghost_data = applicant_login(people["owner"], id_number=unknown, password="wrong-pass-1")
         for attempt in range(6):
             seen_real = real.submit("/login", real_data, environ_base={"REMOTE_ADDR": "192.0.2.1"})
-            seen_ghost = browser().submit("/login", ghost_data, environ_base={"REMOTE_ADDR": "192.0.2.2"})
+            seen_ghost = ghost.submit("/login", ghost_data, environ_base={"REMOTE_ADDR": "192.0.2.2"})
             assert (seen_real.status_code, flashes(seen_real)) == (seen_ghost.status_code, flashes(seen_ghost))
         assert flashes(seen_ghost) == [LOCKED_MESSAGE]
 
