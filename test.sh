@@ -5,4 +5,6 @@ cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 ensure_debian_packages "${TEST_PACKAGES[@]}"
 ensure_venv "test"
-exec .venv/bin/python -m pytest "$@"
+# One worker per core (KJDMS_TEST_WORKERS=0 runs in this process); each worker has its own SQLite
+# copies, PostgreSQL schema and temporary folders (tests/conftest.py).
+exec .venv/bin/python -m pytest -n "${KJDMS_TEST_WORKERS:-auto}" "$@"
