@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from .models import Dossier, Region
+from .models import TEXT_DONE, TEXT_PENDING, AttachmentVersion, Dossier, Region
 from .vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
 
 _PERSON_FIELDS = ("name", "id_number", "sex", "birth_date")
@@ -13,6 +13,7 @@ _CHOICES = {
     "scope_category": SCOPE_CATEGORIES,
     "qualification_level": QUALIFICATION_LEVELS,
 }
+_EXTRACTION_METHODS = {"pdf-text": "PDF文字", "pdf-text+ocr": "PDF文字和文字识别", "docx": "Word文档", "ocr": "文字识别"}
 
 
 def field_value(dossier: Dossier, field: str) -> str:
@@ -39,3 +40,16 @@ def mask_id_number(id_number: str | None) -> str:
     if not id_number:
         return "—"
     return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
+
+
+def extraction_status(version: AttachmentVersion) -> str:
+    """Return what the search index holds of version's text: pending, extracted (how, how much) or why not."""
+    if version.text_status == TEXT_PENDING:
+        return "等待提取文字，提取后可检索"
+    if version.text_status == TEXT_DONE and version.extracted_text:
+        method = _EXTRACTION_METHODS.get(version.text_method, version.text_method)
+        summary = f"已提取文字（{method}，{len(version.extracted_text)}字），可检索"
+        return f"{summary}；{version.text_error}" if version.text_error else summary
+    if version.text_status == TEXT_DONE:
+        return "文件中没有文字，只能按人员信息检索"
+    return f"未能提取文字：{version.text_error or '原因不明'}；只能按人员信息检索"

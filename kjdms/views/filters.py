@@ -1,11 +1,10 @@
-"""Template filters: dossier fields in Chinese, Beijing time, waiting time, file sizes, masked ID numbers."""
+"""Template filters: dossier fields in Chinese, Beijing time, waiting time, file sizes, masked ID numbers, text status."""
 from __future__ import annotations
-
 
 from flask import Blueprint
 
 from ..backends import get_config
-from ..display import field_value, mask_id_number
+from ..display import extraction_status, field_value, mask_id_number
 from ..local_time import local_text
 from ..models import as_utc, utcnow
 from ..services import time_rules
@@ -44,6 +43,12 @@ def filesize(size):
 def masked(id_number):
     """Render an ID number with its middle hidden."""
     return mask_id_number(id_number)
+
+
+@bp.app_template_filter("text_status")
+def text_status(version):
+    """Render whether the version's text was extracted for search, and if not, why."""
+    return extraction_status(version)
 
 
 @bp.app_template_filter("late_flags")

@@ -110,6 +110,7 @@ class TestDossierPage:
         for version in (v for a in fresh(Dossier, main.id).attachments for v in a.versions):
             assert f'href="/files/{version.id}"' in body and version.sha256[:12] in body
         assert "one.pdf" in body and "two.pdf" in body and "信息属实" in body
+        assert body.count("现行版本：等待提取文字，提取后可检索") == len(fresh(Dossier, main.id).attachments)
         assert 'name="date"' in body and "下载档案包" in body and ">归档</button>" in body
 
     def test_an_archived_dossier_has_no_archive_button(self, auth, site):

@@ -150,6 +150,21 @@ class TestReviewPage:
         assert ">审核确认</button>" in page and ">退回</button>" in page
         assert "以前的版本" not in page
 
+    def test_each_document_says_whether_its_text_can_be_searched(self, auth, queue):
+        dossier = queue["赵一"]
+        done, failed, blank = (attachment.current for attachment in dossier.attachments[:3])
+        done.text_status, done.text_method, done.extracted_text = "done", "pdf-text", "朝阳市双塔区财政局"
+        failed.text_status, failed.text_method, failed.text_error = "failed", "none", "PDF已加密，无法提取文字"
+        blank.text_status, blank.text_method = "done", "ocr"
+        db.session.commit()
+        statuses = re.findall(r'class="small text-muted mt-2 text-status">([^<]+)</div>',
+                              text(auth("reviewer").get(f"/review/{dossier.id}")))
+        assert len(statuses) == len(dossier.attachments)
+        assert "已提取文字（PDF文字，9字），可检索" in statuses
+        assert "未能提取文字：PDF已加密，无法提取文字；只能按人员信息检索" in statuses
+        assert "文件中没有文字，只能按人员信息检索" in statuses
+        assert statuses.count("等待提取文字，提取后可检索") == len(dossier.attachments) - 3
+
     def test_earlier_versions_are_one_click_away(self, auth, people, workflow, blobs):
         dossier, owner = people["dossier"], people["owner"]
         upload_required(workflow, blobs, dossier, owner)
