@@ -24,7 +24,7 @@ from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS
 from ..workflow import WorkflowEngine
 from ..local_time import BEIJING as LOCAL_ZONE
 from .revisions import shown_fields, snapshot_fields
-from .worklist import covered_region_ids
+from .worklist import clamp_page, covered_region_ids
 
 ARCHIVIST_ROLE = "archivist"
 PAGE_SIZE = 50
@@ -67,8 +67,7 @@ def archivist_dossiers(session, workflow: WorkflowEngine, user: User, *, state: 
     if state is not None:
         scope.append(Dossier.state == (state if state in states else ""))
     total = counts.get(state, 0) if state is not None else sum(counts.values())
-    pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(1, page), pages)
+    page, pages = clamp_page(page, total, PAGE_SIZE)
     dossiers = session.scalars(
         select(Dossier).where(*scope).order_by(Dossier.state_changed_at.desc(), Dossier.id.desc())
         .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import event, exists, func, inspect, select
+from sqlalchemy import and_, event, exists, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, object_session, selectinload
 
@@ -17,11 +17,13 @@ from ..workflow import WorkflowEngine
 from . import audit
 from .identity import id_number_hash
 from .transaction import committing
+from .worklist import clamp_page, covered_region_ids
 
 DEFAULT_LEGAL_BASIS = "辽财会〔2019〕116号 四（二）"
 MAX_FINDING = 2000
 MAX_LEGAL_BASIS = 128
 MAX_EVIDENCE = 20
+FILES_PAGE_SIZE = 50
 PURGED_STATE = "purged"
 # Officers work on Beijing dates: "not in the future" is judged by the local calendar, not UTC.
 APPEND_ONLY_MESSAGE = "信用档案记录只能追加，不能修改或删除：请登记一条更正或撤销记录"
@@ -114,6 +116,62 @@ def live_count(session, person_id: int) -> int:
     """Return how many live records the person's credit file holds."""
     return session.scalar(select(func.count()).select_from(CreditRecord).where(
         CreditRecord.person_id == person_id, _live_condition()))
+
+
+def live_counts(session, person_ids) -> dict[int, int]:
+    """Return how many live records each of person_ids has (absent: none), in one query."""
+    return dict(session.execute(select(CreditRecord.person_id, func.count()).where(
+        CreditRecord.person_id.in_(list(person_ids)), _live_condition()).group_by(CreditRecord.person_id)).all())
+
+
+# -- the credit officers' list ---------------------------------------------------------------------
+
+@dataclass
+class CreditFileEntry:
+    """One person's credit file in the list: their dossier, the latest record and how many are live."""
+
+    dossier: Dossier
+    latest: CreditRecord
+    live: int
+
+    @property
+    def name(self) -> str:
+        """The person's name, or the name the record kept once the dossier was purged."""
+        return self.dossier.person.name or self.latest.subject_name
+
+
+@dataclass
+class CreditFilesPage:
+    """One page of the credit files a user keeps, the latest recorded first."""
+
+    files: list[CreditFileEntry]
+    total: int
+    page: int
+    pages: int
+
+
+def credit_files_page(session, user, *, page: int = 1) -> CreditFilesPage:
+    """Return a page of the credit files whose person's dossier lies where user is credit officer or administrator."""
+    # Where a user holds either role, may_view lets them read every file (it holds records by definition).
+    regions = covered_region_ids(session, user, "credit_officer") | covered_region_ids(session, user, "administrator")
+    in_scope = and_(Dossier.person_id == CreditRecord.person_id, Dossier.baseline_id.is_(None),
+                    Dossier.region_id.in_(regions))
+    total = session.scalar(
+        select(func.count(CreditRecord.person_id.distinct())).select_from(CreditRecord).join(Dossier, in_scope))
+    page, pages = clamp_page(page, total, FILES_PAGE_SIZE)
+    latest_id = func.max(CreditRecord.id).label("latest_id")
+    latest_ids = session.scalars(
+        select(latest_id).select_from(CreditRecord).join(Dossier, in_scope).group_by(CreditRecord.person_id)
+        .order_by(latest_id.desc()).offset((page - 1) * FILES_PAGE_SIZE).limit(FILES_PAGE_SIZE)).all()
+    records = session.scalars(
+        select(CreditRecord).where(CreditRecord.id.in_(latest_ids)).order_by(CreditRecord.id.desc())).all()
+    dossiers = {dossier.person_id: dossier for dossier in session.scalars(
+        select(Dossier).where(Dossier.person_id.in_([record.person_id for record in records]),
+                              Dossier.baseline_id.is_(None))
+        .options(selectinload(Dossier.person), selectinload(Dossier.region)))}
+    live = live_counts(session, dossiers)
+    files = [CreditFileEntry(dossiers[record.person_id], record, live.get(record.person_id, 0)) for record in records]
+    return CreditFilesPage(files, total, page, pages)
 
 
 # -- who may see and write ---------------------------------------------------------------------

@@ -29,6 +29,12 @@ def covered_region_ids(session, user: User, role: str) -> set[int]:
     return covered
 
 
+def clamp_page(page: int, total: int, page_size: int) -> tuple[int, int]:
+    """Return page brought within 1..pages for total rows, and pages (at least 1)."""
+    pages = max(1, -(-total // page_size))
+    return min(max(1, page), pages), pages
+
+
 @dataclass
 class Worklist:
     """One page of the queue, with the counts that drive its filters."""
@@ -56,8 +62,7 @@ def reviewer_queue(session, user: User, *, state: str = "submitted", region_id: 
         scope.append(Dossier.region_id == (region_id if region_id in covered else -1))
     if waited is not None:
         scope.append(waited)
-    pages = max(1, -(-total // PAGE_SIZE))
-    page = min(max(1, page), pages)
+    page, pages = clamp_page(page, total, PAGE_SIZE)
     dossiers = session.scalars(
         select(Dossier).where(*scope).order_by(Dossier.state_changed_at, Dossier.id)
         .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, flash
+from flask import abort, flash, request
 from flask_login import current_user, login_required
+
+
+def int_arg(name: str) -> int | None:
+    """Return the query argument name as a small non-negative integer, or None for anything else typed there."""
+    value = request.args.get(name, "")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 8 else None
 
 
 def show_errors(form, errors) -> None:

@@ -23,7 +23,7 @@ from ..services.revisions import dossier_as_of, shown_fields
 from ..services.transaction import ConflictError
 from ..vocabulary import ATTACHMENT_SLOTS
 from ..workflow import TransitionRefused
-from . import staff_role_required
+from . import int_arg, staff_role_required
 from .files import download_response
 
 bp = Blueprint("archive", __name__, url_prefix="/archive")
@@ -31,11 +31,6 @@ ARCHIVE = "archive"
 REASON_REQUIRED = "归档原因：必填，如“已不再从事会计工作”"
 DATE_FORMAT_ERROR = "日期：请按“年-月-日”填写，如 2020-06-30"
 FUTURE_DATE_ERROR = "日期：不能晚于今天"
-
-
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 8 else None
 
 
 @bp.get("/")
@@ -46,7 +41,7 @@ def index():
     state = request.args.get("state") or None
     if state is not None and state not in archive_states(workflow):
         state = None
-    listing = archivist_dossiers(db.session, workflow, current_user, state=state, page=_int_arg("page") or 1)
+    listing = archivist_dossiers(db.session, workflow, current_user, state=state, page=int_arg("page") or 1)
     return render_template("archive/index.html", listing=listing, state=state, workflow=workflow)
 
 

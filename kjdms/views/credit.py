@@ -17,17 +17,16 @@ from ..models import AttachmentVersion, CreditRecord, Dossier, Person
 from ..permissions import PermissionDenied, can
 from ..services import audit
 from ..services.credit import (DEFAULT_LEGAL_BASIS, MAX_FINDING, MAX_LEGAL_BASIS, CreditRefused,
-                               credit_file, evidence_choices, live_count, may_record, may_view, correct_record,
+                               credit_file, credit_files_page, evidence_choices, live_count, may_record, may_view, correct_record,
                                record_finding, revoke_record)
 from ..validators import ValidationErrors
 from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS
-from . import show_errors, staff_role_required
+from . import int_arg, show_errors, staff_role_required
 from .files import download_response
 from ..local_time import BEIJING, local_today
 from .filters import local_time
 
 bp = Blueprint("credit", __name__, url_prefix="/credit")
-RECENT_RECORDS = 500
 
 
 class CreditRecordForm(FlaskForm):
@@ -124,18 +123,9 @@ def own_live_credit_count() -> int:
 @bp.get("/")
 @staff_role_required("credit_officer", "administrator")
 def index():
-    """List the latest credit files of the user's regions."""
-    workflow, files = get_workflow(), {}
-    records = db.session.scalars(select(CreditRecord).order_by(CreditRecord.id.desc()).limit(RECENT_RECORDS)).all()
-    for record in records:
-        if record.person_id in files:
-            continue
-        dossier = record.person.dossier
-        if dossier is not None and may_view(workflow, current_user, dossier):
-            files[record.person_id] = {"dossier": dossier, "name": record.person.name or record.subject_name,
-                                       "latest": record, "live": live_count(db.session, record.person_id)}
-    return render_template("credit/index.html", files=list(files.values()), workflow=workflow,
-                           limit=RECENT_RECORDS)
+    """List the credit files of the user's regions, the latest recorded first."""
+    listing = credit_files_page(db.session, current_user, page=int_arg("page") or 1)
+    return render_template("credit/index.html", listing=listing, workflow=get_workflow())
 
 
 @bp.get("/dossier/<int:dossier_id>")

@@ -1,7 +1,7 @@
 """The reviewer's pages: the queue of their regions, the review page, approve and reject, reveal an ID number."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..backends import get_workflow
@@ -17,7 +17,7 @@ from ..services.worklist import reviewer_queue
 from ..services.working_copy import changes
 from ..vocabulary import ATTACHMENT_SLOTS
 from ..workflow import TransitionRefused
-from . import staff_role_required
+from . import int_arg, staff_role_required
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 WAITING_CHOICES = {0: "不限", 3: "超过3天", 7: "超过7天", 15: "超过15天", 30: "超过30天"}
@@ -26,18 +26,13 @@ REJECTABLE_FIELDS = {**{field: label for field, label in LABELS.items() if field
                      **{f"attachment:{code}": slot.title for code, slot in ATTACHMENT_SLOTS.items()}}
 
 
-def _int_arg(name: str) -> int | None:
-    value = request.args.get(name, "")
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
-
-
 @bp.get("/")
 @staff_role_required("reviewer")
 def worklist():
     """List the submitted dossiers of the reviewer's regions, the longest waiting first."""
-    region_id, waited = _int_arg("region"), _int_arg("waited") or 0
+    region_id, waited = int_arg("region"), int_arg("waited") or 0
     queue = reviewer_queue(db.session, current_user, region_id=region_id,
-                           waited_days=waited if waited in WAITING_CHOICES else None, page=_int_arg("page") or 1)
+                           waited_days=waited if waited in WAITING_CHOICES else None, page=int_arg("page") or 1)
     return render_template("review/worklist.html", queue=queue, region_id=region_id, waited=waited,
                            waiting_choices=WAITING_CHOICES, now=utcnow())
 

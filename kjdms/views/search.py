@@ -15,7 +15,7 @@ from ..models import Region
 from ..search import FACETS
 from ..services.search import CREDIT_LABELS, FACET_TITLES, MAX_QUERY_CHARACTERS, search_dossiers, split_id_numbers
 from ..vocabulary import QUALIFICATION_LEVELS, STAFF_ROLES
-from . import staff_role_required
+from . import int_arg, staff_role_required
 
 bp = Blueprint("search", __name__, url_prefix="/search")
 SORT_TITLES = {"relevance": "相关度", "date": "最近办理"}
@@ -54,11 +54,6 @@ def _filters_asked() -> dict[str, str]:
         if value and value.isascii() and value.isalnum() and len(value) <= (9 if name == "region" else 16):
             chosen[name] = value
     return chosen
-
-
-def _page_asked() -> int:
-    value = request.args.get("page", "")
-    return min(int(value), MAX_PAGE) if value.isascii() and value.isdigit() and len(value) < 8 else 1
 
 
 def _chosen_labels(results) -> dict[str, str]:
@@ -107,7 +102,7 @@ def index():
     results = search_dossiers(
         db.session, get_search_index(), get_workflow(), current_user, " ".join([*(id_numbers or []), query]),
         id_hash_key=get_config().ID_HASH_KEY, filters=_filters_asked(), sort=request.args.get("sort", ""),
-        page=_page_asked())
+        page=min(int_arg("page") or 1, MAX_PAGE))
     state = {"q": query or None, "idn": sealed if id_numbers else None, **results.filters,
              "sort": results.sort if results.sort != "relevance" else None}
 

@@ -1,5 +1,6 @@
 """The credit pages: who may see and write, the form's refusals, corrections and revocations, the flag, the PDF."""
 import io
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -11,9 +12,9 @@ from kjdms.extensions import db
 from kjdms.models import AuditEvent, CreditRecord
 from kjdms.samples import sample_png
 from kjdms.services.attachments import add_attachment_version
-from kjdms.services.credit import record_finding
-from kjdms.services.lifecycle import fire_transition
-from tests.helpers import applicant, upload_required
+from kjdms.services.credit import record_finding, revoke_record
+from kjdms.services.lifecycle import fire_transition, purge_dossier
+from tests.helpers import applicant, staff, upload_required
 from tests.webclient import csrf_of, flashes, text
 
 FINDING = "单位代码证系伪造，经市场监管部门核实无此单位"
@@ -159,6 +160,55 @@ class TestWhoSeesWhat:
         assert "/files/" not in body and "保存记录" not in body  # the files are gone; nothing more is recorded
         assert auth("reviewer").get(path).status_code == 404
         assert auth("administrator").get(path).status_code == 200
+
+
+def listed(response) -> list[str]:
+    """Return the names in the credit list, top to bottom."""
+    return re.findall(r'<td><a href="/credit/dossier/\d+">([^<]+)</a></td>', text(response))
+
+
+class TestList:
+    @pytest.fixture
+    def files(self, case, people, workflow, blobs):
+        """Files for 张伟 (revoked), 李四, 王芳 (newest) in Chaoyang, and 刘强 in Shenyang, outside it."""
+        officer, key = people["credit_officer"], get_config().ID_HASH_KEY
+        first = recorded(case, officer, workflow)
+        revoke_record(db.session, workflow, case["dossier"], first.id, officer, reason="经复核不属实", id_hash_key=key)
+        wang, wang_owner = applicant(name="王芳", region_code="211302")
+        liu, liu_owner = applicant(name="刘强", region_code="210100")
+        shenyang = staff("credit_shenyang", "credit_officer", "210100")
+        for dossier, owner, by in ((case["other"], None, officer), (liu, liu_owner, shenyang), (wang, wang_owner, officer)):
+            if owner is not None:
+                upload_required(workflow, blobs, dossier, owner)
+                fire_transition(db.session, workflow, dossier, "submit", owner)
+            record_finding(db.session, workflow, dossier, by, kind="false_report", finding=FINDING,
+                           evidence=[dossier.attachments[0].current.id], found_on=date.today(), id_hash_key=key)
+        return {"wang": wang, "liu": liu}
+
+    def test_lists_the_files_of_the_officers_regions_newest_first_with_live_counts(self, auth, files):
+        response = auth("credit_officer").get("/credit/")
+        assert listed(response) == ["王芳", "李四", "张伟"] and "共 3 人" in text(response)
+        live = re.findall(r"<td class=\"live-count\">(\d+)</td>", text(response))
+        assert live == ["1", "1", "0"]  # 张伟's only finding was revoked
+        assert "刘强" not in text(response) and files["liu"].number not in text(response)
+
+    def test_pages_and_a_page_out_of_range_shows_the_last(self, auth, files, monkeypatch):
+        monkeypatch.setattr("kjdms.services.credit.FILES_PAGE_SIZE", 2)
+        officer = auth("credit_officer")
+        first = officer.get("/credit/")
+        assert listed(first) == ["王芳", "李四"] and 'href="/credit/?page=2" rel="next"' in text(first)
+        assert listed(officer.get("/credit/?page=2")) == ["张伟"]
+        for odd in ("99", "0", "-1", "x", "1e9", "９"):
+            assert officer.get(f"/credit/?page={odd}").status_code == 200
+        assert listed(officer.get("/credit/?page=99")) == ["张伟"]
+
+    def test_a_purged_persons_file_stays_listed_under_the_kept_name(self, auth, files, people, workflow, blobs):
+        purge_dossier(db.session, workflow, blobs, files["wang"], people["administrator"], "未按期确认",
+                      id_hash_key=get_config().ID_HASH_KEY)
+        assert listed(auth("credit_officer").get("/credit/"))[0] == "王芳"
+
+    def test_the_provincial_administrator_sees_every_region(self, auth, files):
+        assert sorted(listed(auth("administrator").get("/credit/"))) == sorted(["王芳", "刘强", "李四", "张伟"])
 
 
 class TestRecording:
