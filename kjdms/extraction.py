@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import zipfile
 from dataclasses import dataclass
@@ -18,10 +19,10 @@ import pypdfium2
 from docx.table import Table
 from PIL import Image, ImageOps
 
-# PDFium is process-wide and not thread-safe: every caller must hold the one lock imaging uses.
-from .imaging import _PDFIUM_LOCK
-
 log = logging.getLogger(__name__)
+# PDFium is process-wide and not thread-safe; previews render in child processes (imaging), so only
+# extraction's threads share it here.
+_PDFIUM_LOCK = threading.Lock()
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

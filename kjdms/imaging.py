@@ -1,21 +1,23 @@
-"""Make uploaded images safe to keep (re-encoded, metadata stripped) and preview PDFs as PNG."""
+"""Make uploaded images safe to keep (re-encoded, metadata stripped) and preview PDFs as PNG (in a child process)."""
 from __future__ import annotations
 
 import io
-import threading
+import subprocess
+import sys
+from pathlib import Path
 
-import pypdfium2
 from PIL import Image, ImageOps
+
+from . import pdf_render
 
 # The formats an upload may be, by sniffed media type; anything else is not an image we keep.
 IMAGE_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
 JPEG_QUALITY = 85
 MAX_PREVIEW_WIDTH = 3000
-# A page taller than this many widths (a hostile 1 × 10000 pt page) is shrunk to fit, not rendered huge.
-MAX_PREVIEW_ASPECT = 3
-
-# PDFium is not thread-safe, and the application server runs requests in threads.
-_PDFIUM_LOCK = threading.Lock()
+# A first page that takes longer than this to render is not previewed (the reviewer can download it).
+PREVIEW_TIMEOUT = 15.0
+PREVIEW_TIMED_OUT = "文件：PDF首页过于复杂，预览超时，请下载后查看"
+PREVIEW_FAILED = "文件：PDF无法预览，请下载后查看"
 
 
 class ImageRefused(ValueError):
@@ -23,7 +25,7 @@ class ImageRefused(ValueError):
 
 
 class PreviewUnavailable(ValueError):
-    """A PDF whose first page cannot be rendered: encrypted, corrupt or empty."""
+    """A PDF whose first page cannot be rendered: encrypted, corrupt, empty, too slow, or it crashed the renderer."""
 
 
 def reencode_image(data: bytes, media_type: str, *, max_pixels: int = 40_000_000) -> bytes:
@@ -36,15 +38,26 @@ def reencode_image(data: bytes, media_type: str, *, max_pixels: int = 40_000_000
     return _encode(image, image_format)
 
 
-def pdf_first_page_png(data: bytes, *, width: int = 900) -> bytes:
+def pdf_first_page_png(data: bytes, *, width: int = 900, timeout: float = PREVIEW_TIMEOUT) -> bytes:
     """Return the first page of the PDF in data rendered as a PNG width pixels wide."""
     if not 1 <= width <= MAX_PREVIEW_WIDTH:
         raise ValueError(f"width must be between 1 and {MAX_PREVIEW_WIDTH}, not {width}")
-    with _PDFIUM_LOCK:
-        bitmap = _render_first_page(data, width)
-    output = io.BytesIO()
-    bitmap.save(output, format="PNG")
-    return output.getvalue()
+    # In a child process: PDFium is C, so a hostile page that loops or crashes would otherwise hang a
+    # request thread or kill the server; the child is killed at the timeout and holds no lock of ours.
+    try:
+        child = subprocess.run(_render_command(width), input=data, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise PreviewUnavailable(PREVIEW_TIMED_OUT) from None
+    if child.returncode == pdf_render.REFUSED:
+        raise PreviewUnavailable(child.stderr.decode("utf-8", "replace"))
+    if child.returncode != 0 or not child.stdout:
+        raise PreviewUnavailable(PREVIEW_FAILED)
+    return child.stdout
+
+
+def _render_command(width: int) -> list[str]:
+    """Return the command that renders a preview: pdf_render.py as a script, isolated from the environment."""
+    return [sys.executable, "-I", str(Path(pdf_render.__file__)), str(width)]
 
 
 def _open_checked(data: bytes, image_format: str, max_pixels: int) -> Image.Image:
@@ -88,45 +101,3 @@ def _encode(image: Image.Image, image_format: str) -> bytes:
         options = {} if transparency is None else {"transparency": transparency}
         image.save(output, format="PNG", optimize=True, **options)
     return output.getvalue()
-
-
-def _render_first_page(data: bytes, width: int) -> Image.Image:
-    try:
-        document = pypdfium2.PdfDocument(data)
-    except pypdfium2.PdfiumError as error:
-        raise PreviewUnavailable(_pdf_refusal(error)) from error
-    try:
-        if len(document) == 0:
-            raise PreviewUnavailable("文件：PDF没有页面，无法预览")
-        page = document[0]
-        try:
-            return _render_page(page, width)
-        finally:
-            page.close()
-    except pypdfium2.PdfiumError as error:
-        raise PreviewUnavailable("文件：PDF已损坏，无法预览") from error
-    finally:
-        document.close()
-
-
-def _render_page(page, width: int) -> Image.Image:
-    """Render at a fixed width, never taller than MAX_PREVIEW_ASPECT widths, so memory stays bounded."""
-    page_width, page_height = page.get_size()
-    if page_width <= 0 or page_height <= 0:
-        raise PreviewUnavailable("文件：PDF页面尺寸无效，无法预览")
-    scale = min(width / page_width, width * MAX_PREVIEW_ASPECT / page_height)
-    bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255))
-    try:
-        image = bitmap.to_pil().convert("RGB")  # a copy: the bitmap's buffer is freed below
-    finally:
-        bitmap.close()
-    # pdfium rounds the size up, so a float error in the scale can add a column or row.
-    return image.crop((0, 0, min(image.width, width), min(image.height, width * MAX_PREVIEW_ASPECT)))
-
-
-def _pdf_refusal(error: pypdfium2.PdfiumError) -> str:
-    # An owner password alone (print or copy restrictions) opens without a password, as many
-    # official downloads do; only a PDF that needs a password to be read at all is refused.
-    if "password" in str(error).lower():
-        return "文件：PDF已加密，无法预览，请上传未加密的PDF"
-    return "文件：PDF已损坏或不是有效的PDF，无法预览"

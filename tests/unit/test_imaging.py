@@ -2,6 +2,8 @@
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
@@ -9,8 +11,10 @@ from PIL import ExifTags, Image, ImageCms
 from PIL.PngImagePlugin import PngInfo
 from pypdf import PdfReader, PdfWriter
 
-from kjdms.imaging import (MAX_PREVIEW_ASPECT, ImageRefused, PreviewUnavailable, pdf_first_page_png,
-                           reencode_image)
+from kjdms import imaging
+from kjdms.imaging import ImageRefused, PreviewUnavailable, pdf_first_page_png, reencode_image
+from kjdms import pdf_render
+from kjdms.pdf_render import MAX_PREVIEW_ASPECT
 from kjdms.samples import sample_pdf, sample_png
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -209,6 +213,39 @@ def test_pdf_needing_a_password_is_refused():
 
 def test_pdf_with_only_an_owner_password_renders():
     assert opened(pdf_first_page_png(encrypted(user_password=""), width=200)).width == 200
+
+
+def test_a_render_past_the_timeout_is_killed_and_refused():
+    with pytest.raises(PreviewUnavailable, match="预览超时"):
+        pdf_first_page_png(sample_pdf(), timeout=0.001)
+
+
+def test_a_renderer_that_crashes_is_refused_and_the_caller_lives_on(monkeypatch):
+    # What a PDF that segfaults PDFium does: the child dies of a signal, this process carries on.
+    crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+    monkeypatch.setattr(imaging, "_render_command", lambda width: crash)
+    with pytest.raises(PreviewUnavailable, match="无法预览，请下载后查看"):
+        pdf_first_page_png(sample_pdf())
+
+
+def test_the_renderer_stands_alone_and_limits_its_memory(tmp_path):
+    """The child imports no kjdms module (it starts fast) and caps its address space before reading the PDF."""
+    command = imaging._render_command(100)
+    assert command[:2] == [sys.executable, "-I"]
+    (tmp_path / "page.pdf").write_bytes(sample_pdf("alone"))
+    probe = (
+        "import io, resource, runpy, sys\n"
+        f"module = runpy.run_path({command[2]!r})\n"
+        f"sys.argv = ['pdf_render.py', '100']\n"
+        f"sys.stdin = io.TextIOWrapper(open({str(tmp_path / 'page.pdf')!r}, 'rb'))\n"
+        "sys.stdout = io.TextIOWrapper(io.BytesIO())\n"
+        "code = module['main']()\n"
+        "loaded = sorted(name for name in sys.modules if name.split('.')[0] == 'kjdms')\n"
+        "print(code, resource.getrlimit(resource.RLIMIT_AS)[0], loaded, file=sys.stderr)\n"
+    )
+    child = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    assert child.stderr.split() == ["0", str(pdf_render.MEMORY_LIMIT), "[]"]
 
 
 @pytest.mark.parametrize("width", [0, -5, 100_000])

@@ -1,0 +1,85 @@
+"""Render a PDF's first page to PNG: run as a script in a child process (imaging.pdf_first_page_png).
+
+Standalone on purpose: it imports pypdfium2 and Pillow only, never the kjdms package, so the child
+starts quickly. The PDF arrives on stdin and the PNG leaves on stdout; a PDF that cannot be
+rendered exits with REFUSED and the reason (Chinese, UTF-8) on stderr.
+"""
+from __future__ import annotations
+
+import io
+import resource
+import sys
+
+import pypdfium2
+
+REFUSED = 3
+# A page taller than this many widths (a hostile 1 × 10000 pt page) is shrunk to fit, not rendered huge.
+MAX_PREVIEW_ASPECT = 3
+# Address space for the child: the interpreter and PDFium need ~200 MB, a 3000 × 9000 bitmap ~100 MB.
+MEMORY_LIMIT = 1024 * 1024 * 1024
+
+
+class Unrenderable(ValueError):
+    """The PDF's first page cannot be rendered: encrypted, corrupt or empty; the message says which."""
+
+
+def first_page_png(data: bytes, width: int) -> bytes:
+    """Return the first page of the PDF in data as a PNG width pixels wide."""
+    try:
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as error:
+        raise Unrenderable(_refusal(error)) from error
+    try:
+        if len(document) == 0:
+            raise Unrenderable("文件：PDF没有页面，无法预览")
+        page = document[0]
+        try:
+            image = _render_page(page, width)
+        finally:
+            page.close()
+    except pypdfium2.PdfiumError as error:
+        raise Unrenderable("文件：PDF已损坏，无法预览") from error
+    finally:
+        document.close()
+    output = io.BytesIO()
+    image.save(output, format="PNG")
+    return output.getvalue()
+
+
+def _render_page(page, width: int):
+    """Render at a fixed width, never taller than MAX_PREVIEW_ASPECT widths, so memory stays bounded."""
+    page_width, page_height = page.get_size()
+    if page_width <= 0 or page_height <= 0:
+        raise Unrenderable("文件：PDF页面尺寸无效，无法预览")
+    scale = min(width / page_width, width * MAX_PREVIEW_ASPECT / page_height)
+    bitmap = page.render(scale=scale, fill_color=(255, 255, 255, 255))
+    try:
+        image = bitmap.to_pil().convert("RGB")  # a copy: the bitmap's buffer is freed below
+    finally:
+        bitmap.close()
+    # pdfium rounds the size up, so a float error in the scale can add a column or row.
+    return image.crop((0, 0, min(image.width, width), min(image.height, width * MAX_PREVIEW_ASPECT)))
+
+
+def _refusal(error: pypdfium2.PdfiumError) -> str:
+    # An owner password alone (print or copy restrictions) opens without a password, as many
+    # official downloads do; only a PDF that needs a password to be read at all is refused.
+    if "password" in str(error).lower():
+        return "文件：PDF已加密，无法预览，请上传未加密的PDF"
+    return "文件：PDF已损坏或不是有效的PDF，无法预览"
+
+
+def main() -> int:
+    """Read the PDF from stdin, write the PNG of its first page (width from argv) to stdout."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    try:
+        png = first_page_png(sys.stdin.buffer.read(), int(sys.argv[1]))
+    except Unrenderable as refusal:
+        sys.stderr.buffer.write(str(refusal).encode("utf-8"))
+        return REFUSED
+    sys.stdout.buffer.write(png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
