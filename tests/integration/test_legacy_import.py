@@ -255,10 +255,11 @@ def test_xlsx_with_dates_and_numbers_as_cells(app, tmp_path):
     broken = row("陈静", lost)
     broken["身份证号"] = float(lost[:17] + "1")  # Excel keeps 15 significant digits of a number
     sheet.append([broken[column] for column in COLUMNS])
-    sheet.append([None] * len(COLUMNS))
+    sheet.append([None] * len(COLUMNS))  # a blank row between records is refused; trailing ones are not rows
+    sheet.append([row("王芳", make_id_number())[column] for column in COLUMNS])
     workbook.save(tmp_path / "old.xlsx")
     result = import_legacy(db.session, tmp_path / "old.xlsx")
-    assert (result.imported, result.refused) == (1, 2)
+    assert (result.imported, result.refused) == (2, 2)
     assert [(r.line, r.column) for r in result.refusals] == [(3, "身份证号"), (4, "（整行）")]
     dossier = db.session.scalar(select(Person).where(Person.id_number == good)).dossier
     assert (dossier.phone, dossier.job_started_on) == ("13904211234", date(2016, 5, 4))
@@ -280,6 +281,12 @@ def test_a_wrong_header_is_refused_naming_the_columns_and_nothing_is_written(app
     (tmp_path / "bad.xlsx").write_bytes(b"not a workbook")
     with pytest.raises(ImportFileError, match="Excel"):
         import_legacy(db.session, tmp_path / "bad.xlsx")
+    from openpyxl import Workbook
+
+    Workbook().save(tmp_path / "empty.xlsx")
+    with pytest.raises(ImportFileError, match="工作表为空"):
+        import_legacy(db.session, tmp_path / "empty.xlsx")
+    assert count(LegacyImport) == count(Person) == 0
 
 
 def test_the_command_prints_the_counts_and_writes_the_report(app, tmp_path):
