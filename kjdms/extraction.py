@@ -8,21 +8,18 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 import zipfile
 from dataclasses import dataclass
 
 import docx
 import pypdf
-import pypdfium2
 from docx.table import Table
 from PIL import Image, ImageOps
 
+from .imaging import PreviewUnavailable, RenderTimedOut, pdf_pages_for_ocr
+
 log = logging.getLogger(__name__)
-# PDFium is process-wide and not thread-safe; previews render in child processes (imaging), so only
-# extraction's threads share it here.
-_PDFIUM_LOCK = threading.Lock()
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
@@ -155,9 +152,10 @@ def _ocr_pdf_pages(data: bytes, indexes: list[int], deadline: _Deadline) -> tupl
     if shutil.which(TESSERACT) is None:
         return {}, OCR_MISSING
     try:
-        with _PDFIUM_LOCK:
-            images = _render_pages(data, indexes)
-    except pypdfium2.PdfiumError:
+        images = pdf_pages_for_ocr(data, indexes, dpi=OCR_DPI, max_pixels=MAX_OCR_PIXELS, timeout=deadline.remaining())
+    except RenderTimedOut:
+        return {}, deadline.message()
+    except PreviewUnavailable:
         return {}, "PDF页面无法渲染，未能识别文字"
     recognised: dict[int, str] = {}
     for index, image in images.items():
@@ -166,30 +164,6 @@ def _ocr_pdf_pages(data: bytes, indexes: list[int], deadline: _Deadline) -> tupl
         except _OcrFailure as failure:
             return recognised, str(failure)
     return recognised, None
-
-
-def _render_pages(data: bytes, indexes: list[int]) -> dict[int, Image.Image]:
-    """Render the pages at indexes in grey at OCR_DPI, or smaller when a page would pass MAX_OCR_PIXELS."""
-    document = pypdfium2.PdfDocument(data)
-    images = {}
-    try:
-        for index in indexes:
-            page = document[index]
-            try:
-                width, height = page.get_size()
-                if width <= 0 or height <= 0:
-                    continue
-                scale = min(OCR_DPI / 72, math.sqrt(MAX_OCR_PIXELS / (width * height)))
-                bitmap = page.render(scale=scale, grayscale=True, fill_color=(255, 255, 255, 255))
-                try:
-                    images[index] = bitmap.to_pil().convert("L")  # a copy: the bitmap's buffer is freed below
-                finally:
-                    bitmap.close()
-            finally:
-                page.close()
-    finally:
-        document.close()
-    return images
 
 
 def _from_docx(data: bytes) -> ExtractionResult:

@@ -28,6 +28,10 @@ class PreviewUnavailable(ValueError):
     """A PDF whose first page cannot be rendered: encrypted, corrupt, empty, too slow, or it crashed the renderer."""
 
 
+class RenderTimedOut(PreviewUnavailable):
+    """The renderer did not finish in time and was killed."""
+
+
 def reencode_image(data: bytes, media_type: str, *, max_pixels: int = 40_000_000) -> bytes:
     """Return data decoded and re-encoded in its own format, upright, with all metadata dropped."""
     image_format = IMAGE_FORMATS.get(media_type)
@@ -42,22 +46,43 @@ def pdf_first_page_png(data: bytes, *, width: int = 900, timeout: float = PREVIE
     """Return the first page of the PDF in data rendered as a PNG width pixels wide."""
     if not 1 <= width <= MAX_PREVIEW_WIDTH:
         raise ValueError(f"width must be between 1 and {MAX_PREVIEW_WIDTH}, not {width}")
+    png = _render_in_child(["preview", str(width)], data, timeout)
+    if not png:
+        raise PreviewUnavailable(PREVIEW_FAILED)
+    return png
+
+
+def pdf_pages_for_ocr(data: bytes, indexes: list[int], *, dpi: int, max_pixels: int,
+                      timeout: float) -> dict[int, Image.Image]:
+    """Return the PDF's pages at indexes rendered in grey at dpi (smaller past max_pixels), by index."""
+    framed = _render_in_child(["ocr", str(dpi), str(max_pixels), ",".join(map(str, indexes))], data, timeout)
+    images, offset = {}, 0
+    while offset < len(framed):
+        index, length = pdf_render.FRAME.unpack_from(framed, offset)
+        offset += pdf_render.FRAME.size
+        images[index] = Image.open(io.BytesIO(framed[offset:offset + length]), formats=["PNG"])
+        offset += length
+    return images
+
+
+def _render_in_child(arguments: list[str], data: bytes, timeout: float) -> bytes:
+    """Run pdf_render.py with arguments on data; return its output or raise PreviewUnavailable saying why not."""
     # In a child process: PDFium is C, so a hostile page that loops or crashes would otherwise hang a
     # request thread or kill the server; the child is killed at the timeout and holds no lock of ours.
     try:
-        child = subprocess.run(_render_command(width), input=data, capture_output=True, timeout=timeout)
+        child = subprocess.run(_render_command(arguments), input=data, capture_output=True, timeout=max(timeout, 0))
     except subprocess.TimeoutExpired:
-        raise PreviewUnavailable(PREVIEW_TIMED_OUT) from None
+        raise RenderTimedOut(PREVIEW_TIMED_OUT) from None
     if child.returncode == pdf_render.REFUSED:
         raise PreviewUnavailable(child.stderr.decode("utf-8", "replace"))
-    if child.returncode != 0 or not child.stdout:
+    if child.returncode != 0:
         raise PreviewUnavailable(PREVIEW_FAILED)
     return child.stdout
 
 
-def _render_command(width: int) -> list[str]:
-    """Return the command that renders a preview: pdf_render.py as a script, isolated from the environment."""
-    return [sys.executable, "-I", str(Path(pdf_render.__file__)), str(width)]
+def _render_command(arguments: list[str]) -> list[str]:
+    """Return the command that runs pdf_render.py as a script, isolated from the environment."""
+    return [sys.executable, "-I", str(Path(pdf_render.__file__)), *arguments]
 
 
 def _open_checked(data: bytes, image_format: str, max_pixels: int) -> Image.Image:

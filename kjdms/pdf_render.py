@@ -1,18 +1,25 @@
-"""Render a PDF's first page to PNG: run as a script in a child process (imaging.pdf_first_page_png).
+"""Render PDF pages with PDFium, run as a script in a child process (kjdms.imaging starts it).
+
+`pdf_render.py preview WIDTH`: the first page as a PNG, WIDTH pixels wide.
+`pdf_render.py ocr DPI MAX_PIXELS 0,3,4`: those pages in grey for OCR, as FRAME-headed PNGs.
 
 Standalone on purpose: it imports pypdfium2 and Pillow only, never the kjdms package, so the child
-starts quickly. The PDF arrives on stdin and the PNG leaves on stdout; a PDF that cannot be
+starts quickly. The PDF arrives on stdin and the result leaves on stdout; a PDF that cannot be
 rendered exits with REFUSED and the reason (Chinese, UTF-8) on stderr.
 """
 from __future__ import annotations
 
 import io
+import math
 import resource
+import struct
 import sys
 
 import pypdfium2
 
 REFUSED = 3
+# Before each page of the ocr mode's output: its index and the PNG's length.
+FRAME = struct.Struct(">II")
 # A page taller than this many widths (a hostile 1 × 10000 pt page) is shrunk to fit, not rendered huge.
 MAX_PREVIEW_ASPECT = 3
 # Address space for the child: the interpreter and PDFium need ~200 MB, a 3000 × 9000 bitmap ~100 MB.
@@ -69,15 +76,55 @@ def _refusal(error: pypdfium2.PdfiumError) -> str:
     return "文件：PDF已损坏或不是有效的PDF，无法预览"
 
 
-def main() -> int:
-    """Read the PDF from stdin, write the PNG of its first page (width from argv) to stdout."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+def ocr_pages_png(data: bytes, indexes: list[int], dpi: int, max_pixels: int) -> bytes:
+    """Return the pages at indexes rendered in grey at dpi (smaller where a page passes max_pixels), framed."""
     try:
-        png = first_page_png(sys.stdin.buffer.read(), int(sys.argv[1]))
+        document = pypdfium2.PdfDocument(data)
+    except pypdfium2.PdfiumError as error:
+        raise Unrenderable(_refusal(error)) from error
+    output = io.BytesIO()
+    try:
+        for index in indexes:
+            if not 0 <= index < len(document):
+                continue
+            page = document[index]
+            try:
+                width, height = page.get_size()
+                if width <= 0 or height <= 0:
+                    continue
+                scale = min(dpi / 72, math.sqrt(max_pixels / (width * height)))
+                bitmap = page.render(scale=scale, grayscale=True, fill_color=(255, 255, 255, 255))
+                try:
+                    image = bitmap.to_pil().convert("L")  # a copy: the bitmap's buffer is freed below
+                finally:
+                    bitmap.close()
+            finally:
+                page.close()
+            png = io.BytesIO()
+            image.save(png, format="PNG")
+            output.write(FRAME.pack(index, png.tell()) + png.getvalue())
+    except pypdfium2.PdfiumError as error:
+        raise Unrenderable("文件：PDF已损坏，无法渲染页面") from error
+    finally:
+        document.close()
+    return output.getvalue()
+
+
+def main() -> int:
+    """Read the PDF from stdin, render what argv asks for (see the module's docstring) to stdout."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    mode, *arguments = sys.argv[1:]
+    data = sys.stdin.buffer.read()
+    try:
+        if mode == "preview":
+            result = first_page_png(data, int(arguments[0]))
+        else:
+            dpi, max_pixels, indexes = arguments
+            result = ocr_pages_png(data, [int(index) for index in indexes.split(",")], int(dpi), int(max_pixels))
     except Unrenderable as refusal:
         sys.stderr.buffer.write(str(refusal).encode("utf-8"))
         return REFUSED
-    sys.stdout.buffer.write(png)
+    sys.stdout.buffer.write(result)
     return 0
 
 

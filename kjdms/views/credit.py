@@ -16,8 +16,8 @@ from ..forms import ActionForm, MultiCheckboxField
 from ..models import AttachmentVersion, CreditRecord, Dossier, Person
 from ..permissions import PermissionDenied, can
 from ..services import audit
-from ..services.credit import (DEFAULT_LEGAL_BASIS, MAX_FINDING, MAX_LEGAL_BASIS, CreditRefused,
-                               credit_file, credit_files_page, evidence_choices, live_count, may_record, may_view, correct_record,
+from ..services.credit import (DEFAULT_LEGAL_BASIS, MAX_FINDING, MAX_LEGAL_BASIS, CreditRefused, correct_record,
+                               credit_file, credit_files_page, evidence_choices, live_count, may_record, may_view,
                                record_finding, revoke_record)
 from ..validators import ValidationErrors
 from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS

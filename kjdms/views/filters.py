@@ -1,4 +1,4 @@
-"""Template filters: dossier fields in Chinese, Beijing time, waiting time, file sizes, masked ID numbers, text status."""
+"""Template filters: dossier fields in Chinese, Beijing time, waiting times, file sizes, masked IDs, text status."""
 from __future__ import annotations
 
 from flask import Blueprint

@@ -4,6 +4,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import docx
@@ -12,7 +13,7 @@ from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfReader, PdfWriter
 
-from kjdms import extraction
+from kjdms import extraction, imaging
 from kjdms.extraction import DOCX, PDF, ExtractionResult, extract_text
 from kjdms.printing import cjk_font
 from kjdms.samples import sample_png
@@ -249,6 +250,23 @@ def test_ocr_that_runs_past_the_timeout_is_stopped(fake_tesseract):
 
     assert time.monotonic() - started < 10
     assert result == ExtractionResult("", "none", "提取文字超时（超过0.5秒）")
+
+
+@pytest.mark.parametrize("renderer, error", [
+    ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "PDF页面无法渲染，未能识别文字"),
+    ("import time; time.sleep(30)", "提取文字超时（超过1秒）"),
+])
+def test_a_scan_whose_page_rendering_crashes_or_hangs_is_reported_and_the_caller_lives_on(
+        monkeypatch, fake_tesseract, renderer, error):
+    # PDFium renders in a child process (kjdms.pdf_render): what a hostile page does to it stays there.
+    monkeypatch.setattr(imaging, "_render_command", lambda arguments: [sys.executable, "-c", renderer])
+    scan = encoded(text_image().convert("RGB"), "PDF")
+    started = time.monotonic()
+
+    result = extract_text(scan, PDF, timeout=1)
+
+    assert time.monotonic() - started < 10
+    assert result == ExtractionResult("", "none", error)
 
 
 def test_ocr_can_be_switched_off(fake_tesseract):

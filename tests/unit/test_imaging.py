@@ -223,20 +223,20 @@ def test_a_render_past_the_timeout_is_killed_and_refused():
 def test_a_renderer_that_crashes_is_refused_and_the_caller_lives_on(monkeypatch):
     # What a PDF that segfaults PDFium does: the child dies of a signal, this process carries on.
     crash = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
-    monkeypatch.setattr(imaging, "_render_command", lambda width: crash)
+    monkeypatch.setattr(imaging, "_render_command", lambda arguments: crash)
     with pytest.raises(PreviewUnavailable, match="无法预览，请下载后查看"):
         pdf_first_page_png(sample_pdf())
 
 
 def test_the_renderer_stands_alone_and_limits_its_memory(tmp_path):
     """The child imports no kjdms module (it starts fast) and caps its address space before reading the PDF."""
-    command = imaging._render_command(100)
+    command = imaging._render_command(["preview", "100"])
     assert command[:2] == [sys.executable, "-I"]
     (tmp_path / "page.pdf").write_bytes(sample_pdf("alone"))
     probe = (
         "import io, resource, runpy, sys\n"
         f"module = runpy.run_path({command[2]!r})\n"
-        f"sys.argv = ['pdf_render.py', '100']\n"
+        f"sys.argv = ['pdf_render.py', 'preview', '100']\n"
         f"sys.stdin = io.TextIOWrapper(open({str(tmp_path / 'page.pdf')!r}, 'rb'))\n"
         "sys.stdout = io.TextIOWrapper(io.BytesIO())\n"
         "code = module['main']()\n"
