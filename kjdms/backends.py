@@ -67,3 +67,10 @@ def get_search_index() -> SearchIndex:
 def get_drainer() -> OutboxDrainer:
     """Return the current application's outbox drainer."""
     return backends().drainer
+
+
+def get_signing_key():
+    """Return the instance's package-signing key (Ed25519), creating it on first use."""
+    from .signing import read_or_create_signing_key
+
+    return read_or_create_signing_key(get_config().PACKAGE_SIGNING_KEY_FILE)

@@ -7,7 +7,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
-from .backends import get_blob_store, get_config, get_search_index, get_workflow
+from .backends import get_blob_store, get_config, get_search_index, get_signing_key, get_workflow
 from .extensions import db
 
 
@@ -15,7 +15,7 @@ def register(app: Flask) -> None:
     """Add the kjdms commands to app.cli."""
     for command in (init_command, demo_command, serve_command, worker_command, reindex_command, index_group,
                     search_command, workflow_group, blobs_group, import_legacy_command,
-                    export_dossier_command, verify_package_command,
+                    export_dossier_command, verify_package_command, package_key_command,
                     purge_expired_command):
         app.cli.add_command(command)
 
@@ -297,7 +297,7 @@ def export_dossier_command(dossier_id, out):
         raise click.ClickException(f"{out} 已存在，不会覆盖：请用 --out 指定新文件")
     try:
         manifest = export_package(db.session, get_blob_store(), get_workflow(), dossier, out,
-                                  generated_by="kjdms export-dossier")
+                                  generated_by="kjdms export-dossier", signing_key=get_signing_key())
     except FileExistsError:
         raise click.ClickException(f"{out} 已存在，不会覆盖：请用 --out 指定新文件") from None
     except PackageError as error:
@@ -320,11 +320,21 @@ def _file_sha256(path: Path) -> str:
 
 @click.command("verify-package")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def verify_package_command(path):
-    """Recompute every hash of an archival package; name each file missing, extra or different (exit 1)."""
+@click.option("--public-key", "public_keys", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A PEM public key (from kjdms package-key) the package must be signed with; may be repeated.")
+def verify_package_command(path, public_keys):
+    """Recompute every hash of an archival package and check its signature; name each file that fails (exit 1)."""
     from .services.archive import verify_package
+    from .signing import KeyRefused, fingerprint
 
-    result = verify_package(path)
+    trusted = [key.read_text(encoding="ascii", errors="replace") for key in public_keys] or None
+    try:
+        for key in trusted or ():
+            fingerprint(key)
+    except KeyRefused as error:
+        raise click.ClickException(f"--public-key：{error}") from None
+    result = verify_package(path, trusted)
     for label, names in (("缺少", result.missing), ("多余", result.extra), ("不一致", result.different)):
         for name in names:
             click.echo(f"{label}：{name}")
@@ -334,6 +344,26 @@ def verify_package_command(path):
         click.echo(f"验证未通过：{path}")
         raise SystemExit(1)
     click.echo(f"验证通过：{path}（{result.checked} 个文件的 sha256 与清单一致）")
+    if result.trusted:
+        click.echo(f"签名有效，出自所给公钥（指纹 {result.signer}）")
+    elif result.signature == "valid":
+        click.echo(f"签名有效（密钥指纹 {result.signer}）；未给出公钥，来源未核对：用 --public-key 指定本机构公钥")
+    else:
+        click.echo("档案包没有签名：只核对了完整性，未核对来源")
+
+
+@click.command("package-key")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the public key (PEM) here.")
+@with_appcontext
+def package_key_command(out):
+    """Print the public key that signs this instance's archival packages, and its fingerprint, to publish."""
+    from .signing import fingerprint, public_key_pem
+
+    public = public_key_pem(get_signing_key())
+    if out is not None:
+        out.write_text(public, encoding="ascii")
+    click.echo(public, nl=False)
+    click.echo(f"指纹：{fingerprint(public)}")
 
 
 def main():

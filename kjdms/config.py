@@ -16,22 +16,27 @@ def default_storage_dir() -> Path:
     return Path.cwd() / "storage"
 
 
-def read_or_create_key(path: Path) -> str:
-    """Return the key kept in path, creating it once (owner-only) when it is missing."""
+def read_or_create_file(path: Path, make) -> bytes:
+    """Return the contents of path, first writing make() there (owner-only, fsynced) if it does not exist."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         # O_EXCL: two processes starting together must not write two different keys.
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        key = path.read_text(encoding="ascii").strip()
-        if not key:
-            raise RuntimeError(f"{path} is empty: delete it to have a new key generated")
-        return key
-    key = secrets.token_hex(32)
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
+        return path.read_bytes()
+    contents = make()
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(contents)
         handle.flush()
         os.fsync(handle.fileno())
+    return contents
+
+
+def read_or_create_key(path: Path) -> str:
+    """Return the key kept in path, creating it once (owner-only) when it is missing."""
+    key = read_or_create_file(path, lambda: (secrets.token_hex(32) + "\n").encode("ascii")).decode("ascii").strip()
+    if not key:
+        raise RuntimeError(f"{path} is empty: delete it to have a new key generated")
     return key
 
 
@@ -82,6 +87,9 @@ class Config:
         self.SECRET_KEY = get("SECRET_KEY") or read_or_create_key(self.STORAGE_DIR / "secret_key")
         # A key of its own for hashing ID numbers (tombstones): rotating the session key must not orphan them.
         self.ID_HASH_KEY = get("ID_HASH_KEY") or read_or_create_key(self.STORAGE_DIR / "id_hash_key")
+        # The Ed25519 key that signs archival packages (created on first export; kjdms package-key shows it).
+        self.PACKAGE_SIGNING_KEY_FILE = Path(get("PACKAGE_SIGNING_KEY_FILE")
+                                             or self.STORAGE_DIR / "package_signing_key")
         # Behind HTTPS, send the session cookie only over it.
         self.SECURE_COOKIES = _flag(get("SECURE_COOKIES", "0"))
         self.TESTING = bool(overrides.get("TESTING", False))

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from .. import signing
 from ..blobs import BlobStore
 from ..blobs.base import CHUNK_SIZE, BlobNotFound
 from ..display import mask_id_number
@@ -34,6 +35,9 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 # In `sha256sum` format, so `sha256sum -c manifest.json.sha256` checks the manifest without kjdms.
 MANIFEST_CHECKSUM = "manifest.json.sha256"
+# The instance's Ed25519 signature of manifest.json, with the public key and its fingerprint (kjdms.signing).
+SIGNATURE = "manifest.json.sig"
+CONTROL_FILES = {MANIFEST, MANIFEST_CHECKSUM, SIGNATURE}
 SUMMARY = "summary.pdf"
 EXTENSIONS = {"application/pdf": "pdf", "image/jpeg": "jpg", "image/png": "png"}
 
@@ -176,8 +180,8 @@ def _copy_blob(archive: zipfile.ZipFile, blobs: BlobStore, version, name: str) -
 
 
 def write_package(session, blobs: BlobStore, workflow: WorkflowEngine, dossier: Dossier, target: BinaryIO, *,
-                  generated_by: str, generated_at: datetime | None = None) -> dict:
-    """Write dossier's archival package as a ZIP into target; return its manifest."""
+                  generated_by: str, generated_at: datetime | None = None, signing_key=None) -> dict:
+    """Write dossier's archival package as a ZIP into target, signed with signing_key if given; return its manifest."""
     from .package_summary import summary_pdf
 
     generated_at = generated_at or utcnow()
@@ -193,11 +197,19 @@ def write_package(session, blobs: BlobStore, workflow: WorkflowEngine, dossier: 
         archive.writestr(_zip_info(MANIFEST, generated_at), body)
         archive.writestr(_zip_info(MANIFEST_CHECKSUM, generated_at),
                          f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n")
+        if signing_key is not None:
+            archive.writestr(_zip_info(SIGNATURE, generated_at), _signature_file(signing_key, body))
     return manifest
 
 
+def _signature_file(signing_key, body: bytes) -> str:
+    public = signing.public_key_pem(signing_key)
+    return json.dumps({"algorithm": signing.ALGORITHM, "fingerprint": signing.fingerprint(public),
+                       "public_key": public, "signature": signing.sign(signing_key, body)}, indent=2) + "\n"
+
+
 def export_package(session, blobs: BlobStore, workflow: WorkflowEngine, dossier: Dossier,
-                   out: Path | str | None = None, *, generated_by: str = "system") -> bytes | dict:
+                   out: Path | str | None = None, *, generated_by: str = "system", signing_key=None) -> bytes | dict:
     """Return dossier's archival package as bytes, or write it to the new file out and return its manifest.
 
     Written beside out first and linked into place, so a failure leaves no half package and an
@@ -205,7 +217,7 @@ def export_package(session, blobs: BlobStore, workflow: WorkflowEngine, dossier:
     """
     if out is None:
         buffer = io.BytesIO()
-        write_package(session, blobs, workflow, dossier, buffer, generated_by=generated_by)
+        write_package(session, blobs, workflow, dossier, buffer, generated_by=generated_by, signing_key=signing_key)
         return buffer.getvalue()
     out = Path(out)
     if out.exists():
@@ -213,7 +225,8 @@ def export_package(session, blobs: BlobStore, workflow: WorkflowEngine, dossier:
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
         with open(partial, "wb") as target:
-            manifest = write_package(session, blobs, workflow, dossier, target, generated_by=generated_by)
+            manifest = write_package(session, blobs, workflow, dossier, target, generated_by=generated_by,
+                                     signing_key=signing_key)
         os.link(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -231,6 +244,11 @@ class Verification:
     different: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     checked: int = 0
+    # "valid", "invalid" or "missing"; signer is the fingerprint of the key that signed, trusted whether
+    # it is one of the keys the check was given (None: none was given, so only integrity was checked).
+    signature: str = "missing"
+    signer: str | None = None
+    trusted: bool | None = None
 
     @property
     def ok(self) -> bool:
@@ -261,8 +279,11 @@ def _expected_entries(manifest) -> dict[str, dict] | None:
     return listed if len(listed) == len(entries) else None
 
 
-def verify_package(source: Path | str | BinaryIO) -> Verification:
-    """Recompute every hash in the package at source against its manifest and name whatever does not match."""
+def verify_package(source: Path | str | BinaryIO, trusted_keys: list[str] | None = None) -> Verification:
+    """Recompute every hash in the package at source against its manifest and name whatever does not match.
+
+    With trusted_keys (PEM public keys), the package must also carry a valid signature by one of them.
+    """
     result = Verification()
     try:
         archive = zipfile.ZipFile(source)
@@ -273,9 +294,9 @@ def verify_package(source: Path | str | BinaryIO) -> Verification:
         names = Counter(name for name in archive.namelist() if not name.endswith("/"))
         # A name stored twice: the second copy is extra whatever the first holds.
         result.extra.extend(name for name, count in names.items() if count > 1)
-        manifest = _read_manifest(archive, names, result)
+        manifest = _read_manifest(archive, names, result, trusted_keys)
         if manifest is None:
-            result.extra.extend(sorted(set(names) - {MANIFEST, MANIFEST_CHECKSUM}))
+            result.extra.extend(sorted(set(names) - CONTROL_FILES))
             return result
         expected = _expected_entries(manifest)
         if expected is None:
@@ -294,11 +315,12 @@ def verify_package(source: Path | str | BinaryIO) -> Verification:
             result.checked += 1
             if sha256 != entry["sha256"] or size != entry["size"]:
                 result.different.append(path)
-        result.extra.extend(sorted(set(names) - set(expected) - {MANIFEST, MANIFEST_CHECKSUM}))
+        result.extra.extend(sorted(set(names) - set(expected) - CONTROL_FILES))
     return result
 
 
-def _read_manifest(archive: zipfile.ZipFile, names: Counter, result: Verification) -> dict | None:
+def _read_manifest(archive: zipfile.ZipFile, names: Counter, result: Verification,
+                   trusted_keys: list[str] | None) -> dict | None:
     """Return the manifest if present, readable and matching its checksum file; else record why and return None."""
     for name in (MANIFEST, MANIFEST_CHECKSUM):
         if name not in names:
@@ -318,6 +340,7 @@ def _read_manifest(archive: zipfile.ZipFile, names: Counter, result: Verificatio
             recorded = ""
         if recorded != hashlib.sha256(body).hexdigest():
             result.different.append(MANIFEST)
+    _check_signature(archive, names, body, result, trusted_keys)
     try:
         manifest = json.loads(body)
     except (UnicodeDecodeError, ValueError):
@@ -330,3 +353,26 @@ def _read_manifest(archive: zipfile.ZipFile, names: Counter, result: Verificatio
         result.problems.append(f"档案包格式版本 {manifest.get('format_version')!r} 不受支持（支持 {FORMAT_VERSION}）")
         return None
     return manifest
+
+
+def _check_signature(archive: zipfile.ZipFile, names: Counter, body: bytes, result: Verification,
+                     trusted_keys: list[str] | None) -> None:
+    """Check the manifest's signature, and whether its key is among trusted_keys; record what was found."""
+    if SIGNATURE in names:
+        try:
+            signed = json.loads(archive.read(SIGNATURE))
+            public, signature = signed["public_key"], signed["signature"]
+            result.signer = signing.fingerprint(public)
+            result.signature = "valid" if signing.signature_is_valid(public, body, signature) else "invalid"
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, KeyError, TypeError):
+            result.signature = "invalid"
+        if result.signature == "invalid":
+            result.different.append(SIGNATURE)
+            result.problems.append(f"{SIGNATURE}：签名无效，清单在签名后被改动或签名文件已损坏")
+    if trusted_keys is None:
+        return
+    result.trusted = result.signature == "valid" and result.signer in {signing.fingerprint(key) for key in trusted_keys}
+    if result.signature == "missing":
+        result.problems.append("档案包没有签名，无法确认出自本机构")
+    elif result.signature == "valid" and not result.trusted:
+        result.problems.append(f"签名有效，但签名密钥（指纹 {result.signer}）不是所给的公钥")

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user, login_required
 from werkzeug.wsgi import wrap_file
 
-from ..backends import get_blob_store, get_workflow
+from ..backends import get_blob_store, get_signing_key, get_workflow
 from ..extensions import db
 from ..forms import ActionForm, TransitionForm
 from ..models import Dossier
@@ -139,7 +139,7 @@ def package(dossier_id):
     spool = tempfile.TemporaryFile()
     try:
         manifest = write_package(db.session, get_blob_store(), get_workflow(), record, spool,
-                                 generated_by=current_user.label)
+                                 generated_by=current_user.label, signing_key=get_signing_key())
     except PackageError as error:
         spool.close()
         flash(f"档案包未能生成：{error}。请联系系统管理员运行 kjdms blobs verify 检查存储。", "danger")

@@ -13,8 +13,10 @@ from sqlalchemy import select
 from kjdms.extensions import db
 from kjdms.models import AuditEvent, CreditRecord
 from kjdms.samples import sample_pdf
-from kjdms.services.archive import (MANIFEST, MANIFEST_CHECKSUM, SUMMARY, PackageError, export_package,
-                                    verify_package)
+from kjdms.backends import get_config
+from kjdms.services.archive import (MANIFEST, MANIFEST_CHECKSUM, SIGNATURE, SUMMARY, PackageError, _signature_file,
+                                    export_package, verify_package)
+from kjdms.signing import read_or_create_signing_key
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.identity import id_number_hash
 from kjdms.services.lifecycle import fire_transition
@@ -211,6 +213,95 @@ class TestVerify:
         junk.write_bytes(b"not a zip at all")
         output = run(app, "verify-package", junk)
         assert output.exit_code == 1 and "不是可读的 ZIP 文件" in output.output
+
+
+def members(path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def write_members(path, contents: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+
+
+def forge_consistently(path, target: str, forged: bytes) -> None:
+    """Swap target's content and fix its manifest entry and the manifest checksum, as a careful forger would."""
+    contents = members(path)
+    manifest = json.loads(contents[MANIFEST])
+    for entry in manifest["files"]:
+        if entry["path"] == target:
+            entry["sha256"], entry["size"] = hashlib.sha256(forged).hexdigest(), len(forged)
+    body = json.dumps(manifest, ensure_ascii=False).encode("utf-8")
+    contents.update({target: forged, MANIFEST: body,
+                     MANIFEST_CHECKSUM: f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode()})
+    write_members(path, contents)
+
+
+class TestSignature:
+    @pytest.fixture
+    def signed(self, app, archived, tmp_path):
+        out, key = tmp_path / "signed.zip", tmp_path / "instance.pem"
+        assert run(app, "export-dossier", archived.id, "--out", out).exit_code == 0
+        shown = run(app, "package-key", "--out", key)
+        assert shown.exit_code == 0 and "BEGIN PUBLIC KEY" in shown.output and "指纹：" in shown.output
+        return out, key
+
+    def test_an_exported_package_is_signed_and_checks_against_the_published_key(self, app, archived, signed):
+        package, key = signed
+        assert SIGNATURE in members(package)
+        result = verify_package(package, [key.read_text()])
+        assert result.ok and (result.signature, result.trusted) == ("valid", True)
+        output = run(app, "verify-package", package, "--public-key", key)
+        assert output.exit_code == 0 and "签名有效，出自所给公钥" in output.output
+        assert "来源未核对" in run(app, "verify-package", package).output  # no key given: integrity only
+
+    def test_the_key_is_made_once_owner_only_and_signs_every_package(self, app, archived, signed, tmp_path):
+        path = get_config().PACKAGE_SIGNING_KEY_FILE
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert run(app, "export-dossier", archived.id, "--out", tmp_path / "again.zip").exit_code == 0
+        first, again = (verify_package(package) for package in (signed[0], tmp_path / "again.zip"))
+        assert first.signer == again.signer is not None
+
+    def test_a_file_forged_with_its_manifest_entry_and_checksum_breaks_the_signature(self, app, archived, signed):
+        package, key = signed
+        target = f"files/other/v1-{archived.attachment('other').versions[0].sha256[:12]}.pdf"
+        forge_consistently(package, target, b"%PDF-1.4 forged")
+        result = verify_package(package)
+        assert result.signature == "invalid" and result.different == [SIGNATURE] and not result.ok
+        output = run(app, "verify-package", package, "--public-key", key)
+        assert output.exit_code == 1 and "签名无效" in output.output
+
+    def test_a_package_re_signed_with_another_key_is_refused_against_the_published_one(
+            self, app, archived, signed, tmp_path):
+        package, key = signed
+        target = f"files/other/v1-{archived.attachment('other').versions[0].sha256[:12]}.pdf"
+        forge_consistently(package, target, b"%PDF-1.4 forged")
+        contents = members(package)
+        contents[SIGNATURE] = _signature_file(read_or_create_signing_key(tmp_path / "forger.pem"),
+                                              contents[MANIFEST]).encode()
+        write_members(package, contents)
+        assert verify_package(package).ok  # self-consistent: only the published key tells it apart
+        result = verify_package(package, [key.read_text()])
+        assert result.trusted is False and not result.ok
+        output = run(app, "verify-package", package, "--public-key", key)
+        assert output.exit_code == 1 and "不是所给的公钥" in output.output
+
+    def test_an_unsigned_package_fails_when_a_key_is_required(self, app, signed):
+        package, key = signed
+        contents = members(package)
+        contents.pop(SIGNATURE)
+        write_members(package, contents)
+        assert verify_package(package).ok and verify_package(package).signature == "missing"
+        output = run(app, "verify-package", package, "--public-key", key)
+        assert output.exit_code == 1 and "没有签名" in output.output
+
+    def test_a_public_key_file_that_is_no_key_is_refused(self, app, signed, tmp_path):
+        package, _ = signed
+        (tmp_path / "junk.pem").write_text("not a key")
+        output = run(app, "verify-package", package, "--public-key", tmp_path / "junk.pem")
+        assert output.exit_code == 1 and "--public-key：不是可读的 PEM 公钥" in output.output
 
 
 class TestExportCommand:

@@ -12,7 +12,9 @@ from kjdms.extensions import db
 from kjdms.models import AuditEvent, Dossier, DossierRevision, WorkflowHistory
 from kjdms.samples import sample_pdf
 from kjdms.services import archive as archive_service
+from kjdms.backends import get_signing_key
 from kjdms.services.archive import verify_package
+from kjdms.signing import public_key_pem
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import fire_transition
 from tests.helpers import applicant, staff, upload_required
@@ -261,7 +263,8 @@ class TestPackageDownload:
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert int(response.headers["Content-Length"]) == len(response.data)
-        assert verify_package(io.BytesIO(response.data)).ok
+        instance_key = public_key_pem(get_signing_key())
+        assert verify_package(io.BytesIO(response.data), [instance_key]).trusted  # signed by this instance
         with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
             assert sum(name.startswith("files/other/") for name in archive.namelist()) == 2
         event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "dossier.export_package")).one()
