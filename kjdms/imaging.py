@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import io
+import logging
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -18,6 +22,13 @@ MAX_PREVIEW_WIDTH = 3000
 PREVIEW_TIMEOUT = 15.0
 PREVIEW_TIMED_OUT = "文件：PDF首页过于复杂，预览超时，请下载后查看"
 PREVIEW_FAILED = "文件：PDF无法预览，请下载后查看"
+RENDER_BUSY = "文件：预览繁忙，请稍后刷新或下载后查看"
+# At most this many renderers at once (each may use up to pdf_render.MEMORY_LIMIT); the rest wait their turn.
+_RENDER_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+# The child gets no secrets or database address from the server's environment.
+_CHILD_ENVIRONMENT = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
+
+log = logging.getLogger(__name__)
 
 
 class ImageRefused(ValueError):
@@ -68,14 +79,22 @@ def pdf_pages_for_ocr(data: bytes, indexes: list[int], *, dpi: int, max_pixels: 
 def _render_in_child(arguments: list[str], data: bytes, timeout: float) -> bytes:
     """Run pdf_render.py with arguments on data; return its output or raise PreviewUnavailable saying why not."""
     # In a child process: PDFium is C, so a hostile page that loops or crashes would otherwise hang a
-    # request thread or kill the server; the child is killed at the timeout and holds no lock of ours.
+    # request thread or kill the server; the child is killed at the timeout. The wait for a slot counts.
+    started = time.monotonic()
+    if not _RENDER_SLOTS.acquire(timeout=max(timeout, 0)):
+        raise RenderTimedOut(RENDER_BUSY)
     try:
-        child = subprocess.run(_render_command(arguments), input=data, capture_output=True, timeout=max(timeout, 0))
+        child = subprocess.run(_render_command(arguments), input=data, capture_output=True,
+                               timeout=max(timeout - (time.monotonic() - started), 0), env=_CHILD_ENVIRONMENT)
     except subprocess.TimeoutExpired:
         raise RenderTimedOut(PREVIEW_TIMED_OUT) from None
+    finally:
+        _RENDER_SLOTS.release()
     if child.returncode == pdf_render.REFUSED:
         raise PreviewUnavailable(child.stderr.decode("utf-8", "replace"))
     if child.returncode != 0:
+        log.warning("PDF renderer %s exited with %s: %s", arguments[0], child.returncode,
+                    child.stderr[-2000:].decode("utf-8", "replace"))
         raise PreviewUnavailable(PREVIEW_FAILED)
     return child.stdout
 

@@ -5,7 +5,9 @@
 
 Standalone on purpose: it imports pypdfium2 and Pillow only, never the kjdms package, so the child
 starts quickly. The PDF arrives on stdin and the result leaves on stdout; a PDF that cannot be
-rendered exits with REFUSED and the reason (Chinese, UTF-8) on stderr.
+rendered exits with REFUSED and the reason (Chinese, UTF-8) on stderr. The server imports this
+module for REFUSED and FRAME only: pypdfium2 is imported inside the functions that render, so
+PDFium is never loaded into the server process.
 """
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ import math
 import resource
 import struct
 import sys
-
-import pypdfium2
 
 REFUSED = 3
 # Before each page of the ocr mode's output: its index and the PNG's length.
@@ -32,6 +32,8 @@ class Unrenderable(ValueError):
 
 def first_page_png(data: bytes, width: int) -> bytes:
     """Return the first page of the PDF in data as a PNG width pixels wide."""
+    import pypdfium2
+
     try:
         document = pypdfium2.PdfDocument(data)
     except pypdfium2.PdfiumError as error:
@@ -68,7 +70,7 @@ def _render_page(page, width: int):
     return image.crop((0, 0, min(image.width, width), min(image.height, width * MAX_PREVIEW_ASPECT)))
 
 
-def _refusal(error: pypdfium2.PdfiumError) -> str:
+def _refusal(error) -> str:
     # An owner password alone (print or copy restrictions) opens without a password, as many
     # official downloads do; only a PDF that needs a password to be read at all is refused.
     if "password" in str(error).lower():
@@ -78,6 +80,8 @@ def _refusal(error: pypdfium2.PdfiumError) -> str:
 
 def ocr_pages_png(data: bytes, indexes: list[int], dpi: int, max_pixels: int) -> bytes:
     """Return the pages at indexes rendered in grey at dpi (smaller where a page passes max_pixels), framed."""
+    import pypdfium2
+
     try:
         document = pypdfium2.PdfDocument(data)
     except pypdfium2.PdfiumError as error:
@@ -112,7 +116,10 @@ def ocr_pages_png(data: bytes, indexes: list[int], dpi: int, max_pixels: int) ->
 
 def main() -> int:
     """Read the PDF from stdin, render what argv asks for (see the module's docstring) to stdout."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    # The soft limit only, and never above a hard limit already set: raising that is refused.
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    soft = MEMORY_LIMIT if hard == resource.RLIM_INFINITY else min(MEMORY_LIMIT, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     mode, *arguments = sys.argv[1:]
     data = sys.stdin.buffer.read()
     try:

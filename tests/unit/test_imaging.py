@@ -1,9 +1,11 @@
 """Unit tests for kjdms.imaging: re-encoding uploaded images and previewing PDFs."""
 
 import io
+import resource
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 
 import pytest
@@ -246,6 +248,34 @@ def test_the_renderer_stands_alone_and_limits_its_memory(tmp_path):
     child = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60)
     assert child.returncode == 0, child.stderr
     assert child.stderr.split() == ["0", str(pdf_render.MEMORY_LIMIT), "[]"]
+
+
+def test_the_renderer_works_under_a_lower_hard_memory_limit_set_by_the_operator():
+    # `ulimit -v` below the child's own cap: it keeps the lower limit instead of failing to raise it.
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (900 * 2**20, 900 * 2**20))
+    child = subprocess.run(imaging._render_command(["preview", "100"]), input=sample_pdf(), capture_output=True,
+                           preexec_fn=limit, timeout=60)
+    assert child.returncode == 0, child.stderr
+    assert opened(child.stdout).width == 100
+
+
+def test_the_server_side_never_loads_pdfium():
+    probe = ("import sys, kjdms.imaging, kjdms.extraction, kjdms.views.files, kjdms.worker; "
+             "print('pypdfium2' in sys.modules)")
+    child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert child.stdout.strip() == "False", child.stderr
+
+
+def test_renders_beyond_the_slots_wait_and_one_that_waits_too_long_is_refused(monkeypatch):
+    monkeypatch.setattr(imaging, "_RENDER_SLOTS", threading.BoundedSemaphore(1))
+    imaging._RENDER_SLOTS.acquire()  # another request is rendering
+    try:
+        with pytest.raises(imaging.RenderTimedOut, match="预览繁忙"):
+            pdf_first_page_png(sample_pdf(), timeout=0.2)
+    finally:
+        imaging._RENDER_SLOTS.release()
+    assert opened(pdf_first_page_png(sample_pdf(), width=120)).width == 120
 
 
 @pytest.mark.parametrize("width", [0, -5, 100_000])
