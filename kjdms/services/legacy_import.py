@@ -96,6 +96,13 @@ def _decode(data: bytes) -> str:
             raise ImportFileError(f"文件编码无法识别（应为 UTF-8 或 GB18030）：第 {error.start} 字节起") from None
 
 
+class TruncatedNumber(str):
+    """A cell holding a number of 16 or more digits: spreadsheets keep 15 significant digits, the rest are lost."""
+
+
+NUMBER_TRUNCATED = "以数值格式保存，超过15位的数字已丢失末尾几位：请把该列设为文本格式后重新导出"
+
+
 def _cell(value) -> str | datetime.date:
     """Return a cell as text, or as a date when the spreadsheet holds one."""
     if value is None:
@@ -104,8 +111,9 @@ def _cell(value) -> str | datetime.date:
         return value.date()
     if isinstance(value, datetime.date):
         return value
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))  # a number typed into a text column; longer ones have lost digits already
+    if isinstance(value, float) and value.is_integer():
+        # A number typed into a text column (a phone number); an ID number stored as one has lost digits.
+        return str(int(value)) if abs(value) < 1e15 else TruncatedNumber(f"{value:.0f}")
     return str(value).strip()
 
 
@@ -152,7 +160,9 @@ def _read_xlsx(path: Path):
                 yield [_cell(value) for value in row]
         finally:
             workbook.close()
-    return [_cell(name) for name in header], sheet.height - 1, data_rows()
+    # iter_rows starts at row 1 however many rows are blank above the data; end is the last row's index.
+    total = sheet.end[0] if sheet.end else 0
+    return [_cell(name) for name in header], total, data_rows()
 
 
 def check_header(header: list[str]) -> list[str]:
@@ -244,6 +254,10 @@ def check_row(checker: RowChecker, values: list, data_row: int) -> GoodRow | lis
     if all(value in ("", None) for value in values):
         return [Refusal(line, WHOLE_ROW, "空行")]
     row = dict(zip(checker.columns, values))
+    truncated = [ValidationError(column, f"{column}：{NUMBER_TRUNCATED}")
+                 for column, value in row.items() if isinstance(value, TruncatedNumber)]
+    if truncated:  # the row cannot be imported from this file whatever else it holds
+        return _refusals(line, truncated)
     get = lambda name: row.get(name, "")  # noqa: E731
     seen, regions, session = checker.seen, checker.regions, checker.session
     errors: list[ValidationError] = []

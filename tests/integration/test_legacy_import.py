@@ -263,6 +263,23 @@ def test_xlsx_with_dates_and_numbers_as_cells(app, tmp_path):
     assert [(r.line, r.column) for r in result.refusals] == [(3, "身份证号"), (4, "（整行）")]
     dossier = db.session.scalar(select(Person).where(Person.id_number == good)).dossier
     assert (dossier.phone, dossier.job_started_on) == ("13904211234", date(2016, 5, 4))
+    assert "设为文本格式" in result.refusals[0].reason
+
+
+def test_an_id_number_stored_as_an_exact_integer_cell_is_refused_with_the_fix(app, tmp_path):
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(list(COLUMNS))
+    exact = row("刘洋", make_id_number(region="211303", birth="19850505", sequence=901))  # no X check digit
+    exact["身份证号"] = int(exact["身份证号"])  # some exporters write all 18 digits into a number cell
+    sheet.append([exact[column] for column in COLUMNS])
+    workbook.save(tmp_path / "old.xlsx")
+    result = import_legacy(db.session, tmp_path / "old.xlsx")
+    assert (result.imported, result.refused) == (0, 1)
+    refusal = result.refusals[0]
+    assert (refusal.line, refusal.column) == (2, "身份证号") and "请把该列设为文本格式后重新导出" in refusal.reason
 
 
 def test_a_wrong_header_is_refused_naming_the_columns_and_nothing_is_written(app, tmp_path):
