@@ -343,13 +343,16 @@ def verify_package_command(path, public_keys):
     if not result.ok:
         click.echo(f"验证未通过：{path}")
         raise SystemExit(1)
-    click.echo(f"验证通过：{path}（{result.checked} 个文件的 sha256 与清单一致）")
+    checked = f"{result.checked} 个文件的 sha256 与清单一致"
     if result.trusted:
-        click.echo(f"签名有效，出自所给公钥（指纹 {result.signer}）")
-    elif result.signature == "valid":
-        click.echo(f"签名有效（密钥指纹 {result.signer}）；未给出公钥，来源未核对：用 --public-key 指定本机构公钥")
+        click.echo(f"验证通过：{path}（{checked}；签名有效，出自所给公钥，指纹 {result.signer}）")
+        return
+    click.echo(f"验证通过（仅完整性，来源未核对）：{path}（{checked}）")
+    if result.signature == "valid":
+        click.echo(f"注意：签名密钥的指纹是 {result.signer}。包里附带的公钥谁都可以替换，只有与公布的公钥比对才能"
+                   "证明档案包出自本机构：请用 --public-key 指定公布的公钥（kjdms package-key）。")
     else:
-        click.echo("档案包没有签名：只核对了完整性，未核对来源")
+        click.echo("注意：档案包没有签名，无法证明出自本机构。")
 
 
 @click.command("package-key")

@@ -18,17 +18,25 @@ def default_storage_dir() -> Path:
 
 def read_or_create_file(path: Path, make) -> bytes:
     """Return the contents of path, first writing make() there (owner-only, fsynced) if it does not exist."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting together must not write two different keys.
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_bytes()
-    contents = make()
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(contents)
-        handle.flush()
-        os.fsync(handle.fileno())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole beside it, then linked into place: a crash leaves no empty key, and of two
+    # processes creating it at once the second link fails and that process reads the first's key.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        contents = make()
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(contents)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            return path.read_bytes()
+    finally:
+        partial.unlink(missing_ok=True)
     return contents
 
 

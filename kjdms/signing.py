@@ -23,7 +23,12 @@ def read_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     def new_key() -> bytes:
         return Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return serialization.load_pem_private_key(read_or_create_file(path, new_key), password=None)
+    try:
+        return serialization.load_pem_private_key(read_or_create_file(path, new_key), password=None)
+    except ValueError:
+        raise RuntimeError(f"{path} is not a readable private key: restore it from the backup (a new key "
+                           "would sign new packages, and the old ones would check only against the old public key)"
+                           ) from None
 
 
 def public_key_pem(key: Ed25519PrivateKey) -> str:
@@ -54,6 +59,8 @@ def signature_is_valid(public_pem: str, data: bytes, signature: str) -> bool:
 
 
 def _public_key(public_pem: str) -> Ed25519PublicKey:
+    if not isinstance(public_pem, str):
+        raise KeyRefused("公钥不是文本")
     try:
         key = serialization.load_pem_public_key(public_pem.encode("ascii"))
     except (ValueError, TypeError, UnicodeEncodeError) as error:

@@ -297,6 +297,20 @@ class TestSignature:
         output = run(app, "verify-package", package, "--public-key", key)
         assert output.exit_code == 1 and "没有签名" in output.output
 
+    @pytest.mark.parametrize("signature_file", [
+        b"not json", b"[]", b'"a string"', b'{"public_key": 5, "signature": "AAAA"}',
+        b'{"public_key": "not a key", "signature": "AAAA"}', b'{"signature": "AAAA"}',
+    ])
+    def test_a_damaged_signature_file_fails_the_check_without_a_crash(self, app, signed, signature_file):
+        package, key = signed
+        contents = members(package)
+        contents[SIGNATURE] = signature_file
+        write_members(package, contents)
+        result = verify_package(package)
+        assert result.signature == "invalid" and SIGNATURE in result.different and not result.ok
+        output = run(app, "verify-package", package, "--public-key", key)
+        assert output.exit_code == 1 and "签名无效" in output.output
+
     def test_a_public_key_file_that_is_no_key_is_refused(self, app, signed, tmp_path):
         package, _ = signed
         (tmp_path / "junk.pem").write_text("not a key")

@@ -1,5 +1,6 @@
 """Unit tests for kjdms.signing: the instance key, signatures, fingerprints, keys that are refused."""
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -15,6 +16,21 @@ def test_the_key_is_created_once_owner_only_and_read_back(tmp_path):
     again = read_or_create_signing_key(path)
     assert path.stat().st_mode & 0o777 == 0o600
     assert public_key_pem(first) == public_key_pem(again)
+
+
+def test_processes_creating_the_key_at_once_all_get_the_same_one(tmp_path):
+    path = tmp_path / "package_signing_key"
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: public_key_pem(read_or_create_signing_key(path)), range(16)))
+    assert len(set(keys)) == 1 and [item.name for item in tmp_path.iterdir()] == ["package_signing_key"]
+
+
+def test_a_damaged_key_file_is_reported_not_replaced(tmp_path):
+    path = tmp_path / "package_signing_key"
+    path.write_bytes(b"")
+    with pytest.raises(RuntimeError, match="restore it from the backup"):
+        read_or_create_signing_key(path)
+    assert path.read_bytes() == b""
 
 
 def test_a_signature_holds_for_its_data_only(tmp_path):
