@@ -48,7 +48,8 @@ def extraction_status(version: AttachmentVersion) -> str:
         return "等待提取文字，提取后可检索"
     if version.text_status == TEXT_DONE and version.extracted_text:
         method = _EXTRACTION_METHODS.get(version.text_method, version.text_method)
-        summary = f"已提取文字（{method}，{len(version.extracted_text)}字），可检索"
+        characters = sum(not character.isspace() for character in version.extracted_text)
+        summary = f"已提取文字（{method}，{characters}字），可检索"
         return f"{summary}；{version.text_error}" if version.text_error else summary
     if version.text_status == TEXT_DONE:
         return "文件中没有文字，只能按人员信息检索"

@@ -19,7 +19,7 @@ class MappedFileStorage(FileStorage):
         with open(self._fpath(name), "rb") as file:
             try:
                 mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-            except ValueError:  # an empty file cannot be mapped
+            except (ValueError, OSError):  # an empty file, or a file system that cannot map files
                 return super().open_file(name, **kwargs)
         return StructFile(mapped, name=name, **kwargs)
 

@@ -114,8 +114,7 @@ def live_person_ids(session, person_ids) -> set[int]:
 
 def live_count(session, person_id: int) -> int:
     """Return how many live records the person's credit file holds."""
-    return session.scalar(select(func.count()).select_from(CreditRecord).where(
-        CreditRecord.person_id == person_id, _live_condition()))
+    return live_counts(session, [person_id]).get(person_id, 0)
 
 
 def live_counts(session, person_ids) -> dict[int, int]:
@@ -153,7 +152,7 @@ class CreditFilesPage:
 def credit_files_page(session, user, *, page: int = 1) -> CreditFilesPage:
     """Return a page of the credit files whose person's dossier lies where user is credit officer or administrator."""
     # Where a user holds either role, may_view lets them read every file (it holds records by definition).
-    regions = covered_region_ids(session, user, "credit_officer") | covered_region_ids(session, user, "administrator")
+    regions = covered_region_ids(session, user, "credit_officer", "administrator")
     in_scope = and_(Dossier.person_id == CreditRecord.person_id, Dossier.baseline_id.is_(None),
                     Dossier.region_id.in_(regions))
     total = session.scalar(

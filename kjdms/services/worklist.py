@@ -12,14 +12,14 @@ from ..models import Dossier, Region, RoleAssignment, User, utcnow
 PAGE_SIZE = 50
 
 
-def covered_region_ids(session, user: User, role: str) -> set[int]:
-    """Return the ids of the regions where user holds role, and of every region below them."""
+def covered_region_ids(session, user: User, *roles: str) -> set[int]:
+    """Return the ids of the regions where user holds any of roles, and of every region below them."""
     parents = dict(session.execute(select(Region.id, Region.parent_id)).all())
     children: dict[int | None, list[int]] = {}
     for region_id, parent_id in parents.items():
         children.setdefault(parent_id, []).append(region_id)
     roots = session.scalars(select(RoleAssignment.region_id).where(
-        RoleAssignment.user_id == user.id, RoleAssignment.role == role)).all()
+        RoleAssignment.user_id == user.id, RoleAssignment.role.in_(roles))).all()
     covered, stack = set(), list(roots)
     while stack:
         region_id = stack.pop()

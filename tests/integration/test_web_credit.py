@@ -207,6 +207,13 @@ class TestList:
                       id_hash_key=get_config().ID_HASH_KEY)
         assert listed(auth("credit_officer").get("/credit/"))[0] == "王芳"
 
+    def test_a_region_where_the_officer_only_reviews_is_not_listed(self, auth, files, people):
+        from kjdms.services.accounts import assign_role
+        from kjdms.services.reference import region_by_code
+        assign_role(db.session, people["credit_officer"], "reviewer", region_by_code(db.session, "210100"))
+        db.session.commit()
+        assert "刘强" not in listed(auth("credit_officer").get("/credit/"))  # the review page links to it instead
+
     def test_the_provincial_administrator_sees_every_region(self, auth, files):
         assert sorted(listed(auth("administrator").get("/credit/"))) == sorted(["王芳", "刘强", "李四", "张伟"])
 

@@ -193,3 +193,23 @@ def test_index_frequencies_are_the_tokenizer_counts(value):
 def test_occurrences_count_what_occurs_finds(haystack, piece):
     haystack, piece = normalize(haystack), normalize(piece)
     assert (occurrences(haystack, piece) > 0) == substring_matches([haystack], piece)
+
+
+def test_mapped_storage_reads_the_bytes_written_and_an_empty_file_falls_back(tmp_path):
+    from kjdms.search.whoosh_storage import MappedFileStorage
+
+    storage = MappedFileStorage(str(tmp_path))
+    (tmp_path / "posting").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "empty").write_bytes(b"")
+    mapped = storage.open_file("posting")
+    try:
+        mapped.seek(250)
+        assert mapped.read(10) == bytes(range(250, 256)) + bytes(range(4))
+    finally:
+        mapped.close()
+    empty = storage.open_file("empty")
+    try:
+        assert empty.read() == b""
+    finally:
+        empty.close()
+
