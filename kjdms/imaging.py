@@ -104,6 +104,32 @@ def _render_command(arguments: list[str]) -> list[str]:
     return [sys.executable, "-I", str(Path(pdf_render.__file__)), *arguments]
 
 
+def notice_png(text: str, *, width: int = 900) -> bytes:
+    """Return a PNG, width pixels wide, that shows text (wrapped) where a preview would have been."""
+    from PIL import ImageDraw, ImageFont
+
+    from .printing import cjk_font
+
+    path, index = cjk_font()
+    font = ImageFont.truetype(str(path), size=max(12, width // 30), index=index)
+    margin, lines, line = width // 20, [], ""
+    for character in text:
+        if font.getlength(line + character) > width - 2 * margin:
+            lines.append(line)
+            line = ""
+        line += character
+    lines.append(line)
+    step = int(font.size * 1.6)
+    image = Image.new("L", (width, max(width // 4, 2 * margin + step * len(lines))), 245)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, image.width - 1, image.height - 1), outline=160, width=2)
+    for number, text_line in enumerate(lines):
+        draw.text((margin, margin + number * step), text_line, fill=40, font=font)
+    output = io.BytesIO()
+    image.save(output, format="PNG")
+    return output.getvalue()
+
+
 def _open_checked(data: bytes, image_format: str, max_pixels: int) -> Image.Image:
     """Read only the header and refuse a size above max_pixels before any pixel is decoded."""
     try:

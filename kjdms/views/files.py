@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 
 from ..backends import get_blob_store, get_workflow
 from ..extensions import db
-from ..imaging import PreviewUnavailable, pdf_first_page_png
+from ..imaging import PreviewUnavailable, notice_png, pdf_first_page_png
 from ..models import AttachmentVersion
 from ..permissions import can
 
@@ -63,15 +63,20 @@ def preview(version_id):
     """Show a version inline: an image as it is, a PDF as its first page rendered to PNG."""
     version = viewable_version(version_id)
     data = get_blob_store().read(version.sha256, verify=True)
+    status = 200
     if version.media_type == "application/pdf":
         try:
             data, media_type = pdf_first_page_png(data), "image/png"
-        except PreviewUnavailable:
-            abort(415)
+        except PreviewUnavailable as reason:
+            # Still an image, so the page shows why in place of the preview (browsers draw a 415's image too).
+            message = str(reason).removeprefix("文件：")
+            if "下载" not in message:
+                message += "，可下载原文件查看"
+            data, media_type, status = notice_png(message), "image/png", 415
     elif version.media_type in ("image/png", "image/jpeg"):
         media_type = version.media_type
     else:
         abort(415)
-    response = Response(data, mimetype=media_type)
+    response = Response(data, status=status, mimetype=media_type)
     response.headers["Content-Disposition"] = "inline"
     return safe_headers(response)

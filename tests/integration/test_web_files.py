@@ -1,9 +1,13 @@
 """Downloads and inline previews of attachment versions: headers, exact content, who may fetch them."""
+import io
+import shutil
 from urllib.parse import quote
 
 import pytest
+from PIL import Image
 
 from kjdms.extensions import db
+from kjdms.extraction import extract_text
 from kjdms.models import Dossier
 from kjdms.samples import sample_pdf, sample_png
 from kjdms.services.lifecycle import fire_transition
@@ -90,12 +94,17 @@ class TestPreview:
         response = owner.get(f"/files/{version.id}/preview.png")
         assert response.mimetype == "image/png" and response.data == blobs.read(version.sha256)
 
-    def test_a_pdf_that_cannot_be_rendered_answers_415(self, auth, people, workflow, blobs):
+    def test_a_pdf_that_cannot_be_rendered_answers_415_with_an_image_that_says_why(self, auth, people):
         owner = auth("owner")
         broken = b"%PDF-1.4\n" + b"this is not really a pdf\n" * 10
         version = uploaded(owner, people["dossier"].id, "basic_info_form", broken, "broken.pdf")
         response = owner.get(f"/files/{version.id}/preview.png")
-        assert response.status_code == 415 and "无法预览" in response.get_data(as_text=True)
+        assert response.status_code == 415 and response.mimetype == "image/png"
+        assert Image.open(io.BytesIO(response.data)).width == 900
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        if shutil.which("tesseract"):  # .ci/run installs it; the page shows this in place of the preview
+            read = extract_text(response.data, "image/png").text
+            assert "无法预览" in read and "下载" in read
 
 
 class TestWhoMayFetch:

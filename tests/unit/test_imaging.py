@@ -278,6 +278,12 @@ def test_renders_beyond_the_slots_wait_and_one_that_waits_too_long_is_refused(mo
     assert opened(pdf_first_page_png(sample_pdf(), width=120)).width == 120
 
 
+def test_a_notice_wraps_long_text_and_grows_to_hold_it():
+    short, long = opened(imaging.notice_png("无法预览")), opened(imaging.notice_png("无法预览，" * 40, width=600))
+    assert short.width == 900 and long.width == 600 and long.height > short.height
+    assert long.convert("L").getextrema()[0] < 100  # the text was drawn
+
+
 @pytest.mark.parametrize("width", [0, -5, 100_000])
 def test_unreasonable_width_is_refused(width):
     with pytest.raises(ValueError):
