@@ -30,7 +30,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kjdms import create_app  # noqa: E402
-from kjdms.cli import upgrade_schema  # noqa: E402
+from kjdms.schema import upgrade_schema  # noqa: E402
 from kjdms.config import Config  # noqa: E402
 from kjdms.extensions import db  # noqa: E402
 from kjdms.models import Dossier, Person, Region, User, utcnow  # noqa: E402

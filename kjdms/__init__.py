@@ -13,7 +13,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the application: config, extensions, backends, blueprints, commands."""
-    from . import cli, models  # noqa: F401  (models registers the tables on db.metadata)
+    from . import commands, models  # noqa: F401  (models registers the tables on db.metadata)
     from .backends import Backends, get_drainer, make_blob_store, make_search_index
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
@@ -51,7 +51,7 @@ def create_app(config: Config | None = None) -> Flask:
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)
-    cli.register(app)
+    commands.register(app)
     return app
 
 

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from kjdms import create_app
-from kjdms.cli import upgrade_schema
+from kjdms.schema import upgrade_schema
 from kjdms.config import Config
 from kjdms.extensions import db
 from kjdms.services.reference import load_regions

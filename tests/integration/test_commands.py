@@ -67,7 +67,7 @@ def test_workflow_show_prints_mermaid(app):
 def test_blobs_verify_names_a_corrupt_blob_and_gc_removes_orphans(app, workflow, people):
     blobs = get_blob_store()
     upload_required(workflow, blobs, people["dossier"], people["owner"])
-    assert run(app, "blobs", "verify").output.endswith("0 missing, 0 corrupt\n")
+    assert run(app, "blobs", "verify").output.endswith("缺失 0 个，损坏 0 个\n")
     victim = next(iter(blobs.iter_hashes()))
     path = blobs.path_for(victim)
     os.chmod(path, 0o600)
@@ -75,15 +75,15 @@ def test_blobs_verify_names_a_corrupt_blob_and_gc_removes_orphans(app, workflow,
     data[10] ^= 0xFF
     path.write_bytes(bytes(data))
     result = run(app, "blobs", "verify")
-    assert result.exit_code == 1 and f"corrupt {victim}" in result.output
+    assert result.exit_code == 1 and f"损坏 {victim}" in result.output
 
     orphan = blobs.put(b"%PDF-1.4 left behind by a crash between blob and row").sha256
-    assert "would remove 0 blobs" in run(app, "blobs", "gc", "--dry-run").output  # still within the grace period
+    assert "将删除 0 个无引用文件" in run(app, "blobs", "gc", "--dry-run").output  # still within the grace period
     old = time.time() - 7200
     os.utime(blobs.path_for(orphan), (old, old))
-    assert "would remove 1 blobs" in run(app, "blobs", "gc", "--dry-run").output
+    assert "将删除 1 个无引用文件" in run(app, "blobs", "gc", "--dry-run").output
     assert blobs.exists(orphan)
-    assert "removed 1 blobs" in run(app, "blobs", "gc").output
+    assert "已删除 1 个无引用文件" in run(app, "blobs", "gc").output
     assert not blobs.exists(orphan) and blobs.exists(victim)
 
 
@@ -104,3 +104,30 @@ def test_no_write_on_get_the_home_page_is_read_only(app, client):
     client.get("/")
     assert db.session.scalar(select(func.count()).select_from(Dossier)) == before
     assert client.post("/").status_code in (400, 405)
+
+
+def _leaf_commands(group, prefix=""):
+    """Yield (path, help line) for every command below a click group, subcommands of groups included."""
+    import click
+
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group) and command.commands:
+            yield from _leaf_commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", (command.help or "").strip().splitlines()[0]
+
+
+def test_help_lists_every_command_in_chinese_as_the_readme_table_does(app):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^\| `kjdms ([a-z-]+(?: [a-z-]+)?)[^`]*` \| (.+) \|$", readme, re.MULTILINE))
+    listed = run(app, "--help").output
+    commands = dict(_leaf_commands(app.cli))
+    commands = {path: line for path, line in commands.items() if not path.startswith("db ")}  # Flask-Migrate's own
+    for path, line in commands.items():
+        assert re.search(r"[\u4e00-\u9fff]", line), f"kjdms {path}: help is not in Chinese"
+        assert path in table, f"README's operations table has no row for kjdms {path}"
+        assert table[path].startswith(line), f"kjdms {path}: README says {table[path]!r}, --help says {line!r}"
+        assert path.split()[0] in listed
+    assert set(table) - {"db"} == set(commands), "README lists a command kjdms does not have"

@@ -92,9 +92,9 @@ def test_index_check_names_missing_stale_and_extra_entries_and_repairs_them(app,
     db.session.commit()
     result = run(app, "index", "check")
     assert result.exit_code == 1
-    assert f"missing: 1  #{dossiers[0].id}" in result.output
-    assert f"stale: 1  #{dossiers[1].id}" in result.output
-    assert f"extra: 1  #{dossiers[2].id}" in result.output
+    assert f"缺失：1  #{dossiers[0].id}" in result.output
+    assert f"过期：1  #{dossiers[1].id}" in result.output
+    assert f"多余：1  #{dossiers[2].id}" in result.output
     assert "已修复 3 条" in run(app, "index", "check", "--repair").output
     assert run(app, "index", "check").exit_code == 0
 

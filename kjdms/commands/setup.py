@@ -1,0 +1,94 @@
+"""Set up and run an instance: init, demo, serve, worker."""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from ..backends import get_blob_store, get_config, get_workflow
+from ..extensions import db
+from ..schema import upgrade_schema
+
+
+@click.command("init")
+@with_appcontext
+def init_command():
+    """创建或升级数据库结构并载入地区表（可重复运行）。"""
+    from ..services.reference import load_regions
+
+    was_new = upgrade_schema()
+    added, changed = load_regions(db.session)
+    click.echo(f"数据库{'已创建' if was_new else '已是最新结构'}：{get_config().DATABASE_URL.split('?')[0]}")
+    click.echo(f"地区：新增 {added}，更新 {changed}")
+
+
+@click.command("demo")
+@click.option("--reset-passwords", is_flag=True, help="给演示工作人员设置新密码并显示。")
+@with_appcontext
+def demo_command(reset_passwords):
+    """载入各角色的演示账号和各状态的演示档案，显示登录信息。"""
+    from ..services.demo import demo_loaded, load_demo, reset_demo_passwords
+
+    if demo_loaded(db.session):
+        if not reset_passwords:
+            click.echo("演示数据已存在。需要新的登录密码请运行：kjdms demo --reset-passwords")
+            return
+        credentials = reset_demo_passwords(db.session)
+    else:
+        with click.progressbar(length=1, label="载入演示数据") as bar:
+            credentials = load_demo(db.session, get_workflow(), get_blob_store(),
+                                    get_config().ID_HASH_KEY)
+            bar.update(1)
+    click.echo("演示账号（密码只显示这一次）：")
+    for credential in credentials:
+        password = credential.password or "（未设置，首次登录时设置）"
+        click.echo(f"  {credential.role:<15} {credential.sign_in:<34} {password:<12} {credential.note}")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="监听的地址。")
+@click.option("--port", default=8000, show_default=True, type=int, help="监听的端口。")
+@click.option("--threads", default=8, show_default=True, type=int, help="处理请求的线程数。")
+@with_appcontext
+def serve_command(host, port, threads):
+    """用 waitress 提供网站服务，后台线程同时提取文字、更新索引。"""
+    from waitress import serve
+
+    from ..worker import start_thread
+
+    app = current_app._get_current_object()
+    if get_config().WORKER == "thread":
+        # Text extraction and the outbox's safety net run beside the site; KJDMS_WORKER=external
+        # leaves them to a `kjdms worker` process.
+        start_thread(app)
+    click.echo(f"kjdms 正在 http://{host}:{port}/ 提供服务（Ctrl+C 停止）")
+    serve(app, host=host, port=port, threads=threads)
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="处理完当前等待的工作后退出。")
+@click.option("--interval", default=5.0, show_default=True, help="空闲时等待的秒数。")
+@with_appcontext
+def worker_command(once, interval):
+    """提取新上传材料的文字并更新检索索引（多进程部署时单独运行）。"""
+    import threading
+
+    from ..worker import run, work_once
+
+    app = current_app._get_current_object()
+    if once:
+        total_extracted = total_indexed = 0
+        while (done := work_once(app)).anything:
+            total_extracted, total_indexed = total_extracted + done.extracted, total_indexed + done.indexed
+        click.echo(f"提取文字 {total_extracted} 份，更新索引 {total_indexed} 条")
+        return
+    click.echo("kjdms worker 已启动（Ctrl+C 停止）")
+    report = lambda done: done.anything and click.echo(  # noqa: E731
+        f"提取文字 {done.extracted} 份，更新索引 {done.indexed} 条")
+    try:
+        run(app, threading.Event(), poll_seconds=interval, on_round=report)
+    except KeyboardInterrupt:
+        click.echo("已停止")
+
+
+COMMANDS = (init_command, demo_command, serve_command, worker_command)
