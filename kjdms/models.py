@@ -1,6 +1,7 @@
 """The tables: regions, users and roles, persons and dossiers, attachments, history, audit."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from flask_login import UserMixin
@@ -384,6 +385,30 @@ class CreditRecord(db.Model):
     supersedes: Mapped[CreditRecord | None] = relationship(remote_side=[id])
     office_region: Mapped[Region] = relationship()
     recorded_by: Mapped[User | None] = relationship()
+
+
+@dataclass
+class CreditChain:
+    """A record and the corrections and revocation that followed it, oldest first."""
+
+    records: list[CreditRecord]
+
+    @property
+    def head(self) -> CreditRecord:
+        """Return the latest record of the chain, the one in force."""
+        return self.records[-1]
+
+    @property
+    def live(self) -> bool:
+        """Tell whether the chain still stands (its latest record is not a revocation)."""
+        return self.head.action != "revoke"
+
+    @property
+    def status(self) -> str:
+        """Return the chain's state in Chinese."""
+        if not self.live:
+            return "已撤销"
+        return "有效（已更正）" if len(self.records) > 1 else "有效"
 
 
 class LegacyImport(db.Model):

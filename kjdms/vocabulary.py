@@ -53,6 +53,11 @@ CREDIT_KINDS = {
 # A credit file is append-only: a correction or a revocation is a new record pointing at the one it changes.
 CREDIT_ACTIONS = {"record": "记录", "correct": "更正", "revoke": "撤销"}
 
+
+def action_title(action: str) -> str:
+    """Return the Chinese name of a credit record's action."""
+    return CREDIT_ACTIONS.get(action, action)
+
 # Staff roles given on a region; "owner" is the applicant's local role on their own dossier.
 STAFF_ROLES = {
     "reviewer": "审核人员",
@@ -82,4 +87,29 @@ ATTACHMENT_SLOTS = {
         Slot("qualification_certificate", "会计专业技术资格证书", "持有资格者上传"),
         Slot("other", "其他材料", "其他需要说明的证明材料"),
     )
+}
+
+# The dossier's fields as forms, the printed form, histories and diffs name them.
+DOSSIER_LABELS = {
+    "name": "姓名",
+    "id_number": "身份证号",
+    "sex": "性别",
+    "birth_date": "出生日期",
+    "phone": "联系电话",
+    "education": "学历",
+    "scope_category": "人员类别",
+    "job_types": "会计工作岗位",
+    "employer_name": "工作单位名称",
+    "employer_uscc": "统一社会信用代码",
+    "employer_org_code": "组织机构代码",
+    "employer_region": "工作单位所在地区",
+    "household_region": "户籍所在地区",
+    "is_student": "是否在校学生",
+    "school_region": "学籍所在地区",
+    "qualification_level": "会计专业技术资格",
+    "qualification_certificate_number": "资格证书编号",
+    "legacy_certificate_number": "原会计从业资格证书编号",
+    # 三: the dates the one-month rules count from (services/time_rules.py).
+    "job_started_on": "从事会计工作日期",
+    "information_changed_on": "信息变更日期",
 }

@@ -182,7 +182,7 @@ def _copy_blob(archive: zipfile.ZipFile, blobs: BlobStore, version, name: str) -
 def write_package(session, blobs: BlobStore, workflow: WorkflowEngine, dossier: Dossier, target: BinaryIO, *,
                   generated_by: str, generated_at: datetime | None = None, signing_key=None) -> dict:
     """Write dossier's archival package as a ZIP into target, signed with signing_key if given; return its manifest."""
-    from .package_summary import summary_pdf
+    from ..documents.package_summary import summary_pdf
 
     generated_at = generated_at or utcnow()
     manifest = package_manifest(session, workflow, dossier, generated_at, generated_by)

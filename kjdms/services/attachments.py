@@ -6,7 +6,7 @@ from pathlib import PurePath
 import magic
 
 from ..blobs import BlobStore
-from ..imaging import ImageRefused, reencode_image
+from ..documents.images import ImageRefused, reencode_image
 from ..models import Attachment, AttachmentVersion, Dossier, utcnow
 from ..permissions import Actor, require
 from ..validators import ValidationError

@@ -9,10 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, object_session, selectinload
 
 from ..local_time import local_today
-from ..models import AttachmentVersion, CreditRecord, Dossier, Region
+from ..models import AttachmentVersion, CreditChain, CreditRecord, Dossier, Region
 from ..permissions import Actor, PermissionDenied, require, roles_on
 from ..validators import ValidationError, ValidationErrors
-from ..vocabulary import CREDIT_ACTIONS, CREDIT_KINDS
+from ..vocabulary import CREDIT_KINDS
 from ..workflow import WorkflowEngine
 from . import audit
 from .identity import id_number_hash
@@ -27,7 +27,7 @@ FILES_PAGE_SIZE = 50
 PURGED_STATE = "purged"
 # Officers work on Beijing dates: "not in the future" is judged by the local calendar, not UTC.
 APPEND_ONLY_MESSAGE = "信用档案记录只能追加，不能修改或删除：请登记一条更正或撤销记录"
-LABELS = {"kind": "类别", "finding": "查实情况", "legal_basis": "依据", "evidence": "证据",
+CREDIT_FIELD_LABELS = {"kind": "类别", "finding": "查实情况", "legal_basis": "依据", "evidence": "证据",
           "found_on": "查实日期", "reason": "撤销理由"}
 
 
@@ -57,30 +57,6 @@ def _refuse_delete(mapper, connection, target):
 
 
 # -- reading a credit file --------------------------------------------------------------------
-
-@dataclass
-class CreditChain:
-    """A record and the corrections and revocation that followed it, oldest first."""
-
-    records: list[CreditRecord]
-
-    @property
-    def head(self) -> CreditRecord:
-        """Return the latest record of the chain, the one in force."""
-        return self.records[-1]
-
-    @property
-    def live(self) -> bool:
-        """Tell whether the chain still stands (its latest record is not a revocation)."""
-        return self.head.action != "revoke"
-
-    @property
-    def status(self) -> str:
-        """Return the chain's state in Chinese."""
-        if not self.live:
-            return "已撤销"
-        return "有效（已更正）" if len(self.records) > 1 else "有效"
-
 
 def credit_file(session, person_id: int) -> list[CreditChain]:
     """Return the person's credit file as chains, the most recently changed first."""
@@ -229,7 +205,7 @@ def pin(version: AttachmentVersion) -> dict:
 # -- writing -------------------------------------------------------------------------------------
 
 def _fail(field: str, detail: str) -> ValidationError:
-    return ValidationError(field, f"{LABELS[field]}：{detail}")
+    return ValidationError(field, f"{CREDIT_FIELD_LABELS[field]}：{detail}")
 
 
 def _clean_text(errors, field, value, limit) -> str:
@@ -368,8 +344,3 @@ def revoke_record(session, workflow: WorkflowEngine, dossier: Dossier, record_id
     if errors:
         raise ValidationErrors(errors)
     return _add(session, dossier, actor, "revoke", fields, superseded, id_hash_key)
-
-
-def action_title(action: str) -> str:
-    """Return the Chinese name of a record's action."""
-    return CREDIT_ACTIONS.get(action, action)

@@ -12,35 +12,12 @@ from ..permissions import Actor, require
 from ..validators import (ValidationError, ValidationErrors, check_sex_and_birth_date,
                           id_number_birth_date, id_number_sex, validate_id_number,
                           validate_org_code, validate_phone, validate_uscc)
-from ..vocabulary import (ATTACHMENT_SLOTS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS,
+from ..vocabulary import (ATTACHMENT_SLOTS, DOSSIER_LABELS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS,
                           SCOPE_CATEGORIES)
 from ..workflow import WorkflowEngine
 from . import audit
 from .transaction import committing
 
-LABELS = {
-    "name": "姓名",
-    "id_number": "身份证号",
-    "sex": "性别",
-    "birth_date": "出生日期",
-    "phone": "联系电话",
-    "education": "学历",
-    "scope_category": "人员类别",
-    "job_types": "会计工作岗位",
-    "employer_name": "工作单位名称",
-    "employer_uscc": "统一社会信用代码",
-    "employer_org_code": "组织机构代码",
-    "employer_region": "工作单位所在地区",
-    "household_region": "户籍所在地区",
-    "is_student": "是否在校学生",
-    "school_region": "学籍所在地区",
-    "qualification_level": "会计专业技术资格",
-    "qualification_certificate_number": "资格证书编号",
-    "legacy_certificate_number": "原会计从业资格证书编号",
-    # 三: the dates the one-month rules count from (services/time_rules.py).
-    "job_started_on": "从事会计工作日期",
-    "information_changed_on": "信息变更日期",
-}
 # The dossier's own fields (the name and ID number belong to the person), as a working copy carries them.
 DOSSIER_FIELDS = (
     "phone", "education", "scope_category", "job_types", "employer_name", "employer_uscc",
@@ -49,7 +26,7 @@ DOSSIER_FIELDS = (
     "job_started_on", "information_changed_on",
 )
 DATE_FIELDS = ("job_started_on", "information_changed_on")
-EDITABLE_FIELDS = tuple(field for field in LABELS if field not in ("id_number", "sex", "birth_date"))
+EDITABLE_FIELDS = tuple(field for field in DOSSIER_LABELS if field not in ("id_number", "sex", "birth_date"))
 REGION_FIELDS = ("employer_region", "household_region", "school_region")
 
 # Han characters, the middle dot of minority and foreign names, Latin letters and spaces.
@@ -60,7 +37,7 @@ DALIAN_MESSAGE = "大连地区会计人员的信息采集按大连市财政局�
 
 
 def _fail(field: str, detail: str) -> ValidationError:
-    return ValidationError(field, f"{LABELS[field]}：{detail}")
+    return ValidationError(field, f"{DOSSIER_LABELS[field]}：{detail}")
 
 
 def validate_name(value) -> str:
@@ -208,7 +185,7 @@ def _apply(dossier: Dossier, cleaned: dict):
     if region is not None and any(r.collected_elsewhere for r in region.ancestors_and_self()):
         deciding = "school_region" if dossier.is_student else (
             "employer_region" if dossier.employer_region else "household_region")
-        raise ValidationErrors([ValidationError(deciding, f"{LABELS[deciding]}：{DALIAN_MESSAGE}")])
+        raise ValidationErrors([ValidationError(deciding, f"{DOSSIER_LABELS[deciding]}：{DALIAN_MESSAGE}")])
     dossier.region = region
 
 
@@ -280,27 +257,27 @@ def required_slots(dossier: Dossier) -> list[str]:
 
 def missing_items(dossier: Dossier) -> list[str]:
     """Return, in Chinese, what still keeps the dossier from being submitted."""
-    missing = [LABELS[field] for field in ("phone", "education", "scope_category")
+    missing = [DOSSIER_LABELS[field] for field in ("phone", "education", "scope_category")
                if not getattr(dossier, field)]
     if not dossier.person.name:
-        missing.insert(0, LABELS["name"])
+        missing.insert(0, DOSSIER_LABELS["name"])
     if dossier.scope_category == "in_accounting_work":
         if not dossier.employer_name:
-            missing.append(LABELS["employer_name"])
+            missing.append(DOSSIER_LABELS["employer_name"])
         if not (dossier.employer_uscc or dossier.employer_org_code):
             missing.append("统一社会信用代码或组织机构代码")
         if not dossier.employer_region:
-            missing.append(LABELS["employer_region"])
+            missing.append(DOSSIER_LABELS["employer_region"])
         if not dossier.job_types:
-            missing.append(LABELS["job_types"])
+            missing.append(DOSSIER_LABELS["job_types"])
     if dossier.scope_category == "qualified_not_working" and dossier.qualification_level in (None, "none"):
-        missing.append(LABELS["qualification_level"])
+        missing.append(DOSSIER_LABELS["qualification_level"])
     if dossier.qualification_level not in (None, "none") and not dossier.qualification_certificate_number:
-        missing.append(LABELS["qualification_certificate_number"])
+        missing.append(DOSSIER_LABELS["qualification_certificate_number"])
     if dossier.is_student and not dossier.school_region:
-        missing.append(LABELS["school_region"])
+        missing.append(DOSSIER_LABELS["school_region"])
     if dossier.region is None and not any(label in missing for label in
-                                          (LABELS["employer_region"], LABELS["school_region"])):
+                                          (DOSSIER_LABELS["employer_region"], DOSSIER_LABELS["school_region"])):
         missing.append("归属地区（工作单位、学籍或户籍所在地区）")
     for slot in required_slots(dossier):
         attachment = dossier.attachment(slot)

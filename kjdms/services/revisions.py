@@ -10,8 +10,7 @@ from sqlalchemy import event, select
 from ..local_time import end_of_day
 from ..models import (Attachment, AttachmentVersion, Dossier, DossierRevision, Person, Region, WorkflowHistory,
                       as_utc, utcnow)
-from ..vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
-from .dossiers import LABELS
+from ..vocabulary import DOSSIER_LABELS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
 
 # Set on a session while its transaction changed dossiers: their ids, for before_commit.
 CHANGED_DOSSIERS = "kjdms_revision_dossiers"
@@ -21,7 +20,7 @@ REVISED_LATER = "该档案在此日期已存在，但最早的修订记录晚于
 
 # The basic information in a revision, in the order the form prints it. The ID number is left
 # out: it never changes, and a revision must not become another copy of it.
-FIELD_LABELS = {**{field: label for field, label in LABELS.items() if field != "id_number"}, "region": "归属地区"}
+FIELD_LABELS = {**{field: label for field, label in DOSSIER_LABELS.items() if field != "id_number"}, "region": "归属地区"}
 PERSON_FIELDS = ("name", "sex", "birth_date")
 REGION_FIELDS = ("employer_region", "household_region", "school_region", "region")
 _CHOICES = {"sex": SEXES, "education": EDUCATION_LEVELS, "scope_category": SCOPE_CATEGORIES,

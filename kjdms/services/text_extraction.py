@@ -8,7 +8,7 @@ from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from ..blobs import BlobStore
 from ..blobs.base import BlobCorrupted, BlobNotFound
-from ..extraction import extract_text
+from ..documents.text import extract_text
 from ..models import TEXT_DONE, TEXT_FAILED, TEXT_PENDING, AttachmentVersion, utcnow
 
 log = logging.getLogger(__name__)

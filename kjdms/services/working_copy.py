@@ -8,10 +8,10 @@ from sqlalchemy import select
 from ..display import field_value
 from ..models import Attachment, AttachmentVersion, Dossier, WorkflowHistory, utcnow
 from ..permissions import Actor, PermissionDenied, roles_on
-from ..vocabulary import ATTACHMENT_SLOTS, OWNER_ROLE
+from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, OWNER_ROLE
 from ..workflow import WorkflowEngine
 from . import audit
-from .dossiers import DOSSIER_FIELDS, LABELS
+from .dossiers import DOSSIER_FIELDS
 from .transaction import committing
 
 PERSON_FIELDS = ("name", "id_number", "sex", "birth_date")
@@ -103,7 +103,7 @@ def changes(copy: Dossier) -> list[Change]:
     """Return what copy changes against its baseline, field by field, then document by document."""
     baseline = copy.baseline
     found = []
-    for field, label in LABELS.items():
+    for field, label in DOSSIER_LABELS.items():
         if field in PERSON_FIELDS:
             continue
         before, after = field_value(baseline, field), field_value(copy, field)

@@ -11,7 +11,7 @@ from ..extensions import db
 from ..forms import ActionForm, BasicInformationForm, TransitionForm, UploadForm
 from ..models import Dossier
 from ..permissions import PermissionDenied, can
-from ..printing import basic_information_form_pdf
+from ..documents.basic_info_form import basic_information_form_pdf
 from ..services.attachments import add_attachment_version, size_label
 from ..services.credit import credit_file
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,

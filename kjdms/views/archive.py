@@ -16,12 +16,11 @@ from ..models import Dossier
 from ..permissions import can, roles_on
 from ..services import audit
 from ..services.archive import ARCHIVIST_ROLE, PackageError, archive_states, archivist_dossiers, write_package
-from ..services.dossiers import LABELS
 from ..services.lifecycle import fire_transition
 from ..local_time import local_today
 from ..services.revisions import dossier_as_of, shown_fields
 from ..services.transaction import ConflictError
-from ..vocabulary import ATTACHMENT_SLOTS
+from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS
 from ..workflow import TransitionRefused
 from . import int_arg, staff_role_required
 from .files import download_response
@@ -60,7 +59,7 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, status: int = 
     transitions = [t for t in workflow.available_transitions(dossier, roles_on(current_user, dossier))
                    if t.name == ARCHIVE]
     return render_template(
-        "archive/dossier.html", dossier=dossier, workflow=workflow, labels=LABELS, slots=ATTACHMENT_SLOTS,
+        "archive/dossier.html", dossier=dossier, workflow=workflow, labels=DOSSIER_LABELS, slots=ATTACHMENT_SLOTS,
         form=form or TransitionForm(lock_version=dossier.lock_version), action_form=ActionForm(),
         can_archive=bool(transitions), today=local_today(),
     ), status

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from wtforms import SelectField, StringField, TextAreaField
 
 from ..backends import get_config, get_workflow
-from ..credit_pdf import credit_file_pdf
+from ..documents.credit_file import credit_file_pdf
 from ..extensions import db
 from ..forms import ActionForm, MultiCheckboxField
 from ..models import AttachmentVersion, CreditRecord, Dossier, Person

@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 
 from ..backends import get_blob_store, get_workflow
 from ..extensions import db
-from ..imaging import PreviewUnavailable, notice_png, pdf_first_page_png
+from ..documents.images import PreviewUnavailable, notice_png, pdf_first_page_png
 from ..models import AttachmentVersion
 from ..permissions import can
 

@@ -10,19 +10,18 @@ from ..forms import ActionForm, TransitionForm
 from ..models import Dossier, utcnow
 from ..permissions import can, roles_on
 from ..services import audit
-from ..services.dossiers import LABELS
 from ..services.lifecycle import fire_transition
 from ..services.transaction import ConflictError
 from ..services.worklist import reviewer_queue
 from ..services.working_copy import changes
-from ..vocabulary import ATTACHMENT_SLOTS
+from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS
 from ..workflow import TransitionRefused
 from . import int_arg, staff_role_required
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 WAITING_CHOICES = {0: "不限", 3: "超过3天", 7: "超过7天", 15: "超过15天", 30: "超过30天"}
 # The fields a reviewer can point at when rejecting, besides the documents.
-REJECTABLE_FIELDS = {**{field: label for field, label in LABELS.items() if field not in ("sex", "birth_date")},
+REJECTABLE_FIELDS = {**{field: label for field, label in DOSSIER_LABELS.items() if field not in ("sex", "birth_date")},
                      **{f"attachment:{code}": slot.title for code, slot in ATTACHMENT_SLOTS.items()}}
 
 
@@ -54,7 +53,7 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
         "review/dossier.html", dossier=dossier, form=form, reveal=reveal, action_form=ActionForm(),
         slots=ATTACHMENT_SLOTS.values(), workflow=workflow,
         transitions=[t for t in workflow.available_transitions(dossier, roles) if t.name in ("approve", "reject")],
-        changes=changes(dossier) if dossier.is_working_copy else [], labels=LABELS,
+        changes=changes(dossier) if dossier.is_working_copy else [], labels=DOSSIER_LABELS,
     ), status
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from kjdms.extensions import db
-from kjdms.extraction import extract_text
+from kjdms.documents.text import extract_text
 from kjdms.models import Dossier
 from kjdms.samples import sample_pdf, sample_png
 from kjdms.services.lifecycle import fire_transition

@@ -17,7 +17,7 @@ import pypdf
 from docx.table import Table
 from PIL import Image, ImageOps
 
-from .imaging import PreviewUnavailable, RenderTimedOut, pdf_pages_for_ocr
+from .images import PreviewUnavailable, RenderTimedOut, pdf_pages_for_ocr
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ MIN_PAGE_CHARACTERS = 10
 # Caps that keep a hostile or huge file from taking unbounded memory or time.
 MAX_PDF_PAGES = 300
 MAX_TEXT_CHARACTERS = 500_000
-MAX_IMAGE_PIXELS = 40_000_000  # as imaging.reencode_image: nothing larger is kept anyway
+MAX_IMAGE_PIXELS = 40_000_000  # as images.reencode_image: nothing larger is kept anyway
 MAX_OCR_PIXELS = 12_000_000  # A4 at 300 dpi is 8.7 million; more costs time and finds nothing new
 MAX_DOCX_UNPACKED_BYTES = 100 * 1024 * 1024
 

@@ -108,7 +108,7 @@ def notice_png(text: str, *, width: int = 900) -> bytes:
     """Return a PNG, width pixels wide, that shows text (wrapped) where a preview would have been."""
     from PIL import ImageDraw, ImageFont
 
-    from .printing import cjk_font
+    from .base import cjk_font
 
     path, index = cjk_font()
     font = ImageFont.truetype(str(path), size=max(12, width // 30), index=index)

@@ -1,4 +1,4 @@
-"""Unit tests for kjdms.extraction: text from PDFs, .docx files and, by OCR, from images and scans."""
+"""Unit tests for kjdms.documents.text: text from PDFs, .docx files and, by OCR, from images and scans."""
 
 import io
 import os
@@ -13,9 +13,9 @@ from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfReader, PdfWriter
 
-from kjdms import extraction, imaging
-from kjdms.extraction import DOCX, PDF, ExtractionResult, extract_text
-from kjdms.printing import cjk_font
+from kjdms.documents import images as imaging, text as extraction
+from kjdms.documents.text import DOCX, PDF, ExtractionResult, extract_text
+from kjdms.documents.base import cjk_font
 from kjdms.samples import sample_png
 
 CERTIFICATE = "会计专业技术资格证书 初级 张伟"
@@ -258,7 +258,7 @@ def test_ocr_that_runs_past_the_timeout_is_stopped(fake_tesseract):
 ])
 def test_a_scan_whose_page_rendering_crashes_or_hangs_is_reported_and_the_caller_lives_on(
         monkeypatch, fake_tesseract, renderer, error):
-    # PDFium renders in a child process (kjdms.pdf_render): what a hostile page does to it stays there.
+    # PDFium renders in a child process (kjdms.documents.pdf_render): what a hostile page does to it stays there.
     monkeypatch.setattr(imaging, "_render_command", lambda arguments: [sys.executable, "-c", renderer])
     scan = encoded(text_image().convert("RGB"), "PDF")
     started = time.monotonic()

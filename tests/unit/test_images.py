@@ -1,4 +1,4 @@
-"""Unit tests for kjdms.imaging: re-encoding uploaded images and previewing PDFs."""
+"""Unit tests for kjdms.documents.images: re-encoding uploaded images and previewing PDFs."""
 
 import io
 import resource
@@ -13,10 +13,10 @@ from PIL import ExifTags, Image, ImageCms
 from PIL.PngImagePlugin import PngInfo
 from pypdf import PdfReader, PdfWriter
 
-from kjdms import imaging
-from kjdms.imaging import ImageRefused, PreviewUnavailable, pdf_first_page_png, reencode_image
-from kjdms import pdf_render
-from kjdms.pdf_render import MAX_PREVIEW_ASPECT
+from kjdms.documents import images as imaging
+from kjdms.documents.images import ImageRefused, PreviewUnavailable, pdf_first_page_png, reencode_image
+from kjdms.documents import pdf_render
+from kjdms.documents.pdf_render import MAX_PREVIEW_ASPECT
 from kjdms.samples import sample_pdf, sample_png
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -261,7 +261,7 @@ def test_the_renderer_works_under_a_lower_hard_memory_limit_set_by_the_operator(
 
 
 def test_the_server_side_never_loads_pdfium():
-    probe = ("import sys, kjdms.imaging, kjdms.extraction, kjdms.views.files, kjdms.worker; "
+    probe = ("import sys, kjdms.documents.images, kjdms.documents.text, kjdms.views.files, kjdms.worker; "
              "print('pypdfium2' in sys.modules)")
     child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert child.stdout.strip() == "False", child.stderr

@@ -1,4 +1,4 @@
-"""Render PDF pages with PDFium, run as a script in a child process (kjdms.imaging starts it).
+"""Render PDF pages with PDFium, run as a script in a child process (kjdms.documents.images starts it).
 
 `pdf_render.py preview WIDTH`: the first page as a PNG, WIDTH pixels wide.
 `pdf_render.py ocr DPI MAX_PIXELS 0,3,4`: those pages in grey for OCR, as FRAME-headed PNGs.

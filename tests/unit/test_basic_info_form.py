@@ -1,4 +1,4 @@
-"""Unit tests for kjdms.printing: the basic-information form as PDF."""
+"""Unit tests for kjdms.documents.basic_info_form: the basic-information form as PDF."""
 
 import io
 import re
@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
-from kjdms import printing
-from kjdms.imaging import pdf_first_page_png
+from kjdms.documents import base as document_base, basic_info_form as basic_form
+from kjdms.documents.images import pdf_first_page_png
 from kjdms.models import Dossier, Person, Region
-from kjdms.printing import basic_information_form_pdf, field_value
-from kjdms.services.dossiers import LABELS
+from kjdms.documents.basic_info_form import basic_information_form_pdf, field_value
+from kjdms.vocabulary import DOSSIER_LABELS as LABELS
 from kjdms.validators import id_number_check_digit
 from kjdms.vocabulary import JOB_TYPES
 
@@ -61,8 +61,8 @@ def test_form_is_a_pdf(form):
 
 
 @pytest.mark.parametrize("expected", [
-    printing.TITLE, "张晓明", ID_NUMBER, "KJ0000000042", "本人签字", "单位盖章", "年", "月", "日",
-    printing.DECLARATION, "依据辽财会〔2019〕116号", "2019-05-0610:30",
+    basic_form.TITLE, "张晓明", ID_NUMBER, "KJ0000000042", "本人签字", "单位盖章", "年", "月", "日",
+    basic_form.DECLARATION, "依据辽财会〔2019〕116号", "2019-05-0610:30",
 ])
 def test_form_shows(form_text, expected):
     assert expected in form_text
@@ -78,11 +78,11 @@ def test_form_shows_codes_in_chinese(form_text, expected):
 
 def test_form_labels_every_basic_information_field(form_text):
     assert all(label in form_text for label in LABELS.values())
-    assert printing.REGION_LABEL in form_text
+    assert basic_form.REGION_LABEL in form_text
 
 
 def test_rows_hold_every_field_once():
-    fields = [field for row in printing.ROWS for field in row]
+    fields = [field for row in basic_form.ROWS for field in row]
     assert sorted(fields) == sorted([*LABELS, "region"])
 
 
@@ -113,7 +113,7 @@ def test_long_values_keep_the_declaration_with_the_signature_boxes():
     reader = PdfReader(io.BytesIO(basic_information_form_pdf(dossier, generated_at=GENERATED_AT)))
     first, last = (re.sub(r"\s+", "", page.extract_text()) for page in (reader.pages[0], reader.pages[-1]))
     assert "、".join(JOB_TYPES.values()) in first
-    assert printing.DECLARATION in last and "本人签字" in last and "单位盖章" in last
+    assert basic_form.DECLARATION in last and "本人签字" in last and "单位盖章" in last
     assert "KJ0000000042" in last  # the footer ties every page to the dossier
 
 
@@ -127,7 +127,7 @@ def test_unknown_codes_print_as_they_are():
 
 
 def test_missing_font_names_the_debian_package(monkeypatch, tmp_path):
-    monkeypatch.setattr(printing, "FONT_CANDIDATES", ((Path(tmp_path / "none.ttc"), 0),))
+    monkeypatch.setattr(document_base, "FONT_CANDIDATES", ((Path(tmp_path / "none.ttc"), 0),))
     with pytest.raises(RuntimeError, match="fonts-wqy-microhei"):
         basic_information_form_pdf(make_dossier(), generated_at=GENERATED_AT)
 

@@ -5,11 +5,10 @@ from datetime import datetime
 
 from fpdf import FontFace
 
-from ..printing import CJKDocument
 from ..local_time import BEIJING as LOCAL_ZONE
+from .base import FONT as _FONT, CJKDocument
 
 TITLE = "会计人员档案归档摘要"
-_FONT = "cjk"
 _MARGIN = 12
 _HEADING = FontFace(fill_color=(238, 238, 238))
 

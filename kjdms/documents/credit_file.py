@@ -5,17 +5,16 @@ from datetime import datetime
 
 from fpdf import FPDF, FontFace
 
-from .display import mask_id_number
-from .printing import CJKDocument
-from .local_time import local_text
-from .services.credit import CreditChain, action_title
-from .vocabulary import ATTACHMENT_SLOTS, CREDIT_KINDS
+from ..display import mask_id_number
+from ..local_time import local_text
+from ..models import CreditChain
+from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_KINDS, action_title
+from .base import FONT as _FONT, CJKDocument
 
 TITLE = "个人信用档案"
 LEGAL_BASIS = "依据辽财会〔2019〕116号 四（二）"
 # Documents leaving the system carry the masked ID number only, whoever prints them.
 ID_NOTE = "身份证号已作遮蔽处理；记录中保存的是身份证号的密钥散列值。"
-_FONT = "cjk"
 _MARGIN = 15
 _LABEL_WIDTH = 28
 _LABEL_FILL = FontFace(fill_color=(238, 238, 238))

@@ -2,27 +2,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 from fpdf import FPDF, FontFace, ViewerPreferences
 
-from .models import Dossier
-from .services.dossiers import LABELS
-from .display import field_value
+from ..display import field_value
+from ..models import Dossier
+from ..vocabulary import DOSSIER_LABELS
+from .base import FONT as _FONT, CJKDocument
 
 TITLE = "辽宁省会计人员信息采集基本信息表"
 DECLARATION = "本人承诺以上信息真实、准确、完整，如有虚报、谎报，愿按规定记入个人信用档案。"
 LEGAL_BASIS = "依据辽财会〔2019〕116号"
 REGION_LABEL = "归属地区"
 
-FONT_PACKAGE = "fonts-wqy-microhei"
-# (file, face index inside a .ttc collection), best first. WenQuanYi Micro Hei covers Latin digits
-# as well as Han; Droid Sans Fallback does not (ID numbers would print as blanks), so it is not here.
-FONT_CANDIDATES = (
-    (Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"), 0),
-    (Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"), 2),  # face 2 is Noto Sans CJK SC
-)
-_FONT = "cjk"
 
 # The table's rows: two fields share a row; a lone field spans the width (long values).
 ROWS = (
@@ -64,38 +56,6 @@ def basic_information_form_pdf(dossier: Dossier, *, generated_at: datetime) -> b
     _fields(pdf, dossier)
     _declaration_and_signatures(pdf)
     return bytes(pdf.output())
-
-
-def cjk_font() -> tuple[Path, int]:
-    """Return the first installed CJK font and its face index, or raise RuntimeError naming the package."""
-    for path, index in FONT_CANDIDATES:
-        if path.is_file():
-            return path, index
-    raise RuntimeError(
-        f"No CJK font for the basic-information form: install the Debian package {FONT_PACKAGE} "
-        f"(apt-get install -y {FONT_PACKAGE}); looked for {', '.join(str(p) for p, _ in FONT_CANDIDATES)}"
-    )
-
-
-class CJKDocument(FPDF):
-    """A4 pages set in the embedded CJK font, each with a footer line (and its page number if asked)."""
-
-    def __init__(self, footer: str, *, margin: float = _MARGIN, page_numbers: bool = False):
-        super().__init__(orientation="portrait", unit="mm", format="A4")
-        self.footer_text, self.page_numbers = footer, page_numbers
-        path, index = cjk_font()
-        # Embedded and subset, so every printer prints the glyphs shown, whatever fonts it has.
-        self.add_font(_FONT, fname=path, collection_font_number=index)
-        self.set_margins(margin, margin, margin)
-        self.set_auto_page_break(True, margin=20)
-
-    def footer(self):
-        self.set_y(-14)
-        self.set_font(_FONT, size=8)
-        self.set_text_color(90)
-        text = f"{self.footer_text}　第 {self.page_no()} 页" if self.page_numbers else self.footer_text
-        self.cell(0, 5, text, align="C")
-        self.set_text_color(0)
 
 
 class _FormDocument(CJKDocument):
@@ -148,7 +108,7 @@ def _fields(pdf: FPDF, dossier: Dossier) -> None:
 
 
 def _label(field: str) -> str:
-    return REGION_LABEL if field == "region" else LABELS[field]
+    return REGION_LABEL if field == "region" else DOSSIER_LABELS[field]
 
 
 def _declaration_and_signatures(pdf: FPDF) -> None:
