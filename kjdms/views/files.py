@@ -11,6 +11,7 @@ from ..extensions import db
 from ..documents.images import PreviewUnavailable, notice_png, pdf_first_page_png
 from ..models import AttachmentVersion
 from ..permissions import can
+from ..services import audit
 
 bp = Blueprint("files", __name__, url_prefix="/files")
 EXTENSIONS = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
@@ -27,6 +28,13 @@ def viewable_version(version_id: int) -> AttachmentVersion:
     if version is None or not can(get_workflow(), current_user, "view", version.attachment.dossier):
         abort(404)
     return version
+
+
+def audited(version: AttachmentVersion, how: str) -> None:
+    """Write staff's reading of a document to the audit log: the basic-information form holds the full ID number."""
+    if not current_user.is_applicant:
+        audit.record_document_access(db.session, current_user, version, how)
+        db.session.commit()
 
 
 def safe_headers(response: Response) -> Response:
@@ -49,6 +57,7 @@ def download(version_id):
     """Send a version's content as a download under its original name."""
     version = viewable_version(version_id)
     data = get_blob_store().read(version.sha256, verify=True)
+    audited(version, "download")
     extension = EXTENSIONS.get(version.media_type, "")
     slot_name = version.attachment.dossier.number + f"-{version.attachment.slot}-v{version.number}{extension}"
     name = version.original_filename or slot_name
@@ -63,6 +72,7 @@ def preview(version_id):
     """Show a version inline: an image as it is, a PDF as its first page rendered to PNG."""
     version = viewable_version(version_id)
     data = get_blob_store().read(version.sha256, verify=True)
+    audited(version, "preview")
     status = 200
     if version.media_type == "application/pdf":
         try:

@@ -13,6 +13,7 @@ from ..display import mask_id_number
 from ..extensions import db
 from ..models import Region
 from ..search import FACETS
+from ..services import audit
 from ..services.search import CREDIT_LABELS, FACET_TITLES, MAX_QUERY_CHARACTERS, search_dossiers, split_id_numbers
 from ..vocabulary import QUALIFICATION_LEVELS, STAFF_ROLES
 from . import int_arg, staff_role_required
@@ -103,6 +104,11 @@ def index():
         db.session, get_search_index(), get_workflow(), current_user, " ".join([*(id_numbers or []), query]),
         id_hash_key=get_config().ID_HASH_KEY, filters=_filters_asked(), sort=request.args.get("sort", ""),
         page=min(int_arg("page") or 1, MAX_PAGE))
+    if id_numbers:
+        # Who looked up a person by full ID number, and whom it showed: PIPL's record of access.
+        audit.record_id_number_search(db.session, current_user, len(id_numbers),
+                                      [hit.dossier.id for hit in results.hits])
+        db.session.commit()
     state = {"q": query or None, "idn": sealed if id_numbers else None, **results.filters,
              "sort": results.sort if results.sort != "relevance" else None}
 

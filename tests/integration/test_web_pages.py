@@ -1,7 +1,10 @@
-"""Every page as every role: each answers as its role allows, none fails, and no GET writes anything."""
+"""Every page as every role: each answers as its role allows, none fails, and no GET writes anything but audit."""
 import pytest
+from sqlalchemy import select
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from kjdms.extensions import db
+from kjdms.models import AuditEvent
 from tests.webclient import APPLICANT_PAGES, POST_ONLY, build_site, database_snapshot, every_get_path, text
 
 APPLICANTS = ("欧阳明月", "张伟", "李四")
@@ -12,15 +15,30 @@ def site(people, workflow, blobs):
     return build_site(people, workflow, blobs)
 
 
-def test_no_get_writes_anything_and_no_page_fails(visitors, site):
+# Reading a document or finding a person by ID number is a disclosure: the only thing a GET writes.
+DISCLOSURES = {"document.download", "document.preview", "search.id_number"}
+
+
+def without_audit(snapshot):
+    counts, dossiers = snapshot
+    return {table: count for table, count in counts.items() if table != "audit_events"}, dossiers
+
+
+def test_no_get_writes_anything_but_disclosure_audit_and_no_page_fails(visitors, site):
     before = database_snapshot()
+    last_event = db.session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
     answers = {}
     for who, visitor in visitors.items():
         for path in every_get_path(site):
             response = visitor.get(path)
             answers[who, path] = response.status_code
             assert response.status_code in (200, 302, 403, 404, 405, 415), (who, path, response.status_code)
-    assert database_snapshot() == before
+    assert without_audit(database_snapshot()) == without_audit(before)
+    written = db.session.scalars(select(AuditEvent).where(AuditEvent.id > last_event)).all()
+    assert written and {event.action for event in written} <= DISCLOSURES
+    # Staff only: a person reading their own documents discloses nothing.
+    assert not any(event.actor_label.startswith("applicant:") or event.actor_label == "anonymous"
+                   for event in written)
     assert all(answers[who, path] == 405 for who in visitors for path in POST_ONLY if "{" not in path)
 
 
