@@ -18,7 +18,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .backends import Backends, get_drainer, make_blob_store, make_search_index
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
-    from .services import sessions
+    from .services import audit_chain, sessions  # noqa: F401  (audit_chain refuses changes, links inserts)
     from .services.indexing import OutboxDrainer
     from .views import applicant, archive, auth, credit, files, filters, home, review, search
 

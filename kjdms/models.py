@@ -76,7 +76,7 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Raised to end every session of this user at once (services/sessions.py).
-    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    session_generation: Mapped[int] = mapped_column(Integer, server_default="0")
 
     person: Mapped[Person | None] = relationship(back_populates="user")
     role_assignments: Mapped[list[RoleAssignment]] = relationship(
@@ -303,6 +303,19 @@ class AuditEvent(db.Model):
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The hash chain (services/audit_chain.py): position, the previous row's hash, this row's hash.
+    sequence: Mapped[int] = mapped_column(Integer, unique=True)
+    previous_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(db.Model):
+    """The newest link of the audit chain, in one row: writers lock it so that the chain never forks."""
+
+    __tablename__ = "audit_chain_head"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    row_hash: Mapped[str] = mapped_column(String(64))
 
 
 class LoginFailure(db.Model):

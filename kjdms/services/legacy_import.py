@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..models import AuditEvent, Dossier, LegacyImport, Person, Region, User, utcnow
 from ..validators import ValidationError, ValidationErrors, check_sex_and_birth_date, validate_id_number
 from ..vocabulary import EDUCATION_LEVELS, QUALIFICATION_LEVELS, SEXES
-from . import indexing
+from . import audit_chain, indexing
 from .dossiers import DALIAN_MESSAGE, clean_fields
 
 CHUNK_ROWS = 1000
@@ -396,9 +396,10 @@ def _write_chunk(session, run_id: int, good: list[GoodRow]) -> tuple[int, int]:
                 created_at=now, updated_at=now, lock_version=1)
     dossier_ids = connection.execute(select(Dossier.id).where(
         Dossier.person_id.in_(list(person_ids.values())), Dossier.baseline_id.is_(None))).scalars().all()
-    bulk_insert(connection, AuditEvent.__table__, [{"object_id": dossier_id} for dossier_id in dossier_ids],
-                occurred_at=now, actor_label=ACTOR_LABEL, action="dossier.register", object_type="dossier",
-                detail={"legacy": True, "import_run": run_id})
+    events = [{"object_id": dossier_id, "occurred_at": now, "actor_label": ACTOR_LABEL, "action": "dossier.register",
+               "object_type": "dossier", "detail": {"legacy": True, "import_run": run_id}} for dossier_id in dossier_ids]
+    audit_chain.link(connection, events)  # Core inserts pass no ORM hook: chain them here
+    bulk_insert(connection, AuditEvent.__table__, events)
     indexing.enqueue(session, dossier_ids)
     return len(new), len(good) - len(new)
 
