@@ -10,6 +10,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .models import Region
+from .validators import ValidationError, check_text
 from .vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES
 
 
@@ -23,11 +24,28 @@ def at_most(label: str, length: int):
     return Length(max=length, message=f"{label}：不能超过{length}个字符")
 
 
-class ActionForm(FlaskForm):
+class Form(FlaskForm):
+    """A form that refuses control and direction-override characters in every text field, naming the field."""
+
+    def validate(self, extra_validators=None) -> bool:
+        """Validate as usual, then check every text a field received."""
+        valid = super().validate(extra_validators)
+        for field in self:
+            for value in field.raw_data or ():
+                try:
+                    check_text(field.name, str(field.label.text), value if isinstance(value, str) else "")
+                except ValidationError as error:
+                    field.errors = [*field.errors, error.message]
+                    valid = False
+                    break
+        return valid
+
+
+class ActionForm(Form):
     """A button that changes something: only its CSRF token."""
 
 
-class ApplicantLoginForm(FlaskForm):
+class ApplicantLoginForm(Form):
     """Sign-in of an accounting person by own name and ID number."""
 
     name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
@@ -36,7 +54,7 @@ class ApplicantLoginForm(FlaskForm):
                              description="原系统登记人员首次登录时不填密码，登录后设置。")
 
 
-class StaffLoginForm(FlaskForm):
+class StaffLoginForm(Form):
     """Sign-in of finance-department staff by user name."""
 
     username = StringField("用户名", validators=[required("用户名"), at_most("用户名", 64)])
@@ -49,7 +67,7 @@ class PasswordMixin:
         required("确认密码"), EqualTo("password", message="确认密码：两次输入的密码不一致")])
 
 
-class RegisterForm(PasswordMixin, FlaskForm):
+class RegisterForm(PasswordMixin, Form):
     """Registration of a new accounting person."""
 
     name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
@@ -57,7 +75,7 @@ class RegisterForm(PasswordMixin, FlaskForm):
                             description="18位居民身份证号码。")
 
 
-class SetPasswordForm(PasswordMixin, FlaskForm):
+class SetPasswordForm(PasswordMixin, Form):
     """A legacy person's first password."""
 
 
@@ -83,7 +101,7 @@ def region_choices(session) -> dict[str, dict[str, str]]:
 EMPTY = {"": "请选择"}
 
 
-class BasicInformationForm(FlaskForm):
+class BasicInformationForm(Form):
     """Every field of the dossier's basic information (辽财会〔2019〕116号 一、二)."""
 
     name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
@@ -126,14 +144,14 @@ class BasicInformationForm(FlaskForm):
             field.choices = choices
 
 
-class UploadForm(FlaskForm):
+class UploadForm(Form):
     """One file for one attachment slot."""
 
     file = FileField("选择文件", description="PDF、JPEG 或 PNG；按文件内容识别格式。")
     comment = StringField("说明", validators=[Optional(), at_most("说明", 200)])
 
 
-class TransitionForm(FlaskForm):
+class TransitionForm(Form):
     """A workflow button with an optional or required comment, and the version it was based on."""
 
     comment = TextAreaField("意见", validators=[Optional(), at_most("意见", 2000)])

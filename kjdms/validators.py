@@ -227,3 +227,29 @@ def validate_phone(value: str) -> str:
     if not (_MOBILE.fullmatch(phone) or _LANDLINE.fullmatch(phone)):
         raise _error(field, "格式不正确，应为11位手机号或带区号的固定电话（如 0421-3608136）")
     return phone
+
+
+# C0 controls but tab, newline and carriage return; DEL; C1 controls; lone surrogates; the bidirectional
+# embeddings, overrides and isolates, which make text display in another order than its characters.
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+
+
+def forbidden_character(text: str) -> str | None:
+    """Return the first character of text that input must not carry, or None."""
+    match = _FORBIDDEN.search(text or "")
+    return match.group() if match else None
+
+
+def check_text(field: str, label: str, text: str | None) -> None:
+    """Raise ValidationError naming the field when text carries a control or direction-override character."""
+    character = forbidden_character(text or "")
+    if character is not None:
+        raise ValidationError(field, f"{label}：不能包含控制字符或文字方向控制符（U+{ord(character):04X}）")
+
+
+def clean_filename(name: str | None) -> str | None:
+    """Return an uploaded file name without the characters that would make it display otherwise than it is."""
+    if name is None:
+        return None
+    cleaned = _FORBIDDEN.sub("", name).strip()
+    return cleaned or None

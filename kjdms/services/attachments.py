@@ -9,7 +9,7 @@ from ..blobs import BlobStore
 from ..documents.images import ImageRefused, reencode_image
 from ..models import Attachment, AttachmentVersion, Dossier, utcnow
 from ..permissions import Actor, require
-from ..validators import ValidationError
+from ..validators import ValidationError, check_text, clean_filename
 from ..vocabulary import ATTACHMENT_SLOTS
 from ..workflow import WorkflowEngine
 from . import audit
@@ -68,6 +68,9 @@ def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, 
     require(workflow, actor, "add_attachment", dossier)
     if slot not in ATTACHMENT_SLOTS:
         raise ValidationError("slot", f"证明材料：没有“{slot}”这一类")
+    # Checked before the blob is stored: a refusal after it would leave the blob behind.
+    filename = clean_filename(filename)
+    check_text("comment", "说明", comment)
     data = read_capped(upload, max_bytes)
     media_type = check_upload(data, filename)
     if media_type.startswith("image/"):

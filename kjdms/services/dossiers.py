@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..models import Dossier, Person, Region, User
 from ..permissions import Actor, require
-from ..validators import (ValidationError, ValidationErrors, check_sex_and_birth_date,
+from ..validators import (ValidationError, ValidationErrors, check_sex_and_birth_date, check_text,
                           id_number_birth_date, id_number_sex, validate_id_number,
                           validate_org_code, validate_phone, validate_uscc)
 from ..vocabulary import (ATTACHMENT_SLOTS, DOSSIER_LABELS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS,
@@ -106,6 +106,9 @@ def _date(field: str, value, birth_date: datetime.date | None) -> datetime.date 
 
 def _clean_field(session, field: str, value, birth_date: datetime.date | None = None):
     """Return value cleaned for field, or raise a ValidationError naming it."""
+    for text in value if isinstance(value, (list, tuple)) else [value]:
+        if isinstance(text, str):
+            check_text(field, DOSSIER_LABELS[field], text)
     if field in DATE_FIELDS:
         return _date(field, value, birth_date)
     if field == "name":

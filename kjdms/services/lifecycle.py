@@ -8,6 +8,7 @@ from sqlalchemy import delete, select
 from ..blobs import BlobStore
 from ..models import AttachmentVersion, Dossier, DossierRevision, Tombstone, WorkflowHistory, utcnow
 from ..permissions import Actor, roles_on
+from ..validators import ValidationError, check_text
 from ..workflow import TransitionRefused, WorkflowEngine
 from . import audit, login_throttle
 from .identity import id_number_hash
@@ -62,6 +63,10 @@ def fire_transition(session, workflow: WorkflowEngine, dossier: Dossier, name: s
     """Fire transition name on dossier as actor; state, history and audit commit together or not at all."""
     if name == "purge":
         raise TransitionRefused("删除个人信息须通过删除功能办理")
+    try:
+        check_text("comment", "意见", comment)
+    except ValidationError as error:
+        raise TransitionRefused(error.message) from None  # the views show a refused transition's reason
     with committing(session):
         return _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version)
 

@@ -5,14 +5,13 @@ from datetime import datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import SelectField, StringField, TextAreaField
 
 from ..backends import get_config, get_workflow
 from ..documents.credit_file import credit_file_pdf
 from ..extensions import db
-from ..forms import ActionForm, MultiCheckboxField
+from ..forms import ActionForm, Form, MultiCheckboxField
 from ..models import AttachmentVersion, CreditRecord, Dossier, Person
 from ..permissions import PermissionDenied, can
 from ..services import audit
@@ -29,7 +28,7 @@ from .filters import local_time
 bp = Blueprint("credit", __name__, url_prefix="/credit")
 
 
-class CreditRecordForm(FlaskForm):
+class CreditRecordForm(Form):
     """A finding, or its correction; the service checks every field and names the bad ones."""
 
     # No choice validation here: wtforms would answer in English; services.credit answers in Chinese.
@@ -41,7 +40,7 @@ class CreditRecordForm(FlaskForm):
     found_on = StringField("查实日期", default=lambda: local_today().isoformat(), render_kw={"type": "date"})
 
 
-class RevokeForm(FlaskForm):
+class RevokeForm(Form):
     """A revocation: why, and on what basis."""
 
     reason = TextAreaField("撤销理由", render_kw={"rows": 3, "maxlength": MAX_FINDING})

@@ -1,9 +1,10 @@
 """The public pages: what the site is, the consultation contacts, and the error pages."""
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Region
+from ..validators import ValidationError, check_text, clean_filename
 
 bp = Blueprint("home", __name__)
 
@@ -33,6 +34,23 @@ def index():
 def contact_list():
     """Show 朝财会〔2019〕127号 附件1: the consultation contacts of Chaoyang's accounting offices."""
     return render_template("home/contacts.html", contacts=contacts())
+
+
+# The search box drops what it cannot match (control characters included) and never reaches SQL with it.
+FREE_TEXT = {("search.index", "q")}
+
+
+@bp.before_app_request
+def refuse_control_characters_in_the_address():
+    """Refuse an address whose parameters carry control characters: PostgreSQL cannot even compare a NUL."""
+    for name, value in request.args.items(multi=True):
+        if (request.endpoint, name) in FREE_TEXT:
+            continue
+        try:
+            check_text(name, f"地址参数“{clean_filename(name) or '?'}”", name + value)
+        except ValidationError as error:
+            return render_template("home/error.html", code=400, title=ERRORS[400][0], message=error.message), 400
+    return None
 
 
 def error_page(error):
