@@ -7,6 +7,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Room for the other fields and the multipart boundaries around an uploaded file.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def default_storage_dir() -> Path:
@@ -120,13 +122,22 @@ class Config:
         self.APPLICANT_SESSION_LIFETIME = timedelta(hours=_positive(get, "APPLICANT_SESSION_HOURS", 24))
         self.TESTING = bool(overrides.get("TESTING", False))
 
+    @property
+    def max_request_bytes(self) -> int:
+        """Return the largest request body accepted: the upload cap plus the form around the file."""
+        return self.MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES
+
+    def server_settings(self) -> dict:
+        """Return waitress's settings: the body cap applies before the body is read, not after it is buffered."""
+        return {"max_request_body_size": self.max_request_bytes}
+
     def flask_settings(self) -> dict:
         """Return the settings as Flask config keys."""
         return {
             "SECRET_KEY": self.SECRET_KEY,
             "SQLALCHEMY_DATABASE_URI": self.DATABASE_URL,
             "SQLALCHEMY_ENGINE_OPTIONS": engine_options(self.DATABASE_URL),
-            "MAX_CONTENT_LENGTH": self.MAX_UPLOAD_BYTES + 64 * 1024,
+            "MAX_CONTENT_LENGTH": self.max_request_bytes,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": self.SECURE_COOKIES,

@@ -62,7 +62,8 @@ def serve_command(host, port, threads):
         # leaves them to a `kjdms worker` process.
         start_thread(app)
     click.echo(f"kjdms 正在 http://{host}:{port}/ 提供服务（Ctrl+C 停止）")
-    serve(app, host=host, port=port, threads=threads)
+    # waitress would otherwise buffer up to 1 GiB of any request before Flask's cap could refuse it.
+    serve(app, host=host, port=port, threads=threads, **get_config().server_settings())
 
 
 @click.command("worker")
