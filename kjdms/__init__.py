@@ -24,7 +24,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     config = config or Config()
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"))
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder=str(PROJECT_ROOT / "static"))
     app.config.update(config.flask_settings())
 
     db.init_app(app)

@@ -67,6 +67,8 @@ STAFF_ROLES = {
 }
 OWNER_ROLE = "owner"
 SYSTEM_ROLE = "system"
+# Who may read a person's credit file (within the dossiers they may view): its pages and the search facet alike.
+CREDIT_READER_ROLES = frozenset({"reviewer", "credit_officer", "administrator"})
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from ..local_time import local_today
 from ..models import AttachmentVersion, CreditChain, CreditRecord, Dossier, Region
 from ..permissions import Actor, PermissionDenied, require, roles_on
 from ..validators import ValidationError, ValidationErrors
-from ..vocabulary import CREDIT_KINDS
+from ..vocabulary import CREDIT_KINDS, CREDIT_READER_ROLES
 from ..workflow import WorkflowEngine
 from . import audit
 from .identity import id_number_hash
@@ -160,7 +160,7 @@ def may_view(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool:
     if actor is None or getattr(actor, "is_applicant", True):
         return False
     roles = roles_on(actor, dossier)
-    if not roles & {"reviewer", "credit_officer", "administrator"}:
+    if not roles & CREDIT_READER_ROLES:
         return False
     if dossier.state != PURGED_STATE and workflow.has_permission(dossier.state, "view", roles):
         return True

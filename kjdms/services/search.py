@@ -12,7 +12,7 @@ from ..models import Dossier, Region, User
 from ..permissions import can
 from ..search import FACETS, NO_REGION, SORTS, ScopeGrant, SearchIndex, SearchRequest
 from ..search.highlight import mask_id_numbers, segments
-from ..vocabulary import ATTACHMENT_SLOTS, QUALIFICATION_LEVELS
+from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_READER_ROLES, QUALIFICATION_LEVELS
 from ..workflow import WorkflowEngine
 from .identity import id_number_hash
 from .indexing import PURGED_STATE, documents_for, is_indexed
@@ -142,6 +142,14 @@ def _hit(dossier: Dossier, typed: str) -> SearchHit:
     return SearchHit(dossier, whole(name), whole(dossier.employer_name or ""), snippets[:2])
 
 
+def visible_facets(user: User | None) -> tuple[str, ...]:
+    """Return the facets user may see: the credit facet only to those who may open credit files (as the pages)."""
+    if user is None or any(assignment.role in CREDIT_READER_ROLES
+                           for assignment in getattr(user, "role_assignments", ())):
+        return FACETS
+    return tuple(name for name in FACETS if name != "has_credit")
+
+
 def search_dossiers(session, index: SearchIndex, workflow: WorkflowEngine, user: User | None, text: str, *,
                     id_hash_key: str, filters: dict | None = None, sort: str = "relevance",
                     page: int = 1, page_size: int = PAGE_SIZE, grants: tuple[ScopeGrant, ...] | None = None,
@@ -153,6 +161,8 @@ def search_dossiers(session, index: SearchIndex, workflow: WorkflowEngine, user:
     text = " ".join((text or "").split())[:MAX_QUERY_CHARACTERS]
     sort = sort if sort in SORTS else "relevance"
     chosen = clean_filters(session, workflow, filters or {})
+    facet_names = visible_facets(user)
+    chosen = {name: value for name, value in chosen.items() if name in facet_names}
     words, id_numbers = split_id_numbers(text)
     index_filters = {("region_path" if name == "region" else name): value for name, value in chosen.items()}
     request = SearchRequest(
@@ -183,5 +193,5 @@ def search_dossiers(session, index: SearchIndex, workflow: WorkflowEngine, user:
         text=text, hits=[_hit(dossier, words) for dossier in visible], total=results.total,
         page=request.page, pages=pages, sort=sort, filters=chosen,
         facets={name: _facet_values(session, workflow, name, results.facets.get(name, {}), chosen.get(name))
-                for name in FACETS},
+                for name in facet_names},
     )

@@ -19,6 +19,10 @@ ERRORS = {
 }
 
 
+PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
 def contacts():
     """Return the regions that publish a consultation phone, in the notice's order."""
     return db.session.scalars(select(Region).where(Region.phone.is_not(None)).order_by(Region.sort_order)).all()
@@ -66,4 +70,6 @@ def safe_headers(response):
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Cache-Control", "no-store")
+    # Files set their own (sandboxed) policy; pages run only the site's own script files, in no frame.
+    response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
     return response

@@ -19,6 +19,8 @@ from ..workflow import TransitionRefused
 from . import int_arg, staff_role_required
 
 bp = Blueprint("review", __name__, url_prefix="/review")
+# The permission to see a full ID number, held by the roles the workflow's permission map names.
+REVEAL = "reveal_id_number"
 WAITING_CHOICES = {0: "不限", 3: "超过3天", 7: "超过7天", 15: "超过15天", 30: "超过30天"}
 # The fields a reviewer can point at when rejecting, besides the documents.
 REJECTABLE_FIELDS = {**{field: label for field, label in DOSSIER_LABELS.items() if field not in ("sex", "birth_date")},
@@ -54,6 +56,7 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
         slots=ATTACHMENT_SLOTS.values(), workflow=workflow,
         transitions=[t for t in workflow.available_transitions(dossier, roles) if t.name in ("approve", "reject")],
         changes=changes(dossier) if dossier.is_working_copy else [], labels=DOSSIER_LABELS,
+        may_reveal=can(workflow, current_user, REVEAL, dossier),
     ), status
 
 
@@ -71,6 +74,8 @@ def reveal(dossier_id):
     record = reviewable(dossier_id)
     if not ActionForm().validate_on_submit():
         abort(400)
+    if not can(get_workflow(), current_user, REVEAL, record):
+        abort(403)  # the workflow's permission map says who may (reviewers, by default)
     audit.record(db.session, current_user, "dossier.reveal_id_number", "dossier", record.id)
     db.session.commit()
     return _render(record, reveal=True)

@@ -121,7 +121,7 @@ def index():
         "search/index.html", results=results, query=query, link=link, workflow=get_workflow(),
         id_masks=[mask_id_number(number) for number in id_numbers or []], sealed=state["idn"],
         id_expired=id_numbers is None, sort_titles=SORT_TITLES, facet_titles=FACET_TITLES,
-        chosen_labels=_chosen_labels(results), facet_names=FACETS,
+        chosen_labels=_chosen_labels(results), facet_names=[name for name in FACETS if name in results.facets],
         # With nothing typed there is no relevance to rank by: the index lists the latest handled first.
         sort=results.sort if query or id_numbers else "date",
     )

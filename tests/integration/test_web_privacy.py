@@ -77,7 +77,7 @@ class TestReveal:
         return [(event.actor_label, event.object_type, event.object_id) for event in db.session.scalars(
             select(AuditEvent).filter_by(action="dossier.reveal_id_number"))]
 
-    @pytest.mark.parametrize("role", ["reviewer", "city_reviewer", "administrator"])
+    @pytest.mark.parametrize("role", ["reviewer", "city_reviewer"])
     def test_a_reviewer_who_asks_sees_the_number_and_is_audited(self, visitors, people, dossier_id, role):
         response = self.reveal(visitors[role], dossier_id)
         assert response.status_code == 200
@@ -85,6 +85,15 @@ class TestReveal:
         assert self.reveals(dossier_id) == [(people[role].username, "dossier", dossier_id)]
         event = db.session.scalars(select(AuditEvent).filter_by(action="dossier.reveal_id_number")).one()
         assert KNOWN_ID_NUMBER not in json.dumps(event.detail) and event.actor_id == people[role].id
+
+    @pytest.mark.parametrize("role", ["administrator", "credit_officer"])
+    def test_other_staff_roles_may_not_reveal_as_the_workflow_permission_map_says(self, visitors, dossier_id, role):
+        page = visitors[role].get(f"/review/{dossier_id}")
+        assert page.status_code == 200 and "查看完整号码" not in text(page)
+        response = visitors[role].post(f"/review/{dossier_id}/reveal",
+                                       data={"csrf_token": visitors[role].csrf_token("/search/")})
+        assert response.status_code == 403 and KNOWN_ID_NUMBER not in text(response)
+        assert self.reveals(dossier_id) == []
 
     def test_the_page_is_masked_again_afterwards(self, visitors, dossier_id):
         self.reveal(visitors["reviewer"], dossier_id)

@@ -25,14 +25,16 @@ EXPECTED = {
 
 # Which roles hold each permission in each state, also by hand.
 EXPECTED_PERMISSIONS = {
-    "draft": {"view": {"owner", "reviewer", "administrator"}, "edit": {"owner"}, "add_attachment": {"owner"}},
+    "draft": {"view": {"owner", "reviewer", "administrator"}, "edit": {"owner"}, "add_attachment": {"owner"},
+              "reveal_id_number": {"reviewer"}},
     "submitted": {"view": {"owner", "reviewer", "credit_officer", "administrator"}, "review": {"reviewer"},
-                  "annotate": {"credit_officer"}},
+                  "annotate": {"credit_officer"}, "reveal_id_number": {"reviewer"}},
     "approved": {"view": {"owner", "reviewer", "credit_officer", "archivist", "administrator"},
-                 "annotate": {"credit_officer"}},
-    "rejected": {"view": {"owner", "reviewer", "credit_officer", "administrator"}, "annotate": {"credit_officer"}},
+                 "annotate": {"credit_officer"}, "reveal_id_number": {"reviewer"}},
+    "rejected": {"view": {"owner", "reviewer", "credit_officer", "administrator"}, "annotate": {"credit_officer"},
+                 "reveal_id_number": {"reviewer"}},
     "archived": {"view": {"owner", "reviewer", "credit_officer", "archivist", "administrator"},
-                 "annotate": {"credit_officer"}},
+                 "annotate": {"credit_officer"}, "reveal_id_number": {"reviewer"}},
     "purged": {"view": {"administrator"}},
 }
 
