@@ -94,3 +94,42 @@ def test_a_token_is_tied_to_its_session_and_survives_sign_in(browser, people):
     # Signing in starts a new session, so a token from before it is no longer valid.
     assert visitor.post("/logout", data={"csrf_token": token}).status_code == 400
     assert visitor.submit("/logout", page="/me/").status_code == 302
+
+
+# Who posts to each blueprint's routes in the sweep below: someone the view would otherwise serve.
+SWEEP_USERS = {"applicant": "owner", "review": "reviewer", "credit": "credit_officer", "archive": "archivist",
+               "auth": "owner"}
+
+
+def post_paths(app, scene) -> list[tuple[str, str]]:
+    """Return (endpoint, path) for every POST route of the URL map, each value of an any() part included."""
+    from werkzeug.routing.converters import AnyConverter
+
+    values = {"dossier_id": [scene["submitted"].id], "slot": ["other"], "record_id": [1], "name": ["submit", "retract"]}
+    paths = []
+    for rule in app.url_map.iter_rules():
+        if "POST" not in rule.methods:
+            continue
+        choices = {}
+        for argument in rule.arguments:
+            converter = rule._converters[argument]
+            choices[argument] = list(converter.items) if isinstance(converter, AnyConverter) else values.get(argument)
+            assert choices[argument], f"the CSRF sweep has no value for <{argument}> of {rule.rule}: add one"
+        combinations = [{}]
+        for argument, options in choices.items():
+            combinations = [{**combination, argument: option} for combination in combinations for option in options]
+        paths += [(rule.endpoint, rule.build(combination, append_unknown=False)[1]) for combination in combinations]
+    return paths
+
+
+def test_every_post_route_of_the_url_map_refuses_a_missing_or_forged_token(app, browser, people, scene):
+    paths = post_paths(app, scene)
+    assert {path for _, path in paths} >= {"/me/change/cancel", "/logout", "/login/staff"}
+    before = database_snapshot()
+    for endpoint, path in paths:
+        user = people[SWEEP_USERS.get(endpoint.partition(".")[0], "owner")]
+        visitor = browser().enter_as(user)
+        for data in ({}, {"csrf_token": "forged-token"}, {"csrf_token": browser().csrf_token()}):
+            response = visitor.post(path, data={**data, "comment": "伪造", "lock_version": "1"})
+            assert response.status_code == 400, (path, data, response.status_code)
+    assert database_snapshot() == before

@@ -302,3 +302,43 @@ def test_iter_hashes_ignores_stray_files(local_store):
     misplaced.write_bytes(CONTENT)
 
     assert list(local_store.iter_hashes()) == [CONTENT_SHA256]
+
+
+class TestDurability:
+    """A stored blob survives a power cut: its bytes, its name in the folder and any new folder are fsynced."""
+
+    @pytest.fixture
+    def synced(self, monkeypatch):
+        """Record what each fsync reached (the path behind the descriptor, and whether the blob was in place yet)."""
+        calls = []
+        real_fsync = os.fsync
+
+        def recording_fsync(descriptor):
+            calls.append(Path(os.readlink(f"/proc/self/fd/{descriptor}")))
+            return real_fsync(descriptor)
+
+        monkeypatch.setattr(os, "fsync", recording_fsync)
+        return calls
+
+    @pytest.mark.parametrize("given", [CONTENT, io.BytesIO(CONTENT)], ids=["bytes", "stream"])
+    def test_the_file_is_synced_before_its_rename_and_its_folder_after(self, tmp_path, synced, given):
+        store = LocalBlobStore(tmp_path / "blobs")
+        final = store.path_for(CONTENT_SHA256)
+        store.put(given)
+        files = [path for path in synced if path.name.startswith(TEMPORARY_PREFIX)]
+        assert files, "the temporary file's content was never fsynced"
+        assert synced.index(files[-1]) < synced.index(final.parent), "the folder was synced before the file"
+        assert synced[-1] == final.parent, "the rename into the folder was not fsynced"
+
+    def test_new_fan_out_folders_are_synced_into_their_parents(self, tmp_path, synced):
+        store = LocalBlobStore(tmp_path / "blobs")
+        final = store.path_for(CONTENT_SHA256)
+        store.put(CONTENT)
+        assert final.parent.parent in synced and final.parent.parent.parent in synced
+
+    def test_a_blob_already_stored_costs_no_fsync(self, tmp_path, synced):
+        store = LocalBlobStore(tmp_path / "blobs")
+        store.put(CONTENT)
+        synced.clear()
+        store.put(CONTENT)
+        assert synced == []

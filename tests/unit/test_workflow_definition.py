@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from kjdms.workflow import WorkflowDefinitionError, WorkflowEngine, load_definition
+from kjdms.workflow import TransitionRefused, WorkflowDefinitionError, WorkflowEngine, load_definition
 
 WORKFLOW_FILE = Path(__file__).resolve().parents[2] / "workflows" / "dossier.yaml"
 ORIGINAL = WORKFLOW_FILE.read_text(encoding="utf-8")
@@ -127,3 +127,28 @@ def test_invalid_yaml_and_missing_files_are_refused(tmp_path):
         load_definition(tmp_path / "absent.yaml")
     with pytest.raises(WorkflowDefinitionError, match="must hold a mapping"):
         load_definition(write(tmp_path, "- just a list\n"))
+
+
+# A transition guarded by a permission alone: who may fire it depends only on the state's permission map.
+FLAG_TRANSITION = """
+  flag:
+    title: 标记存疑
+    from: [submitted, approved]
+    to: submitted
+    guard:
+      permissions: [annotate]
+"""
+
+
+def test_a_guard_of_permissions_alone_follows_the_state_permission_map(tmp_path):
+    text = ORIGINAL.replace("\nworklists:\n", FLAG_TRANSITION + "\nworklists:\n")
+    engine = WorkflowEngine(load_definition(write(tmp_path, text)), {"complete": lambda subject: None})
+    # annotate is the credit officer's in submitted and approved; nobody else's, whatever else they hold.
+    for roles in ({"reviewer"}, {"owner"}, {"archivist", "administrator"}):
+        assert engine.refusal(Subject("approved"), "flag", roles) is not None, roles
+        with pytest.raises(TransitionRefused):
+            engine.fire(Subject("approved"), "flag", roles)
+    assert engine.refusal(Subject("approved"), "flag", {"credit_officer"}) is None
+    subject = Subject("approved")
+    engine.fire(subject, "flag", {"credit_officer"})
+    assert subject.state == "submitted"
