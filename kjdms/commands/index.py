@@ -42,12 +42,16 @@ def index_group():
 
 
 @index_group.command("check")
-@click.option("--repair", is_flag=True, help="重写查出缺失、过期或多余的条目。")
+@click.option("--repair", is_flag=True, help="重写查出缺失、过期或多余的条目，并删除崩溃遗留的旧索引版本。")
 @with_appcontext
 def index_check(repair):
     """报告索引中缺失、过期或多余的档案（有则退出码为 1）。"""
     from ..services.reindex import check_index, count_to_index, repair_index
 
+    if repair:
+        # A generation a crash left behind holds text that no later purge would reach.
+        for name in get_search_index().remove_stale_generations():
+            click.echo(f"已删除旧的索引版本：{name}")
     with click.progressbar(length=count_to_index(db.session), label="核对检索索引") as bar:
         check = check_index(db.session, get_search_index(), get_config().ID_HASH_KEY, progress=bar.update)
     for label, ids in (("缺失", check.missing), ("过期", check.stale), ("多余", check.extra)):

@@ -60,6 +60,9 @@ class SearchIndex(Protocol):
     def purge_deleted(self) -> None:
         """Rewrite the index so that removed documents' bytes are gone from its files."""
 
+    def remove_stale_generations(self) -> list[str]:
+        """Delete what earlier generations of the index left on disk; return their names."""
+
 
 class Rebuild(Protocol):
     """A new index built beside the live one, resumable, swapped in at the end."""

@@ -29,6 +29,8 @@ LIVE, REBUILD, PROGRESS = "live", "rebuild", "progress.json"
 # rebuild of 100,000 is ~690 MiB.
 REBUILD_SEGMENT_MB = 256
 WRITE_LOCK_TIMEOUT = 10.0
+# Readers tried in turn when commits keep merging segments away under a search.
+READ_ATTEMPTS = 4
 
 
 def schema() -> Schema:
@@ -166,17 +168,45 @@ class WhooshSearchIndex:
             replace_documents(writer, documents, deleted_ids, optimize=optimize)
 
     def purge_deleted(self) -> None:
-        """Merge every segment, so deleted documents' terms and stored fields leave the files."""
+        """Merge every segment, so deleted documents' terms and stored fields leave the files; drop old generations."""
         self.write([], optimize=True)
+        self.remove_stale_generations()
+
+    def remove_stale_generations(self) -> list[str]:
+        """Delete the generations older than the live one (a crash after a swap leaves its predecessor); return them."""
+        # Only older ones: a newer folder may be a rebuild being swapped in by another process right now.
+        live = _generation_time(self._live_target())
+        stale = [path.name for path in self.folder.glob("gen-*")
+                 if path.is_dir() and _generation_time(path.name) < live]
+        for name in stale:
+            shutil.rmtree(self.folder / name, ignore_errors=True)
+        return stale
+
+    def _reading(self, read):
+        """Return read(searcher), again on a newer reader if a commit merged this one's segments away meanwhile."""
+        for _ in range(READ_ATTEMPTS - 1):
+            searcher = self._searcher()
+            try:
+                return read(searcher)
+            except (OSError, TypeError, ValueError, KeyError):
+                # Whoosh reads some segment files only when first needed: a merge committed after this reader
+                # opened deletes them, and the read fails half-way (FileNotFoundError, or None where data was).
+                # Only a reader that is no longer current may fail so; on a current one it is a real error.
+                if searcher.up_to_date():
+                    raise
+                self.close()
+        return read(self._searcher())
 
     def search(self, request: SearchRequest) -> IndexResults:
         """Return the page of matches within the request's scope, with facet counts over all of them."""
         # Not Searcher.search(groupedby=...): see whoosh_matching for what that cost at 100,000 dossiers.
-        return run_search(self._searcher(), self._segment_data, request, TEXT_FIELDS, (*VALUE_FIELDS, "region_path"))
+        return self._reading(lambda searcher: run_search(
+            searcher, self._segment_data, request, TEXT_FIELDS, (*VALUE_FIELDS, "region_path")))
 
     def stamps(self) -> dict[int, str]:
         """Return every indexed dossier id with its document's stamp."""
-        return {int(fields["key"]): fields["stamp"] for fields in self._searcher().all_stored_fields()}
+        return self._reading(lambda searcher: {int(fields["key"]): fields["stamp"]
+                                               for fields in searcher.all_stored_fields()})
 
     def start_rebuild(self, outbox_mark: int = 0) -> WhooshRebuild:
         """Return the unfinished rebuild to resume, or a new empty one remembering outbox_mark."""
@@ -184,7 +214,7 @@ class WhooshSearchIndex:
 
     def doc_count(self) -> int:
         """Return how many dossiers the live index holds."""
-        return self._searcher().doc_count()
+        return self._reading(lambda searcher: searcher.doc_count())
 
     def close(self) -> None:
         """Close this thread's searcher."""
@@ -192,6 +222,12 @@ class WhooshSearchIndex:
         if searcher is not None:
             searcher.close()
             self._local.searcher = None
+
+
+def _generation_time(name: str) -> int:
+    """Return the creation time in a generation folder's name (gen-<ns>), or 0 for another name."""
+    stamp = name.removeprefix("gen-")
+    return int(stamp) if stamp.isdigit() else 0
 
 
 class WhooshRebuild:
@@ -264,10 +300,8 @@ class WhooshRebuild:
         folder = self.live.folder
         generation = f"gen-{time.time_ns()}"
         os.replace(self.folder, folder / generation)
-        old = os.readlink(folder / LIVE) if (folder / LIVE).is_symlink() else None
         link = folder / f"{LIVE}.new"
         link.unlink(missing_ok=True)
         os.symlink(generation, link)
         os.replace(link, folder / LIVE)
-        if old and old != generation:
-            shutil.rmtree(folder / old, ignore_errors=True)
+        self.live.remove_stale_generations()

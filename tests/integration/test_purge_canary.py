@@ -160,3 +160,15 @@ def test_the_purged_revision_holds_no_personal_data(sqlite_app, canary):
     fields = revisions[0].fields
     assert fields["name"] is None and fields["employer_name"] is None and fields["phone"] is None
     assert fields["legacy_certificate_number"] is None and revisions[0].attachments == {}
+
+
+def test_an_old_index_generation_left_by_a_crash_is_purged_too(sqlite_app, canary):
+    import shutil
+
+    index = get_search_index()
+    shutil.copytree(index.folder / index._live_target(), index.folder / "gen-1")
+    assert any(path.startswith("index/gen-1/") for path in scan(canary["folder"], canary["forms"]))
+    result = sqlite_app.test_cli_runner().invoke(args=["purge-expired", "--yes"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    db.session.remove()
+    assert scan(canary["folder"], canary["forms"]) == {}
