@@ -1,6 +1,9 @@
 """Accounts: passwords, and staff users with roles on regions (applicants get theirs at registration)."""
 from __future__ import annotations
 
+import functools
+import secrets
+
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -21,9 +24,17 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
-def password_matches(user: User, password: str) -> bool:
-    """Tell whether password is user's (False for an account with no password yet)."""
-    return bool(user.password_hash) and check_password_hash(user.password_hash, password or "")
+@functools.cache
+def _stand_in_hash() -> str:
+    return generate_password_hash(secrets.token_hex(16), method="scrypt")
+
+
+def password_matches(user: User | None, password: str) -> bool:
+    """Tell whether password is user's (False for no user, or one with no password yet), at the same cost either way."""
+    stored = user.password_hash if user is not None else None
+    # An unknown account must cost what a wrong password costs, or timing tells which accounts exist.
+    matches = check_password_hash(stored or _stand_in_hash(), password or "")
+    return bool(stored) and matches
 
 
 def create_staff_user(session, username: str, password: str, display_name: str, actor=None) -> User:

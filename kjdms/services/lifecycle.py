@@ -107,7 +107,7 @@ def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: 
     # After the commit: a crash here leaves unreferenced blobs, which `kjdms blobs gc` removes.
     delete_unreferenced_blobs(session, blobs, hashes, stored_before=started)
     # Hashed and gone within minutes anyway; no counter keyed to the purged person stays behind.
-    login_throttle.clear_account(session, id_hash_key, id_number)
+    login_throttle.clear_account(session, id_hash_key, id_number, address=None)
     return tombstone
 
 

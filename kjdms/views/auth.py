@@ -48,7 +48,7 @@ def home_of(user: User) -> str:
 
 
 def _sign_in(user: User, account: str):
-    login_throttle.clear_account(db.session, get_config().ID_HASH_KEY, account)
+    login_throttle.clear_account(db.session, get_config().ID_HASH_KEY, account, request.remote_addr or "")
     user.last_login_at = utcnow()
     db.session.commit()
     session.clear()  # a fresh session: nothing chosen before signing in carries over
@@ -58,9 +58,12 @@ def _sign_in(user: User, account: str):
 
 
 def _throttled(account: str) -> bool:
-    if login_throttle.is_locked(db.session, get_config().ID_HASH_KEY, account, request.remote_addr or ""):
+    secret = get_config().ID_HASH_KEY
+    if login_throttle.is_locked(db.session, secret, account, request.remote_addr or ""):
         flash(login_throttle.LOCKED_MESSAGE, "danger")
         return True
+    # Guessed at from elsewhere: slower, never refused, so nobody can lock the real user out.
+    login_throttle.pause(login_throttle.delay_seconds(db.session, secret, account))
     return False
 
 
@@ -83,7 +86,9 @@ def login():
                 # 二（三）: a person of the old system signs in with name and ID number, then sets a password.
                 session[PENDING_PASSWORD] = user.id
                 return redirect(url_for("auth.first_password", next=request.values.get("next")))
-            if user is not None and user.is_active and name_matches and password_matches(user, form.password.data):
+            # Checked whoever it is: a miss must cost what a wrong password costs.
+            matches = password_matches(user if name_matches else None, form.password.data)
+            if user is not None and user.is_active and matches:
                 return _sign_in(user, id_number)
             _failed(id_number, GENERIC_FAILURE)
     status = 200 if request.method == "GET" else 401
@@ -98,7 +103,7 @@ def staff_login():
         username = staff_form.username.data.strip()
         if not _throttled(username):
             user = db.session.scalar(select(User).where(User.username == username))
-            if user is not None and user.is_active and password_matches(user, staff_form.password.data):
+            if password_matches(user, staff_form.password.data) and user.is_active:
                 return _sign_in(user, username)
             _failed(username, STAFF_FAILURE)
     return render_template("auth/login.html", form=form, staff_form=staff_form, staff_tab=True), 401
@@ -127,6 +132,9 @@ def register():
     """Register a new accounting person with name, ID number and a password."""
     form = RegisterForm()
     if form.validate_on_submit():
+        if not login_throttle.registration_allowed(db.session, get_config().ID_HASH_KEY, request.remote_addr or ""):
+            flash(login_throttle.REGISTRATION_MESSAGE, "danger")
+            return render_template("auth/register.html", form=form), 429
         try:
             dossier = register_person(db.session, name=form.name.data, id_number=form.id_number.data,
                                       password_hash=hash_password(form.password.data))
