@@ -62,9 +62,8 @@ def where(found: dict[str, set[str]]) -> set[str]:
     return places
 
 
-@pytest.fixture
-def canary(sqlite_app, tmp_path):
-    """A legacy person, never confirmed, with the canary in name, employer, certificate number and an uploaded PDF."""
+def plant_canary(folder) -> dict:
+    """Register a legacy person, never confirmed, with the canary in name, employer, certificate number and a PDF."""
     config = get_config()
     token, name = canary_words()
     id_number = make_id_number()
@@ -82,11 +81,18 @@ def canary(sqlite_app, tmp_path):
     dossier.created_at = utcnow() - timedelta(days=3)
     db.session.commit()
     config.CONFIRMATION_DEADLINE = local_date(utcnow()) - timedelta(days=1)
+    return {"dossier_id": dossier.id, "id_number": id_number, "token": token, "name": name,
+            "forms": needles(token, name), "folder": folder}
+
+
+@pytest.fixture
+def canary(sqlite_app, tmp_path):
+    """The canary planted on SQLite, in the database file and its WAL alike."""
+    planted = plant_canary(tmp_path)
     # Copy the WAL into the database file without emptying it: the canary is in both now.
     db.session.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
     db.session.commit()
-    return {"dossier_id": dossier.id, "id_number": id_number, "token": token, "name": name,
-            "forms": needles(token, name), "folder": tmp_path}
+    return planted
 
 
 def test_the_canary_is_gone_from_every_byte_of_storage(sqlite_app, canary):
@@ -172,3 +178,43 @@ def test_an_old_index_generation_left_by_a_crash_is_purged_too(sqlite_app, canar
     assert result.exit_code == 0, result.output
     db.session.remove()
     assert scan(canary["folder"], canary["forms"]) == {}
+
+
+def postgres_table_files(forms: dict[str, bytes]) -> dict[str, set[str]]:
+    """Return each relation of the test's schema (tables, their TOAST and indexes) whose file holds a canary form."""
+    db.session.execute(text("CHECKPOINT"))  # dirty pages reach the files before they are read
+    relations = db.session.execute(text("""
+        SELECT c.relname, pg_relation_filepath(c.oid) FROM pg_class c
+        WHERE c.relfilenode <> 0 AND (c.relnamespace = current_schema()::regnamespace
+              OR c.oid IN (SELECT reltoastrelid FROM pg_class WHERE relnamespace = current_schema()::regnamespace)
+              OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT reltoastrelid FROM pg_class
+                           WHERE relnamespace = current_schema()::regnamespace)))""")).all()
+    found = {}
+    for name, path in relations:
+        data = db.session.scalar(text("SELECT pg_read_binary_file(:path)"), {"path": path}) or b""
+        hits = {label for label, form in forms.items() if form in data}
+        if hits:
+            found[name] = hits
+    return found
+
+
+@pytest.mark.postgres
+def test_the_canary_on_postgresql_is_gone_from_the_files_after_vacuum_full(app, tmp_path):
+    """PostgreSQL keeps deleted rows in the table files until VACUUM, as the README says; after it, nothing."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the SQLite canary is the test above")
+    planted = plant_canary(tmp_path)
+    forms = planted["forms"]
+    before = postgres_table_files(forms)
+    assert {"persons", "dossiers", "attachment_versions"} <= set(before), before
+    assert "index" in where(scan(tmp_path, forms))
+    result = app.test_cli_runner().invoke(args=["purge-expired", "--yes"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    db.session.remove()
+    # The index and the blobs are clean at once; the table files until VACUUM (the control of this test).
+    assert scan(tmp_path, forms) == {}
+    assert postgres_table_files(forms), "the deleted rows were expected in the table files before VACUUM"
+    db.session.remove()
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text("VACUUM FULL persons, dossiers, attachment_versions, dossier_revisions"))
+    assert postgres_table_files(forms) == {}
