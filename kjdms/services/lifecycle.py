@@ -59,7 +59,11 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
 
 def fire_transition(session, workflow: WorkflowEngine, dossier: Dossier, name: str, actor: Actor,
                     comment: str | None = None, expected_version: int | None = None):
-    """Fire transition name on dossier as actor; state, history and audit commit together or not at all."""
+    """Fire transition name on dossier as actor; state, history and audit commit together or not at all.
+
+    The same commit queues the dossier's search-index outbox row and writes its revision: see
+    services/change_tracking.py, whose session hooks create_app installs.
+    """
     if name == "purge":
         raise TransitionRefused("删除个人信息须通过删除功能办理")
     with committing(session):
