@@ -37,12 +37,16 @@ def applicant_required(view):
 
 
 def staff_role_required(*roles):
-    """Let only signed-in staff holding one of roles somewhere through; others get 403."""
+    """Let only signed-in staff holding one of roles somewhere through; others get 403.
+
+    Roles may be one callable instead, asked on each request: roles the workflow file names.
+    """
     def decorate(view):
         @wraps(view)
         @login_required
         def wrapper(*args, **kwargs):
-            if current_user.is_applicant or not any(a.role in roles for a in current_user.role_assignments):
+            allowed = roles[0]() if len(roles) == 1 and callable(roles[0]) else roles
+            if current_user.is_applicant or not any(a.role in allowed for a in current_user.role_assignments):
                 abort(403)
             return view(*args, **kwargs)
         return wrapper

@@ -12,9 +12,9 @@ from ..permissions import can, roles_on
 from ..services import audit
 from ..services.lifecycle import fire_transition
 from ..services.transaction import ConflictError
-from ..services.worklist import reviewer_queue
+from ..services.worklist import queue_roles, reviewer_queue
 from ..services.working_copy import changes
-from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS
+from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, STAFF_ROLES
 from ..workflow import TransitionRefused
 from . import int_arg, staff_role_required
 
@@ -26,11 +26,11 @@ REJECTABLE_FIELDS = {**{field: label for field, label in DOSSIER_LABELS.items() 
 
 
 @bp.get("/")
-@staff_role_required("reviewer")
+@staff_role_required(lambda: queue_roles(get_workflow()))
 def worklist():
     """List the submitted dossiers of the reviewer's regions, the longest waiting first."""
     region_id, waited = int_arg("region"), int_arg("waited") or 0
-    queue = reviewer_queue(db.session, current_user, region_id=region_id,
+    queue = reviewer_queue(db.session, get_workflow(), current_user, region_id=region_id,
                            waited_days=waited if waited in WAITING_CHOICES else None, page=int_arg("page") or 1)
     return render_template("review/worklist.html", queue=queue, region_id=region_id, waited=waited,
                            waiting_choices=WAITING_CHOICES, now=utcnow())
@@ -58,14 +58,14 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
 
 
 @bp.get("/<int:dossier_id>")
-@staff_role_required("reviewer", "credit_officer", "archivist", "administrator")
+@staff_role_required(*STAFF_ROLES)
 def dossier(dossier_id):
     """Show all basic information and each document's current version beside it."""
     return _render(reviewable(dossier_id))
 
 
 @bp.post("/<int:dossier_id>/reveal")
-@staff_role_required("reviewer", "credit_officer", "archivist", "administrator")
+@staff_role_required(*STAFF_ROLES)
 def reveal(dossier_id):
     """Show the full ID number once, and write who asked to the audit log."""
     record = reviewable(dossier_id)
@@ -77,7 +77,7 @@ def reveal(dossier_id):
 
 
 @bp.post("/<int:dossier_id>/<any(approve, reject):name>")
-@staff_role_required("reviewer")
+@staff_role_required(lambda: queue_roles(get_workflow()))
 def decide(dossier_id, name):
     """Approve, or reject with a reason; a decision based on a stale page is refused as a conflict."""
     record = reviewable(dossier_id)
