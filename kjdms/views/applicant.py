@@ -16,13 +16,11 @@ from ..services.attachments import add_attachment_version, size_label
 from ..services.credit import credit_file
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
                                  update_basic_information)
-from ..services.lifecycle import fire_transition
 from ..services.transaction import ConflictError
 from ..services.working_copy import cancel_working_copy, changes, open_working_copy, start_working_copy
 from ..validators import ValidationError, ValidationErrors
 from ..vocabulary import ATTACHMENT_SLOTS, DRAFT_STATE, OWNER_ROLE, PURGED_STATE, REJECTED_STATE
-from ..workflow import TransitionRefused
-from . import applicant_required, show_errors
+from . import applicant_required, post_transition, show_errors
 from .credit import credit_pdf_response, downloadable_versions
 from .files import download_response
 from ..local_time import BEIJING
@@ -165,15 +163,11 @@ def transition(name):
     """Submit, retract or revise the working dossier."""
     if name not in OWNER_TRANSITIONS:
         abort(404)
-    dossier, form = working_dossier(), TransitionForm()
-    if not form.validate_on_submit() or not (form.lock_version.data or "0").isdigit():
-        abort(400)
-    try:
-        fire_transition(db.session, get_workflow(), dossier, name, current_user, form.comment.data,
-                        expected_version=int(form.lock_version.data) if form.lock_version.data else None)
-    except (TransitionRefused, ConflictError) as error:
-        flash(str(error), "danger")
-    else:
+    posted = post_transition(working_dossier(), name, TransitionForm())
+    for messages in posted.form.errors.values():  # this page shows a message, not the form, again
+        for message in messages:
+            flash(message, "danger")
+    if posted.fired:
         flash(f"已{get_workflow().definition.transitions[name].title}。", "success")
     return redirect(url_for("applicant.index"))
 

@@ -351,7 +351,7 @@ class TestSubmitRetractRevise:
         assert flashes(browser.get("/me/")) == ["「填报中」状态下不能执行「撤回」"]
         assert database_snapshot() == before
 
-    @pytest.mark.parametrize("lock_version", ["abc", "1.5", "-1"])
+    @pytest.mark.parametrize("lock_version", ["abc", "1.5", "-1", ""])  # empty: 400 as on every page
     def test_a_malformed_page_version_is_a_bad_request(self, auth, lock_version):
         browser = auth("owner")
         before = database_snapshot()
