@@ -19,6 +19,9 @@ from tests.conftest import make_config
 from tests.helpers import USCC_SHUANGTA, applicant, upload_required
 from tests.webclient import basic_information, csrf_of, database_snapshot, flashes, fresh, lock_version_of, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 STAFF = ["reviewer", "city_reviewer", "credit_officer", "archivist", "administrator"]
 APPLICANT_PAGES = ["/me/", "/me/edit", "/me/form.pdf", "/me/documents"]
 
