@@ -17,14 +17,3 @@ def record(session, actor, action: str, object_type: str, object_id: int | None,
     session.add(event)
     return event
 
-
-def record_document_access(session, actor, version, how: str) -> AuditEvent:
-    """Record that staff read a document's content (how: "download" or "preview"); the caller commits."""
-    dossier = version.attachment.dossier
-    return record(session, actor, f"document.{how}", "dossier", dossier.id,
-                  version=version.id, slot=version.attachment.slot)
-
-
-def record_id_number_search(session, actor, numbers: int, dossier_ids: list[int]) -> AuditEvent:
-    """Record a search by full ID number: how many numbers and which dossiers it showed, never the numbers."""
-    return record(session, actor, "search.id_number", "search", None, id_numbers=numbers, dossiers=dossier_ids)

@@ -12,10 +12,10 @@ from ..models import Dossier, Region, User
 from ..permissions import can
 from ..search import FACETS, NO_REGION, SORTS, ScopeGrant, SearchIndex, SearchRequest
 from ..search.highlight import mask_id_numbers, segments
-from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_READER_ROLES, QUALIFICATION_LEVELS
+from ..vocabulary import ATTACHMENT_SLOTS, PURGED_STATE, QUALIFICATION_LEVELS, VIEW_CREDIT_FILE
 from ..workflow import WorkflowEngine
 from .identity import id_number_hash
-from .indexing import PURGED_STATE, documents_for, is_indexed
+from .indexing import documents_for, is_indexed
 
 PAGE_SIZE = 20
 MAX_QUERY_CHARACTERS = 100
@@ -142,10 +142,10 @@ def _hit(dossier: Dossier, typed: str) -> SearchHit:
     return SearchHit(dossier, whole(name), whole(dossier.employer_name or ""), snippets[:2])
 
 
-def visible_facets(user: User | None) -> tuple[str, ...]:
-    """Return the facets user may see: the credit facet only to those who may open credit files (as the pages)."""
-    if user is None or any(assignment.role in CREDIT_READER_ROLES
-                           for assignment in getattr(user, "role_assignments", ())):
+def visible_facets(workflow: WorkflowEngine, user) -> tuple[str, ...]:
+    """Return the facets user may see: the credit facet only to roles that may open credit files (as the pages)."""
+    roles = {assignment.role for assignment in getattr(user, "role_assignments", ())}
+    if user is None or any(workflow.has_permission(state, VIEW_CREDIT_FILE, roles) for state in workflow.definition.states):
         return FACETS
     return tuple(name for name in FACETS if name != "has_credit")
 
@@ -161,7 +161,7 @@ def search_dossiers(session, index: SearchIndex, workflow: WorkflowEngine, user:
     text = " ".join((text or "").split())[:MAX_QUERY_CHARACTERS]
     sort = sort if sort in SORTS else "relevance"
     chosen = clean_filters(session, workflow, filters or {})
-    facet_names = visible_facets(user)
+    facet_names = visible_facets(workflow, user)
     chosen = {name: value for name, value in chosen.items() if name in facet_names}
     words, id_numbers = split_id_numbers(text)
     index_filters = {("region_path" if name == "region" else name): value for name, value in chosen.items()}

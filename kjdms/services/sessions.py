@@ -25,6 +25,8 @@ LAST_SEEN_AT = "_kjdms_last_seen_at"
 # Rewriting the cookie on every request would only add traffic: the idle clock moves in steps of a minute.
 SEEN_RESOLUTION = timedelta(minutes=1)
 
+_installed = False
+
 
 @dataclass(frozen=True)
 class Lifetimes:
@@ -78,8 +80,14 @@ def install_revocation(session_factory) -> None:
     """End a user's sessions whenever a flush changes their password or disables them, or removes a role.
 
     A hook as well as the explicit calls: the back office edits users and roles through generic views that
-    call no service, and a session must not outlive a lost right whichever way it was taken away.
+    call no service, and a session must not outlive a lost right whichever way it was taken away. Once per
+    process: the session is shared, its listeners must not pile up.
     """
+    global _installed
+    if _installed:
+        return
+    _installed = True
+
     @event.listens_for(session_factory, "before_flush")
     def revoke(session, flush_context, instances):
         users = set()

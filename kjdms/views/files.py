@@ -11,7 +11,7 @@ from ..extensions import db
 from ..documents.images import PreviewUnavailable, notice_png, pdf_first_page_png
 from ..models import AttachmentVersion
 from ..permissions import can
-from ..services import audit
+from ..services import disclosures
 
 bp = Blueprint("files", __name__, url_prefix="/files")
 EXTENSIONS = {"application/pdf": ".pdf", "image/jpeg": ".jpg", "image/png": ".png"}
@@ -33,8 +33,7 @@ def viewable_version(version_id: int) -> AttachmentVersion:
 def audited(version: AttachmentVersion, how: str) -> None:
     """Write staff's reading of a document to the audit log: the basic-information form holds the full ID number."""
     if not current_user.is_applicant:
-        audit.record_document_access(db.session, current_user, version, how)
-        db.session.commit()
+        disclosures.document_read(db.session, current_user, version, how)
 
 
 def safe_headers(response: Response) -> Response:

@@ -13,7 +13,7 @@ from ..display import mask_id_number
 from ..extensions import db
 from ..models import Region
 from ..search import FACETS
-from ..services import audit
+from ..services import disclosures
 from ..services.search import CREDIT_LABELS, FACET_TITLES, MAX_QUERY_CHARACTERS, search_dossiers, split_id_numbers
 from ..vocabulary import QUALIFICATION_LEVELS, STAFF_ROLES
 from . import int_arg, staff_role_required
@@ -106,9 +106,8 @@ def index():
         page=min(int_arg("page") or 1, MAX_PAGE))
     if id_numbers:
         # Who looked up a person by full ID number, and whom it showed: PIPL's record of access.
-        audit.record_id_number_search(db.session, current_user, len(id_numbers),
-                                      [hit.dossier.id for hit in results.hits])
-        db.session.commit()
+        disclosures.id_number_searched(db.session, current_user, len(id_numbers),
+                                       [hit.dossier.id for hit in results.hits])
     state = {"q": query or None, "idn": sealed if id_numbers else None, **results.filters,
              "sort": results.sort if results.sort != "relevance" else None}
 

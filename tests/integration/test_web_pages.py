@@ -7,6 +7,9 @@ from kjdms.extensions import db
 from kjdms.models import AuditEvent
 from tests.webclient import APPLICANT_PAGES, POST_ONLY, build_site, database_snapshot, every_get_path, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 APPLICANTS = ("欧阳明月", "张伟", "李四")
 
 
