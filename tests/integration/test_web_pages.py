@@ -42,6 +42,12 @@ def test_no_get_writes_anything_but_disclosure_audit_and_no_page_fails(visitors,
     # Staff only: a person reading their own documents discloses nothing.
     assert not any(event.actor_label.startswith("applicant:") or event.actor_label == "anonymous"
                    for event in written)
+    # And every disclosure a staff member received is one audit row: no document or ID-number search unaudited.
+    staff = set(visitors) - {"anonymous", *APPLICANTS}
+    disclosed = [(who, path) for (who, path), status in answers.items() if who in staff and (
+        (path.startswith("/files/") and status in (200, 415))
+        or (path.startswith("/search/?idn=") and path != "/search/?idn=forged" and status == 200))]
+    assert disclosed and len(written) == len(disclosed), (len(written), len(disclosed))
     assert all(answers[who, path] == 405 for who in visitors for path in POST_ONLY if "{" not in path)
 
 
