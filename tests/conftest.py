@@ -74,13 +74,20 @@ def postgres_migrated(postgres_url, tmp_path_factory):
 def empty_tables() -> None:
     """Empty every table but the reference data.
 
-    On PostgreSQL by TRUNCATE: the append-only trigger on credit_records refuses row deletes, by design
-    (SQLite tests start from a fresh copy of the file, so only credit-free runs empty it there).
+    On PostgreSQL by TRUNCATE: the append-only triggers on credit_records and audit_events refuse row
+    deletes, by design (SQLite tests start from a fresh copy of the file, so only credit-free runs empty
+    it there, with the audit log's triggers lifted for the moment, as only the database's owner could).
     """
     tables = [table for table in reversed(db.metadata.sorted_tables) if table.name not in KEPT_TABLES]
     if db.engine.dialect.name == "sqlite":
+        triggers = db.session.execute(sa.text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'")).all()
+        for name, _ in triggers:
+            db.session.execute(sa.text(f'DROP TRIGGER "{name}"'))
         for table in tables:
             db.session.execute(table.delete())
+        for _, sql in triggers:
+            db.session.execute(sa.text(sql))
     else:
         names = ", ".join(f'"{table.name}"' for table in tables)
         db.session.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY"))
