@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, has_app_context
+from flask import session as flask_session
 from flask_bootstrap import Bootstrap5
 
 from .config import PROJECT_ROOT, Config
@@ -17,6 +18,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .backends import Backends, get_drainer, make_blob_store, make_search_index
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
+    from .services import sessions
     from .services.change_tracking import install_change_tracking
     from .services.indexing import OutboxDrainer
     from .views import applicant, archive, auth, credit, files, filters, home, review, search
@@ -35,10 +37,16 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["BOOTSTRAP_SERVE_LOCAL"] = True
     Bootstrap5(app)
 
+    lifetimes = sessions.Lifetimes(config.STAFF_SESSION_IDLE, config.STAFF_SESSION_LIFETIME,
+                                   config.APPLICANT_SESSION_IDLE, config.APPLICANT_SESSION_LIFETIME)
+
     @login_manager.user_loader
     def load_user(user_id):
         user = db.session.get(models.User, int(user_id))
-        return user if user is not None and user.is_active else None
+        if user is None or not sessions.session_is_current(flask_session, user, lifetimes):
+            flask_session.clear()  # ended: a stale cookie must not keep a user id or pending state
+            return None
+        return user
 
     index = make_search_index(config)
     app.extensions["kjdms"] = Backends(
@@ -50,9 +58,20 @@ def create_app(config: Config | None = None) -> Flask:
     # dossiers it changed: services/change_tracking.py (installed once per process; each commit wakes
     # the drainer of the application it ran in).
     install_change_tracking(db.session, lambda: get_drainer().notify() if has_app_context() else None)
+    _install_once(sessions.install_revocation, db.session)
     for module in (home, filters, auth, applicant, files, review, search, archive, credit):
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)
     commands.register(app)
     return app
+
+
+_INSTALLED: set = set()
+
+
+def _install_once(install, session_factory) -> None:
+    """Run install(session_factory) once per process: the session is shared, its listeners must not pile up."""
+    if install not in _INSTALLED:
+        install(session_factory)
+        _INSTALLED.add(install)

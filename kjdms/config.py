@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +67,18 @@ def _flag(value) -> bool:
     return str(value).lower() in ("1", "true", "yes", "on")
 
 
+def _positive(get, name: str, default: float) -> float:
+    """Read a positive number setting, naming the variable when it is not one."""
+    value = get(name, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number <= 0:
+        raise ValueError(f"KJDMS_{name}: “{value}” should be a positive number")
+    return number
+
+
 class Config:
     """Settings for one instance; every field can be set by a KJDMS_<NAME> variable."""
 
@@ -100,6 +112,12 @@ class Config:
                                              or self.STORAGE_DIR / "package_signing_key")
         # Behind HTTPS, send the session cookie only over it.
         self.SECURE_COOKIES = _flag(get("SECURE_COOKIES", "0"))
+        # Sessions end after this long without a request, and this long after signing in whatever happens;
+        # applicants fill in long forms once a year, staff work on shared office machines.
+        self.STAFF_SESSION_IDLE = timedelta(minutes=_positive(get, "STAFF_SESSION_IDLE_MINUTES", 30))
+        self.STAFF_SESSION_LIFETIME = timedelta(hours=_positive(get, "STAFF_SESSION_HOURS", 8))
+        self.APPLICANT_SESSION_IDLE = timedelta(minutes=_positive(get, "APPLICANT_SESSION_IDLE_MINUTES", 120))
+        self.APPLICANT_SESSION_LIFETIME = timedelta(hours=_positive(get, "APPLICANT_SESSION_HOURS", 24))
         self.TESTING = bool(overrides.get("TESTING", False))
 
     def flask_settings(self) -> dict:

@@ -13,6 +13,7 @@ from kjdms.samples import sample_png
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.dossiers import update_basic_information
 from kjdms.services.lifecycle import fire_transition
+from kjdms.services.sessions import start_session
 from kjdms.services.working_copy import start_working_copy
 from tests.helpers import USCC_SHUANGTA, applicant, upload_required
 
@@ -51,6 +52,7 @@ class WebClient(FlaskClient):
         with self.session_transaction() as session:
             session["_user_id"] = str(user.id)
             session["_fresh"] = True
+            start_session(session, user)
         return self
 
     def upload(self, slot: str, data: bytes | None, filename: str, comment: str = ""):

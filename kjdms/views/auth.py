@@ -11,7 +11,7 @@ from ..backends import get_config
 from ..extensions import db
 from ..forms import ActionForm, ApplicantLoginForm, RegisterForm, SetPasswordForm, StaffLoginForm
 from ..models import Person, User, utcnow
-from ..services import login_throttle
+from ..services import login_throttle, sessions
 from ..services.accounts import hash_password, password_matches, set_password
 from ..services.dossiers import register_person
 from ..validators import ValidationError, ValidationErrors, normalize_id_number
@@ -53,6 +53,7 @@ def _sign_in(user: User, account: str):
     db.session.commit()
     session.clear()  # a fresh session: nothing chosen before signing in carries over
     login_user(user)
+    sessions.start_session(session, user)
     return redirect(safe_next(home_of(user)))
 
 
@@ -144,9 +145,11 @@ def register():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Sign out."""
+    """Sign out, ending every session of this user (a copy of the cookie taken earlier stops working too)."""
     if not ActionForm().validate_on_submit():
         abort(400)
+    sessions.end_all_sessions(db.session, current_user._get_current_object())
+    db.session.commit()
     logout_user()
     session.clear()
     flash("您已退出登录。", "info")
