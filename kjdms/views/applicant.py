@@ -13,6 +13,7 @@ from ..models import Dossier
 from ..permissions import PermissionDenied, can
 from ..documents.basic_info_form import basic_information_form_pdf
 from ..services.attachments import add_attachment_version, size_label
+from ..services import settings
 from ..services.credit import credit_file
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
                                  update_basic_information)
@@ -62,7 +63,7 @@ def index():
         missing=missing_items(working) if working.state == "draft" else [],
         transitions=[t for t in get_workflow().available_transitions(working, {"owner"})
                      if t.name in OWNER_TRANSITIONS],
-        changes=changes(copy) if copy else [], deadline=get_config().CONFIRMATION_DEADLINE,
+        changes=changes(copy) if copy else [], deadline=settings.effective(db.session, get_config()).CONFIRMATION_DEADLINE,
         workflow=get_workflow(), form=TransitionForm(), action_form=ActionForm(),
     )
 

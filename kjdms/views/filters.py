@@ -7,7 +7,8 @@ from ..backends import get_config
 from ..display import extraction_status, field_value, mask_id_number
 from ..local_time import local_text
 from ..models import as_utc, utcnow
-from ..services import time_rules
+from ..extensions import db
+from ..services import settings, time_rules
 
 bp = Blueprint("filters", __name__)
 
@@ -60,5 +61,5 @@ def late_flags(dossier):
 @bp.app_template_global("collection_windows")
 def collection_windows():
     """Return the collection window open today and the next announced one (either may be None)."""
-    config = get_config()
+    config = settings.effective(db.session, get_config())
     return time_rules.current_window(config), time_rules.next_window(config)
