@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from . import index, maintenance, records, setup
+from . import index, maintenance, records, setup, users
 
-GROUPS = (setup, index, records, maintenance)
+GROUPS = (setup, users, index, records, maintenance)
 
 
 def register(app: Flask) -> None:
