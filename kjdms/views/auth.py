@@ -41,7 +41,7 @@ def home_of(user: User) -> str:
     roles = {assignment.role for assignment in user.role_assignments}
     # Each role lands on its own work: the back office, the queue, the credit files, the archive; else search.
     for role, endpoint in (("administrator", "admin.index"), ("reviewer", "review.worklist"),
-                           ("credit_officer", "credit.index"), ("archivist", "archive.index")):
+                           ("credit_officer", "credit.dossiers"), ("archivist", "archive.index")):
         if role in roles:
             return url_for(endpoint)
     return url_for("search.index")

@@ -17,7 +17,7 @@ from ..models import AttachmentVersion, CreditRecord, Dossier, Person
 from ..permissions import PermissionDenied, can
 from ..services import audit
 from ..services.credit import (DEFAULT_LEGAL_BASIS, MAX_FINDING, MAX_LEGAL_BASIS, CreditRefused, correct_record,
-                               credit_file, credit_files_page, evidence_choices, live_count, may_record, may_view,
+                               credit_file, credit_files_page, recordable_dossiers_page, evidence_choices, live_count, may_record, may_view,
                                record_finding, revoke_record)
 from ..validators import ValidationErrors
 from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS
@@ -126,6 +126,14 @@ def index():
     """List the credit files of the user's regions, the latest recorded first."""
     listing = credit_files_page(db.session, current_user, page=int_arg("page") or 1)
     return render_template("credit/index.html", listing=listing, workflow=get_workflow())
+
+
+@bp.get("/dossiers")
+@staff_role_required("credit_officer")
+def dossiers():
+    """List the dossiers of the officer's regions on which a finding may be recorded, the latest handled first."""
+    listing = recordable_dossiers_page(db.session, get_workflow(), current_user, page=int_arg("page") or 1)
+    return render_template("credit/dossiers.html", listing=listing, workflow=get_workflow())
 
 
 @bp.get("/dossier/<int:dossier_id>")

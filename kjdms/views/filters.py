@@ -58,6 +58,14 @@ def late_flags(dossier):
     return time_rules.late_flags(dossier)
 
 
+@bp.app_template_filter("acted_by")
+def acted_by(row) -> str:
+    """Name who fired a history row as people see it: the office (双塔区财政局), the person, or the system."""
+    if row.actor is not None and not row.actor.is_applicant:
+        return row.actor.office_label
+    return {"owner": "本人", "system": "系统"}.get(row.actor_role, "—")
+
+
 @bp.app_template_global("collection_windows")
 def collection_windows():
     """Return the collection window open today and the next announced one (either may be None)."""
