@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..models import AuditEvent, Region, User
+from ..vocabulary import ADMINISTRATOR_ROLE
 from .accounts import AccountView
 from .audit import AuditView
 from .base import ScopedIndexView, current_scope
@@ -29,7 +30,7 @@ class HomeView(ScopedIndexView):
 
         scope = current_scope()
         count = db.session.scalar(select(func.count()).select_from(staff_in_scope(scope).subquery()))
-        tops = [a.region for a in current_user.role_assignments if a.role == "administrator"]
+        tops = [a.region for a in current_user.role_assignments if a.role == ADMINISTRATOR_ROLE]
         return self.render("admin/kjdms/home.html", tops=tops, staff_count=count)
 
 

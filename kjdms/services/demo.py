@@ -9,6 +9,7 @@ from ..models import User
 from ..permissions import SYSTEM, SystemActor
 from ..samples import sample_pdf, sample_png
 from ..validators import id_number_check_digit, org_code_check_char, uscc_check_char
+from ..vocabulary import ADMINISTRATOR_ROLE, ARCHIVIST_ROLE, CREDIT_OFFICER_ROLE, REVIEWER_ROLE
 from .accounts import hash_password, one_time_password, set_password
 from .attachments import add_attachment_version
 from .dossiers import register_person
@@ -20,14 +21,14 @@ DEMO = SystemActor(label="kjdms demo")
 
 # (user name, display name, role, region code)
 STAFF = (
-    ("admin", "省财政厅系统管理员", "administrator", "210000"),
-    ("admin_shuangta", "双塔区财政局系统管理员", "administrator", "211302"),
-    ("reviewer_chaoyang", "朝阳市财政局审核员", "reviewer", "211300"),
-    ("reviewer_shibenji", "市本级审核员", "reviewer", "211300-BJ"),
-    ("reviewer_shuangta", "双塔区财政局审核员", "reviewer", "211302"),
-    ("reviewer_longcheng", "龙城区财政局审核员", "reviewer", "211303"),
-    ("credit_chaoyang", "朝阳市信用档案管理员", "credit_officer", "211300"),
-    ("archivist_chaoyang", "朝阳市档案管理员", "archivist", "211300"),
+    ("admin", "省财政厅系统管理员", ADMINISTRATOR_ROLE, "210000"),
+    ("admin_shuangta", "双塔区财政局系统管理员", ADMINISTRATOR_ROLE, "211302"),
+    ("reviewer_chaoyang", "朝阳市财政局审核员", REVIEWER_ROLE, "211300"),
+    ("reviewer_shibenji", "市本级审核员", REVIEWER_ROLE, "211300-BJ"),
+    ("reviewer_shuangta", "双塔区财政局审核员", REVIEWER_ROLE, "211302"),
+    ("reviewer_longcheng", "龙城区财政局审核员", REVIEWER_ROLE, "211303"),
+    ("credit_chaoyang", "朝阳市信用档案管理员", CREDIT_OFFICER_ROLE, "211300"),
+    ("archivist_chaoyang", "朝阳市档案管理员", ARCHIVIST_ROLE, "211300"),
 )
 
 # (name, the first eight characters of the USCC, the organisation code's eight body characters)
@@ -85,9 +86,9 @@ def load_demo(session, workflow, blobs, id_hash_key: str, progress=lambda messag
         region = region_by_code(session, region_code)
         user, password = create_account(session, DEMO, username=username, display_name=display_name,
                                         region=region, department="会计科", role=role, password=one_time_password())
-        staff.setdefault(role if role != "reviewer" else region_code, user)
+        staff.setdefault(role if role != REVIEWER_ROLE else region_code, user)
         credentials.append(Credential(role, username, password, display_name))
-    staff["reviewer"] = staff["211300"]
+    staff[REVIEWER_ROLE] = staff["211300"]
     for index, (name, birth, sequence, region_code, path) in enumerate(APPLICANTS):
         progress(f"{name}: {' → '.join(('draft',) + path)}")
         employer, prefix, org_body = EMPLOYERS[region_code]
@@ -116,8 +117,8 @@ def load_demo(session, workflow, blobs, id_hash_key: str, progress=lambda messag
                 purge_dossier(session, workflow, blobs, dossier, SYSTEM, "演示：逾期未进行信息更新和确认",
                               id_hash_key=id_hash_key, legal_basis=DEADLINE_LEGAL_BASIS)
                 continue
-            actor = {"submit": owner, "approve": staff["reviewer"], "reject": staff["reviewer"],
-                     "archive": staff["archivist"]}[action]
+            actor = {"submit": owner, "approve": staff[REVIEWER_ROLE], "reject": staff[REVIEWER_ROLE],
+                     "archive": staff[ARCHIVIST_ROLE]}[action]
             comment = "学历证书照片不清晰，请重新上传" if action == "reject" else None
             fire_transition(session, workflow, dossier, action, actor, comment)
         if "purge" not in path:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, object_session, selectinload
 
 from ..models import Attachment, Dossier, IndexOutbox, Region, as_utc, utcnow
 from ..search import NO_REGION, SearchIndex
+from ..vocabulary import PURGED_STATE
 from .credit import live_person_ids
 from .identity import id_number_hash
 
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 DRAIN_BATCH = 500
 # Indexed rows stay this long, so a reindex can replay what changed while it ran.
 KEEP_INDEXED_ROWS = timedelta(days=1)
-PURGED_STATE = "purged"
 # A plain (unmapped) attribute load_dossiers sets on each dossier for dossier_document to read.
 LIVE_CREDIT = "_kjdms_live_credit"
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..models import AuditEvent, Dossier, LegacyImport, Person, Region, User, utcnow
 from ..validators import ValidationError, ValidationErrors, check_sex_and_birth_date, validate_id_number
-from ..vocabulary import EDUCATION_LEVELS, QUALIFICATION_LEVELS, SEXES
+from ..vocabulary import DRAFT_STATE, EDUCATION_LEVELS, QUALIFICATION_LEVELS, SEXES
 from .change_tracking import enqueue, leave_outbox_to_worker
 from .dossiers import DALIAN_MESSAGE, clean_fields
 
@@ -392,7 +392,7 @@ def _write_chunk(session, run_id: int, good: list[GoodRow]) -> tuple[int, int]:
     bulk_insert(connection, User.__table__, [{"person_id": person_ids[number]} for number in numbers],
                 is_active=True, created_at=now)
     bulk_insert(connection, Dossier.__table__, [{**row.dossier, "person_id": person_ids[row.id_number]} for row in new],
-                state="draft", state_changed_at=now, to_confirm=True, job_types=[], is_student=False,
+                state=DRAFT_STATE, state_changed_at=now, to_confirm=True, job_types=[], is_student=False,
                 created_at=now, updated_at=now, lock_version=1)
     dossier_ids = connection.execute(select(Dossier.id).where(
         Dossier.person_id.in_(list(person_ids.values())), Dossier.baseline_id.is_(None))).scalars().all()

@@ -9,13 +9,12 @@ from sqlalchemy import exists, select
 from ..models import Region, RoleAssignment, User
 from ..permissions import PermissionDenied, SystemActor
 from ..validators import ValidationError
-from ..vocabulary import STAFF_ROLES
+from ..vocabulary import ADMINISTRATOR_ROLE, STAFF_ROLES
 from . import audit
 from .accounts import assign_role, hash_password, one_time_password
 from .sessions import end_all_sessions
 from .transaction import committing
 
-ADMINISTRATOR = "administrator"
 USERNAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{2,31}")
 
 
@@ -40,7 +39,7 @@ class Scope:
 
     def may_grant(self, role: str, region_id: int | None) -> bool:
         """Tell whether role may be given at region_id: no one appoints an administrator at or above their own level."""
-        if role == ADMINISTRATOR:
+        if role == ADMINISTRATOR_ROLE:
             return self.below_ids is None or region_id in self.below_ids
         return region_id is not None and self.covers(region_id)
 
@@ -74,14 +73,14 @@ def scope_of(session, actor) -> Scope:
         return EVERYTHING
     if actor is None or not actor.is_active or actor.is_applicant:
         return Scope(frozenset(), frozenset())
-    tops = {a.region_id for a in actor.role_assignments if a.role == ADMINISTRATOR}
+    tops = {a.region_id for a in actor.role_assignments if a.role == ADMINISTRATOR_ROLE}
     return Scope(*subtree_ids(session, tops))
 
 
 def is_administrator(user) -> bool:
     """Tell whether user holds administrator anywhere (and so may open the back office)."""
     return bool(user is not None and getattr(user, "is_authenticated", False) and not user.is_applicant
-                and any(a.role == ADMINISTRATOR for a in user.role_assignments))
+                and any(a.role == ADMINISTRATOR_ROLE for a in user.role_assignments))
 
 
 def is_province_administrator(actor) -> bool:
@@ -89,7 +88,7 @@ def is_province_administrator(actor) -> bool:
     if isinstance(actor, SystemActor):
         return True
     return bool(actor is not None and actor.is_active and not actor.is_applicant and any(
-        a.role == ADMINISTRATOR and a.region.parent_id is None for a in actor.role_assignments))
+        a.role == ADMINISTRATOR_ROLE and a.region.parent_id is None for a in actor.role_assignments))
 
 
 def staff_in_scope(scope: Scope):
