@@ -226,6 +226,17 @@ class TestAccounts:
         assert new.headers["Location"].startswith("/account/password")
 
 
+@pytest.fixture
+def shipped_regions(app):
+    """Put the region tree back as shipped after the test (PostgreSQL keeps the regions table between tests)."""
+    yield
+    db.session.rollback()
+    db.session.execute(Region.__table__.update().values(edited_at=None))
+    db.session.commit()
+    load_regions(db.session)
+
+
+@pytest.mark.usefixtures("shipped_regions")
 class TestRegionsAndSettings:
     def test_the_province_edits_a_contact_and_contacts_shows_every_office(self, login, client, office):
         province = login(office["province"])
