@@ -13,8 +13,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def create_app(config: Config | None = None) -> Flask:
-    """Build the application: config, extensions, backends, change tracking, blueprints, commands."""
+    """Build the application: config, extensions, backends, change tracking, blueprints, back office, commands."""
     from . import commands, models  # noqa: F401  (models registers the tables on db.metadata)
+    from .admin import init_admin
     from .backends import Backends, get_drainer, make_blob_store, make_search_index
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
@@ -64,5 +65,6 @@ def create_app(config: Config | None = None) -> Flask:
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)
+    init_admin(app)
     commands.register(app)
     return app

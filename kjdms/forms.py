@@ -64,7 +64,7 @@ class StaffLoginForm(Form):
 
 
 class PasswordMixin:
-    password = PasswordField("设置密码", validators=[required("密码")], description="至少8位，须同时包含字母和数字。")
+    password = PasswordField("设置密码", validators=[required("密码")], description="至少8位，须同时包含字母和数字，不能是常见密码。")
     password_confirm = PasswordField("确认密码", validators=[
         required("确认密码"), EqualTo("password", message="确认密码：两次输入的密码不一致")])
 

@@ -35,6 +35,9 @@ class Region(db.Model):
     office_name: Mapped[str | None] = mapped_column(String(64))
     phone: Mapped[str | None] = mapped_column(String(32))
     address: Mapped[str | None] = mapped_column(String(128))
+    hours: Mapped[str | None] = mapped_column(String(64))
+    # Set once an administrator edits the region: `kjdms init` then leaves it as they made it.
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # 二（五）: Dalian collects under its own rules; the platform sends its people there.
     collected_elsewhere: Mapped[bool] = mapped_column(Boolean, default=False)
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
@@ -75,10 +78,17 @@ class User(UserMixin, db.Model):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Staff only: the office the account belongs to; administrators above it manage it (services/staff.py).
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
+    department: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    # A one-time password was given (new account, reset): the user must choose their own before anything else.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Raised to end every session of this user at once (services/sessions.py).
     session_generation: Mapped[int] = mapped_column(Integer, server_default="0")
 
     person: Mapped[Person | None] = relationship(back_populates="user")
+    region: Mapped[Region | None] = relationship()
     role_assignments: Mapped[list[RoleAssignment]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
     )
@@ -87,6 +97,14 @@ class User(UserMixin, db.Model):
     def is_applicant(self) -> bool:
         """Tell whether this is an accounting person rather than staff."""
         return self.person_id is not None
+
+    @property
+    def office_label(self) -> str:
+        """Return how pages name this staff user to others: the office (双塔区财政局), not the user name."""
+        if self.region is not None:
+            office = self.region.office_name or self.region.name
+            return f"{office}（{self.department}）" if self.department else office
+        return self.display_name or self.label
 
     @property
     def label(self) -> str:
@@ -424,6 +442,16 @@ class CreditChain:
         if not self.live:
             return "已撤销"
         return "有效（已更正）" if len(self.records) > 1 else "有效"
+
+
+class Setting(db.Model):
+    """A setting an administrator changed in the back office; it wins over its KJDMS_* default."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_by_label: Mapped[str] = mapped_column(String(64))
 
 
 class LegacyImport(db.Model):

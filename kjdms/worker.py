@@ -9,6 +9,7 @@ from flask import Flask
 
 from .backends import backends
 from .extensions import db
+from .services import settings
 from .services.deadline_purge import purge_expired_due
 from .services.text_extraction import extract_pending
 
@@ -45,7 +46,7 @@ def work_once(app: Flask, *, extraction_batch: int = 5) -> WorkDone:
 def _purge_due(chosen) -> int:
     """Purge a batch of expired dossiers unless today's run is done; return how many were purged."""
     run = purge_expired_due(db.session, chosen.workflow, chosen.blobs, chosen.index, chosen.drainer.drain,
-                            id_hash_key=chosen.config.ID_HASH_KEY, deadline=chosen.config.CONFIRMATION_DEADLINE)
+                            id_hash_key=chosen.config.ID_HASH_KEY, deadline=settings.effective(db.session, chosen.config).CONFIRMATION_DEADLINE)
     if run is not None and (run.purged or run.skipped):
         log.info("deadline purge: %d purged, %d skipped", len(run.purged), len(run.skipped))
     return len(run.purged) if run is not None else 0

@@ -148,7 +148,7 @@ APPLICANT_PAGES = ("/me/", "/me/edit", "/me/form.pdf", "/me/documents", "/me/cre
 REVIEW_PAGES = ("/review/", "/review/?waited=7", "/review/?page=2", "/review/?region={region}", "/review/{dossier}")
 FILE_PAGES = ("/files/{version}", "/files/{version}/preview.png")
 # The site has no credit record: record 1 is a missing one (test_web_credit covers the pages with records).
-CREDIT_PAGES = ("/credit/", "/credit/dossier/{dossier}", "/credit/dossier/{dossier}/records/1/correct")
+CREDIT_PAGES = ("/credit/", "/credit/dossiers", "/credit/dossiers?page=2", "/credit/dossier/{dossier}", "/credit/dossier/{dossier}/records/1/correct")
 SEARCH_PAGES = ("/search/", "/search/?q=欧阳明月", "/search/?q=朝阳市&state=submitted&sort=date", "/search/?page=2",
                 "/search/?q=2113*", "/search/?region={region}", "/search/?idn=forged")
 ARCHIVE_PAGES = ("/archive/", "/archive/?state=archived&page=2", "/archive/{dossier}",

@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from . import audit, index, maintenance, records, setup
+from . import audit, index, maintenance, records, setup, users
 
-GROUPS = (setup, index, records, maintenance, audit)
+GROUPS = (setup, users, index, records, maintenance, audit)
 
 
 def register(app: Flask) -> None:

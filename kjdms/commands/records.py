@@ -58,11 +58,12 @@ def import_legacy_command(file, report, chunk):
 def purge_expired_command(dry_run, yes, limit):
     """删除逾期未更新确认的原系统档案（辽财会〔2019〕116号 二（三））。"""
     from ..display import mask_id_number
+    from ..services import settings
     from ..services.deadline_purge import (deadline_passed, expired_dossier_ids, imported_after_deadline,
                                            listed_dossiers, purge_expired)
 
     config = get_config()
-    deadline = config.CONFIRMATION_DEADLINE
+    deadline = settings.effective(db.session, config).CONFIRMATION_DEADLINE
     if not deadline_passed(deadline):
         click.echo(f"信息更新和确认期限 {deadline.isoformat()} 尚未届满（北京时间次日起方可删除），未做任何处理")
         return

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import secrets
+import string
+from importlib import resources
 
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -13,15 +15,39 @@ from ..vocabulary import STAFF_ROLES
 from . import audit
 
 MIN_PASSWORD_LENGTH = 8
+# The policy, as the README and the password pages state it.
+PASSWORD_POLICY = f"至少{MIN_PASSWORD_LENGTH}位，同时包含字母和数字，不能包含用户名，不能是常见密码"
 
 
-def hash_password(password: str) -> str:
-    """Return a salted scrypt hash of password, refusing a weak one."""
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """Return the shipped list of common passwords, lower-cased."""
+    text = resources.files("kjdms").joinpath("data/common_passwords.txt").read_text("utf-8")
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and line[0] != "#")
+
+
+def check_password(password: str, username: str | None = None) -> None:
+    """Raise ValidationError when password breaks the policy (PASSWORD_POLICY)."""
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise ValidationError("password", f"密码：至少{MIN_PASSWORD_LENGTH}位")
     if password.isdigit() or password.isalpha():
         raise ValidationError("password", "密码：须同时包含字母和数字")
+    if username and username.lower() in password.lower():
+        raise ValidationError("password", "密码：不能包含用户名")
+    if password.lower() in common_passwords():
+        raise ValidationError("password", "密码：这是常见密码，容易被猜中，请换一个")
+
+
+def hash_password(password: str, username: str | None = None) -> str:
+    """Return a salted scrypt hash of password, refusing a weak one."""
+    check_password(password, username)
     return generate_password_hash(password, method="scrypt")
+
+
+def one_time_password() -> str:
+    """Return a random password of letters and digits that passes the policy, to be shown once."""
+    letters = "".join(secrets.choice(string.ascii_letters) for _ in range(6))
+    return letters + "".join(secrets.choice(string.digits) for _ in range(4))
 
 
 @functools.cache
@@ -37,18 +63,10 @@ def password_matches(user: User | None, password: str) -> bool:
     return bool(stored) and matches
 
 
-def create_staff_user(session, username: str, password: str, display_name: str, actor=None) -> User:
-    """Create a staff account (signing in by user name)."""
-    user = User(username=username, display_name=display_name, password_hash=hash_password(password))
-    session.add(user)
-    session.flush()
-    audit.record(session, actor, "user.create", "user", user.id)
-    return user
-
-
 def set_password(session, user: User, password: str, actor=None) -> None:
-    """Replace user's password (the caller commits)."""
-    user.password_hash = hash_password(password)
+    """Replace user's password with one they chose (the caller commits); a one-time password is then spent."""
+    user.password_hash = hash_password(password, user.username)
+    user.must_change_password = False
     audit.record(session, actor or user, "user.set_password", "user", user.id)
 
 
@@ -59,6 +77,8 @@ def assign_role(session, user: User, role: str, region: Region, actor=None) -> R
     existing = session.scalar(select(RoleAssignment).filter_by(user=user, role=role, region=region))
     if existing:
         return existing
+    if user.region is None and not user.is_applicant:
+        user.region = region  # the first role's region is the account's office until told otherwise
     assignment = RoleAssignment(user=user, role=role, region=region)
     session.add(assignment)
     session.flush()

@@ -158,6 +158,31 @@ def credit_files_page(session, workflow: WorkflowEngine, user, *, page: int = 1)
     return CreditFilesPage(files, total, page, pages)
 
 
+@dataclass
+class DossiersPage:
+    """One page of the dossiers a credit officer may record a finding on, the latest changed first."""
+
+    dossiers: list[Dossier]
+    total: int
+    page: int
+    pages: int
+
+
+def recordable_dossiers_page(session, workflow: WorkflowEngine, user, *, page: int = 1) -> DossiersPage:
+    """Return a page of the dossiers of user's credit-officer regions in a state where a finding may be recorded."""
+    roles = recorders(workflow)
+    regions = covered_region_ids(session, user, *roles)
+    states = [name for name, state in workflow.definition.states.items() if state.roles_with("annotate") & roles]
+    where = and_(Dossier.baseline_id.is_(None), Dossier.region_id.in_(regions), Dossier.state.in_(states))
+    total = session.scalar(select(func.count()).select_from(Dossier).where(where))
+    page, pages = clamp_page(page, total, FILES_PAGE_SIZE)
+    dossiers = session.scalars(
+        select(Dossier).where(where).order_by(Dossier.state_changed_at.desc(), Dossier.id.desc())
+        .offset((page - 1) * FILES_PAGE_SIZE).limit(FILES_PAGE_SIZE)
+        .options(selectinload(Dossier.person), selectinload(Dossier.region))).all()
+    return DossiersPage(list(dossiers), total, page, pages)
+
+
 # -- who may see and write ---------------------------------------------------------------------
 
 def may_view(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool:

@@ -1,26 +1,28 @@
 """Demo data: staff for every role in Chaoyang's regions and dossiers in every workflow state."""
 from __future__ import annotations
 
-import secrets
-import string
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from ..models import User
-from ..permissions import SYSTEM
+from ..permissions import SYSTEM, SystemActor
 from ..samples import sample_pdf, sample_png
 from ..validators import id_number_check_digit, org_code_check_char, uscc_check_char
 from ..vocabulary import ADMINISTRATOR_ROLE, ARCHIVIST_ROLE, CREDIT_OFFICER_ROLE, REVIEWER_ROLE
-from .accounts import assign_role, create_staff_user, hash_password, set_password
+from .accounts import hash_password, one_time_password, set_password
 from .attachments import add_attachment_version
 from .dossiers import register_person
 from .lifecycle import DEADLINE_LEGAL_BASIS, fire_transition, purge_dossier
 from .reference import region_by_code
+from .staff import create_account
+
+DEMO = SystemActor(label="kjdms demo")
 
 # (user name, display name, role, region code)
 STAFF = (
     ("admin", "省财政厅系统管理员", ADMINISTRATOR_ROLE, "210000"),
+    ("admin_shuangta", "双塔区财政局系统管理员", ADMINISTRATOR_ROLE, "211302"),
     ("reviewer_chaoyang", "朝阳市财政局审核员", REVIEWER_ROLE, "211300"),
     ("reviewer_shibenji", "市本级审核员", REVIEWER_ROLE, "211300-BJ"),
     ("reviewer_shuangta", "双塔区财政局审核员", REVIEWER_ROLE, "211302"),
@@ -59,12 +61,6 @@ class Credential:
     note: str
 
 
-def new_password() -> str:
-    """Return a random password of letters and digits that passes hash_password's rules."""
-    letters = "".join(secrets.choice(string.ascii_letters) for _ in range(6))
-    return letters + "".join(secrets.choice(string.digits) for _ in range(4))
-
-
 def demo_id_number(region_code: str, birth: str, sequence: str) -> str:
     """Return a valid 18-digit ID number for a demo person (administrative code 6 digits)."""
     body = region_code[:6] + birth + sequence
@@ -86,18 +82,18 @@ def load_demo(session, workflow, blobs, id_hash_key: str, progress=lambda messag
     """Create the demo staff and dossiers; return the sign-ins with their new passwords."""
     credentials, staff = [], {}
     for username, display_name, role, region_code in STAFF:
-        password = new_password()
-        user = create_staff_user(session, username, password, display_name)
-        assign_role(session, user, role, region_by_code(session, region_code))
-        staff[role if role != REVIEWER_ROLE else region_code] = user
+        # The back office's own service; a password given here is the demo's to print, not a one-time one.
+        region = region_by_code(session, region_code)
+        user, password = create_account(session, DEMO, username=username, display_name=display_name,
+                                        region=region, department="会计科", role=role, password=one_time_password())
+        staff.setdefault(role if role != REVIEWER_ROLE else region_code, user)
         credentials.append(Credential(role, username, password, display_name))
-    session.commit()
     staff[REVIEWER_ROLE] = staff["211300"]
     for index, (name, birth, sequence, region_code, path) in enumerate(APPLICANTS):
         progress(f"{name}: {' → '.join(('draft',) + path)}")
         employer, prefix, org_body = EMPLOYERS[region_code]
         id_number = demo_id_number(region_code, birth, sequence)
-        password = new_password()
+        password = one_time_password()
         dossier = register_person(
             session, name=name, id_number=id_number, password_hash=hash_password(password),
             phone=f"1390421{index:04d}", education="bachelor",
@@ -144,7 +140,7 @@ def reset_demo_passwords(session) -> list[Credential]:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
             continue
-        password = new_password()
+        password = one_time_password()
         set_password(session, user, password)
         credentials.append(Credential(role, username, password, display_name))
     session.commit()

@@ -27,7 +27,8 @@ def load_regions(session) -> tuple[int, int]:
                 region = Region(code=node["code"], **values)
                 session.add(region)
                 counts[0] += 1
-            elif any(getattr(region, key) != value for key, value in values.items()):
+            elif region.edited_at is None and any(getattr(region, key) != value for key, value in values.items()):
+                # An administrator's edit (edited_at) wins over the shipped data from then on.
                 for key, value in values.items():
                     setattr(region, key, value)
                 counts[1] += 1

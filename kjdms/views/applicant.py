@@ -13,6 +13,7 @@ from ..documents.basic_info_form import basic_information_form_pdf
 from ..models import Dossier
 from ..permissions import PermissionDenied, can
 from ..services.attachments import add_attachment_version, size_label
+from ..services import settings
 from ..services.credit import credit_file
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
                                  update_basic_information)
@@ -60,7 +61,7 @@ def index():
         missing=missing_items(working) if working.state == DRAFT_STATE else [],
         transitions=[t for t in get_workflow().available_transitions(working, {OWNER_ROLE})
                      if t.name in OWNER_TRANSITIONS],
-        changes=changes(copy) if copy else [], deadline=get_config().CONFIRMATION_DEADLINE,
+        changes=changes(copy) if copy else [], deadline=settings.effective(db.session, get_config()).CONFIRMATION_DEADLINE,
         workflow=get_workflow(), form=TransitionForm(), action_form=ActionForm(),
     )
 

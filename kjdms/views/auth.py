@@ -12,12 +12,12 @@ from ..extensions import db
 from ..forms import ActionForm, ApplicantLoginForm, RegisterForm, SetPasswordForm, StaffLoginForm
 from ..models import Person, User, utcnow
 from ..services import login_throttle, sessions
-from ..services.accounts import hash_password, password_matches, set_password
+from ..services.accounts import PASSWORD_POLICY, hash_password, password_matches, set_password
 from ..services.credit import recorders
 from ..services.dossiers import register_person
 from ..services.worklist import queue_roles
 from ..validators import ValidationError, ValidationErrors, normalize_id_number
-from ..vocabulary import ARCHIVIST_ROLE
+from ..vocabulary import ADMINISTRATOR_ROLE, ARCHIVIST_ROLE
 from . import show_errors
 
 bp = Blueprint("auth", __name__)
@@ -43,9 +43,10 @@ def home_of(user: User) -> str:
         return url_for("applicant.index")
     roles = {assignment.role for assignment in user.role_assignments}
     workflow = get_workflow()
-    # Each role lands on its own work: the queue, the credit files, the archive; anyone else on search.
-    for landing_roles, endpoint in ((queue_roles(workflow), "review.worklist"), (recorders(workflow), "credit.index"),
-                                    ({ARCHIVIST_ROLE}, "archive.index")):
+    # Each role lands on its own work: the back office, the queue, the dossiers to record findings on, the
+    # archive; anyone else on search.
+    for landing_roles, endpoint in (({ADMINISTRATOR_ROLE}, "admin.index"), (queue_roles(workflow), "review.worklist"),
+                                    (recorders(workflow), "credit.dossiers"), ({ARCHIVIST_ROLE}, "archive.index")):
         if roles & landing_roles:
             return url_for(endpoint)
     return url_for("search.index")
@@ -58,6 +59,8 @@ def _sign_in(user: User, account: str):
     session.clear()  # a fresh session: nothing chosen before signing in carries over
     login_user(user)
     sessions.start_session(session, user)
+    if user.must_change_password:
+        return redirect(url_for("auth.change_password", next=safe_next(home_of(user))))
     return redirect(safe_next(home_of(user)))
 
 
@@ -120,15 +123,45 @@ def first_password():
     if user is None or user.password_hash is not None:
         abort(404)
     form = SetPasswordForm()
-    if form.validate_on_submit():
-        try:
-            set_password(db.session, user, form.password.data)
-        except ValidationError as error:
-            form.password.errors.append(error.message)
-        else:
-            session.pop(PENDING_PASSWORD, None)
-            return _sign_in(user, user.person.id_number)
+    if form.validate_on_submit() and _password_set(user, form):
+        session.pop(PENDING_PASSWORD, None)
+        return _sign_in(user, user.person.id_number)
     return render_template("auth/first_password.html", form=form)
+
+
+def _password_set(user: User, form: SetPasswordForm) -> bool:
+    """Set the password chosen in form, or attach why it was refused to the field."""
+    try:
+        set_password(db.session, user, form.password.data)
+    except ValidationError as error:
+        form.password.errors.append(error.message)
+        return False
+    return True
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """Make a staff user who signed in with a one-time password choose their own."""
+    user = current_user._get_current_object()
+    if not user.must_change_password:
+        abort(404)
+    form = SetPasswordForm()
+    if form.validate_on_submit() and _password_set(user, form):
+        # The password changed, so every session ended (services/sessions.py): this one starts afresh.
+        response = _sign_in(user, user.username)
+        flash("密码已设置。", "success")
+        return response
+    return render_template("auth/change_password.html", form=form, policy=PASSWORD_POLICY)
+
+
+@bp.before_app_request
+def insist_on_own_password():
+    """Let a user holding a one-time password do nothing but choose their own (and sign out)."""
+    if (current_user.is_authenticated and current_user.must_change_password
+            and request.endpoint not in ("auth.change_password", "auth.logout", "static", "bootstrap.static")):
+        return redirect(url_for("auth.change_password"))
+    return None
 
 
 @bp.route("/register", methods=["GET", "POST"])

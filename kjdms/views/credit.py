@@ -15,7 +15,8 @@ from ..models import AttachmentVersion, CreditRecord, Dossier, Person
 from ..permissions import PermissionDenied, can
 from ..services import disclosures
 from ..services.credit import (CreditRefused, correct_record, credit_file, credit_files_page, evidence_choices,
-                               file_keepers, live_count, may_record, may_view, record_finding, revoke_record)
+                               file_keepers, live_count, may_record, may_view, record_finding, recordable_dossiers_page,
+                               recorders, revoke_record)
 from ..validators import ValidationErrors
 from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS
 from . import dossier_or_404, int_arg, show_errors, staff_role_required
@@ -101,6 +102,14 @@ def index():
     """List the credit files of the user's regions, the latest recorded first."""
     listing = credit_files_page(db.session, get_workflow(), current_user, page=int_arg("page") or 1)
     return render_template("credit/index.html", listing=listing, workflow=get_workflow())
+
+
+@bp.get("/dossiers")
+@staff_role_required(lambda: recorders(get_workflow()))
+def dossiers():
+    """List the dossiers of the officer's regions on which a finding may be recorded, the latest handled first."""
+    listing = recordable_dossiers_page(db.session, get_workflow(), current_user, page=int_arg("page") or 1)
+    return render_template("credit/dossiers.html", listing=listing, workflow=get_workflow())
 
 
 @bp.get("/dossier/<int:dossier_id>")

@@ -7,7 +7,8 @@ from ..backends import get_config
 from ..display import extraction_status, field_value, mask_id_number
 from ..local_time import local_text
 from ..models import as_utc, utcnow
-from ..services import time_rules
+from ..extensions import db
+from ..services import settings, time_rules
 
 bp = Blueprint("filters", __name__)
 
@@ -57,8 +58,16 @@ def late_flags(dossier):
     return time_rules.late_flags(dossier)
 
 
+@bp.app_template_filter("acted_by")
+def acted_by(row) -> str:
+    """Name who fired a history row as people see it: the office (双塔区财政局), the person, or the system."""
+    if row.actor is not None and not row.actor.is_applicant:
+        return row.actor.office_label
+    return {"owner": "本人", "system": "系统"}.get(row.actor_role, "—")
+
+
 @bp.app_template_global("collection_windows")
 def collection_windows():
     """Return the collection window open today and the next announced one (either may be None)."""
-    config = get_config()
+    config = settings.effective(db.session, get_config())
     return time_rules.current_window(config), time_rules.next_window(config)

@@ -5,6 +5,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import Region
 from ..validators import ValidationError, check_text, clean_filename
+from ..services.regions import contact_offices
 
 bp = Blueprint("home", __name__)
 
@@ -36,8 +37,16 @@ def index():
 
 @bp.get("/contacts")
 def contact_list():
-    """Show 朝财会〔2019〕127号 附件1: the consultation contacts of Chaoyang's accounting offices."""
-    return render_template("home/contacts.html", contacts=contacts())
+    """Show every finance office's consultation contact, city by city (Chaoyang's from 朝财会〔2019〕127号 附件1)."""
+    groups: list[tuple[Region, list[Region]]] = []
+    for region in contact_offices(db.session):
+        chain = region.ancestors_and_self()
+        # One table per city (or per unit directly under the province); the province heads its own.
+        top = chain[-2] if len(chain) > 1 else chain[-1]
+        if not groups or groups[-1][0] is not top:
+            groups.append((top, []))
+        groups[-1][1].append(region)
+    return render_template("home/contacts.html", groups=groups)
 
 
 # The search box drops what it cannot match (control characters included) and never reaches SQL with it.

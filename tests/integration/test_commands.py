@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from kjdms.backends import get_blob_store
 from kjdms.extensions import db
-from kjdms.models import Dossier, Region, User
+from kjdms.models import AuditEvent, Dossier, Region, User
 from kjdms.services.demo import APPLICANTS, STAFF
 from tests.helpers import applicant, upload_required
 
@@ -131,3 +131,30 @@ def test_help_lists_every_command_in_chinese_as_the_readme_table_does(app):
         assert table[path].startswith(line), f"kjdms {path}: README says {table[path]!r}, --help says {line!r}"
         assert path.split()[0] in listed
     assert set(table) - {"db"} == set(commands), "README lists a command kjdms does not have"
+
+
+def test_user_commands_bootstrap_a_fresh_instance(app):
+    from kjdms.services.accounts import password_matches
+
+    created = run(app, "user", "create", "zhang_admin", "--region", "210000", "--role", "administrator",
+                  "--display-name", "张管理")
+    assert created.exit_code == 0, created.output
+    password = re.search(r"一次性初始密码（只显示这一次）：([A-Za-z0-9]+)", created.output).group(1)
+    user = db.session.scalar(select(User).where(User.username == "zhang_admin"))
+    assert password_matches(user, password) and user.must_change_password
+    assert run(app, "user", "grant", "zhang_admin", "reviewer", "--region", "211302").exit_code == 0
+    listed = run(app, "user", "list", "--role", "reviewer").output
+    assert "zhang_admin\t张管理\t辽宁省" in listed and "审核人员（双塔区）" in listed
+    assert run(app, "user", "revoke", "zhang_admin", "reviewer", "--region", "211302").exit_code == 0
+    assert run(app, "user", "revoke", "zhang_admin", "reviewer", "--region", "211302").exit_code == 1
+    assert run(app, "user", "disable", "zhang_admin").exit_code == 0
+    assert "共 1 个账号" in run(app, "user", "list", "--disabled").output
+    assert run(app, "user", "enable", "zhang_admin").exit_code == 0
+    reset = run(app, "user", "reset-password", "zhang_admin").output
+    db.session.expire_all()
+    assert password_matches(user, re.search(r"：([A-Za-z0-9]+)$", reset.strip()).group(1))
+    assert run(app, "user", "create", "zhang_admin", "--region", "210000").exit_code == 1  # taken
+    assert run(app, "user", "create", "li", "--region", "999999").exit_code == 2
+    assert run(app, "user", "disable", "nobody").exit_code == 1
+    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.actor_label == "cli")).all()
+    assert {"user.create", "role.assign", "role.revoke", "user.disable", "user.enable", "user.reset_password"} <= set(actions)

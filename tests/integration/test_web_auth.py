@@ -196,8 +196,8 @@ class TestLegacyFirstSignIn:
 
 
 class TestStaffLogin:
-    @pytest.mark.parametrize("username, landing", [("credit_chaoyang", "/credit/"), ("archivist_chaoyang", "/archive/"),
-                                                   ("admin", "/search/")])
+    @pytest.mark.parametrize("username, landing", [("credit_chaoyang", "/credit/dossiers"), ("archivist_chaoyang", "/archive/"),
+                                                   ("admin", "/admin/")])
     def test_each_role_lands_on_its_own_work(self, client, people, username, landing):
         response = client.submit("/login/staff", {"staff-username": username, "staff-password": STAFF_PASSWORD},
                                  page="/login")

@@ -134,6 +134,13 @@ class TestWhoSeesWhat:
         assert 'href="/credit/"' not in text(auth("reviewer").get("/search/"))
         assert auth("reviewer").get("/credit/").status_code == 403
 
+    def test_the_credit_officer_lands_on_the_dossiers_they_can_record_on(self, auth, case, people, workflow):
+        officer = auth("credit_officer")
+        page = text(officer.get("/credit/dossiers"))
+        assert "李四" in page and case["other"].number in page  # submitted in 龙城区, inside Chaoyang
+        assert 'href="/credit/dossiers"' in page
+        assert auth("reviewer").get("/credit/dossiers").status_code == 403
+
     def test_a_draft_is_hidden_from_the_credit_officer_unless_its_person_has_a_file(
             self, auth, people, case, workflow):
         officer, path = auth("credit_officer"), f"/credit/dossier/{case['dossier'].id}"

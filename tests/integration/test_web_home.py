@@ -37,9 +37,15 @@ class TestFrontPage:
 class TestContacts:
     def test_lists_the_eight_offices_with_phone_and_address_in_order(self, client):
         page = text(client.get("/contacts"))
-        row = r'<tr><td>([^<]+)</td>\s*<td><a href="tel:([^"]+)">[^<]+</a></td><td>([^<]+)</td></tr>'
+        row = r'<tr><td>([^<]+)</td>\s*<td><a href="tel:([^"]+)">[^<]+</a></td><td>([^<]+)</td><td>[^<]+</td></tr>'
         rows = re.findall(row, page)
         assert rows == CONTACTS
+
+    def test_lists_every_city_and_office_of_the_tree(self, client):
+        page = text(client.get("/contacts"))
+        for office in ("辽宁省财政厅", "沈阳市财政局", "葫芦岛市财政局", "沈抚新区财政局", "朝阳市财政局", "龙城区财政局"):
+            assert f"<tr><td>{office}" in page, office
+        assert "大连市财政局（按本地规定另行采集）" in page
 
 
 class TestErrorPages:

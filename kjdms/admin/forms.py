@@ -1,0 +1,57 @@
+"""The back office's own forms (on SecureForm): choices are read from the administrator's scope only."""
+from __future__ import annotations
+
+from wtforms import DateField, HiddenField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+
+from ..vocabulary import STAFF_ROLES
+from .base import SecureForm
+
+
+def region_choices(regions) -> list[tuple[int, str]]:
+    """Return (id, 辽宁省 / 朝阳市 / 双塔区) for each region given."""
+    return [(region.id, region.path_name) for region in regions]
+
+
+def role_choices(blank: str | None = None) -> list[tuple[str, str]]:
+    """Return the staff roles in Chinese, with a blank first choice when blank is given."""
+    return ([("", blank)] if blank is not None else []) + list(STAFF_ROLES.items())
+
+
+class AccountForm(SecureForm):
+    """A new staff account of an office in scope, with its first role."""
+
+    username = StringField("用户名", validators=[DataRequired("用户名：必填"), Length(max=32)],
+                           description="登录用，3–32位，以字母开头，只用字母、数字和 _ . -")
+    display_name = StringField("姓名", validators=[DataRequired("姓名：必填"), Length(max=64)])
+    region = SelectField("所属单位（地区）", coerce=int)
+    department = StringField("科室", validators=[Optional(), Length(max=64)], description="如：会计科")
+    phone = StringField("联系电话", validators=[Optional(), Length(max=32)])
+    role = SelectField("角色", choices=role_choices("（暂不授予）"))
+
+
+class GrantForm(SecureForm):
+    """A role to give at a region of the scope."""
+
+    role = SelectField("角色", choices=role_choices())
+    region = SelectField("地区", coerce=int)
+
+
+class RoleForm(SecureForm):
+    """A role held at a region, to take away."""
+
+    role = HiddenField()
+    region = HiddenField()
+
+
+class ConfirmForm(SecureForm):
+    """A button that changes something: only its CSRF token."""
+
+
+class SettingsForm(SecureForm):
+    """The collection windows and the legacy confirmation deadline."""
+
+    collection_windows = TextAreaField("信息采集期", validators=[DataRequired("信息采集期：必填")],
+                                       description="起:止，多个采集期用逗号分隔，如 2019-04-15:2019-06-30,2020-04-01:2020-06-30")
+    confirmation_deadline = DateField("原系统人员信息更新和确认截止日期", validators=[DataRequired("截止日期：必填")],
+                                      description="北京时间，当日为最后一天")
