@@ -1,0 +1,63 @@
+"""Exports: XLSX with native charts and the page's numbers, CSV that survives formula injection, each one audited."""
+from __future__ import annotations
+
+import csv
+import io
+
+import openpyxl
+from sqlalchemy import select
+
+from kjdms.extensions import db
+from kjdms.local_time import local_today
+from kjdms.models import AuditEvent, Region
+from kjdms.services.statistics import Table, compute_statistics, full_scope, region_tree
+from kjdms.services.stats_export import CSV_BOM, csv_bytes, export_tables, neutralise, xlsx_bytes
+from tests.helpers import staff
+from tests.stats_data import Spec, insert
+
+INJECTIONS = ["=1+1", "+SUM(A1:A2)", "-2+3", "@cmd", "\t=1", "\r=1", "＝1+1", "=HYPERLINK(\"http://x\",\"y\")",
+              "=cmd|' /C calc'!A0", "普通文本", "", "'=already quoted"]
+
+
+def statistics(workflow):
+    for spec in (Spec(), Spec(region="211303", qualification_level="senior"), Spec(state="submitted")):
+        insert(spec)
+    tree = region_tree(db.session)
+    chaoyang = db.session.scalar(select(Region.id).where(Region.code == "211300"))
+    return compute_statistics(db.session, workflow, full_scope(tree), tree, chaoyang)
+
+
+def test_the_workbook_has_a_native_chart_per_panel_and_the_page_numbers(app, workflow):
+    stats = statistics(workflow)
+    book = openpyxl.load_workbook(io.BytesIO(xlsx_bytes(stats.tables, stats.day)))
+    charted = [t for t in stats.tables if t.chart != "none" and t.rows]
+    assert len(book.worksheets) == len(stats.tables)
+    assert sum(len(sheet._charts) for sheet in book.worksheets) == len(charted)
+    level = next(t for t in stats.tables if t.key == "workforce_qualification_level")
+    sheet = next(s for s in book.worksheets if s["A1"].value.startswith(level.title))
+    assert sheet["A3"].value == "会计专业技术资格" and sheet["B3"].value == "人数"
+    rows = {sheet.cell(r, 1).value: sheet.cell(r, 2).value for r in range(4, 4 + len(level.rows) + 1)}
+    assert rows["初级"] == 1 and rows["高级"] == 1 and rows["合计"] == 2
+
+
+def test_no_csv_cell_starts_a_formula():
+    table = Table("t", "注入", "名称", [(text, text) for text in INJECTIONS],
+                  cells={(text, "count"): 1 for text in INJECTIONS})
+    data = csv_bytes([table], local_today())
+    assert data.startswith(CSV_BOM.encode("utf-8"))
+    cells = [cell for row in csv.reader(io.StringIO(data.decode("utf-8-sig"))) for cell in row]
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r", "＝")) for cell in cells)
+    for text in INJECTIONS:
+        assert neutralise(text) in cells
+    assert neutralise(-5) == -5
+
+
+def test_every_export_is_audited(app, workflow):
+    stats = statistics(workflow)
+    user = staff("stats_admin", "administrator", "210000")
+    for kind in ("xlsx", "csv"):
+        export_tables(db.session, user, kind, stats.tables, stats.day, stats.groups.focus)
+    db.session.commit()
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "statistics.export")).all()
+    assert [e.detail["format"] for e in events] == ["xlsx", "csv"]
+    assert all(e.actor_label == "stats_admin" for e in events)
