@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from . import index, maintenance, records, setup
+from . import index, maintenance, records, report, setup
 
-GROUPS = (setup, index, records, maintenance)
+GROUPS = (setup, index, records, maintenance, report)
 
 
 def register(app: Flask) -> None:
