@@ -18,7 +18,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
     from .services.indexing import OutboxDrainer
-    from .views import applicant, archive, auth, credit, files, filters, home, review, search
+    from .views import applicant, archive, auth, credit, files, filters, home, review, search, stats
 
     config = config or Config()
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
     _install_outbox_once(db.session, get_drainer)
     _install_revisions_once(db.session)
-    for module in (home, filters, auth, applicant, files, review, search, archive, credit):
+    for module in (home, filters, auth, applicant, files, review, search, archive, credit, stats):
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)
