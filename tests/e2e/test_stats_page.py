@@ -4,8 +4,7 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from kjdms.extensions import db
-from tests.e2e.conftest import DESKTOP, REVIEWER
-from tests.helpers import STAFF_PASSWORD
+from tests.e2e.conftest import DESKTOP, sign_in_staff
 from tests.stats_data import Spec, insert
 
 
@@ -20,12 +19,7 @@ def test_the_statistics_page_draws_every_chart(chromium, site, camera):
         page = context.new_page()
         requests = []
         page.on("request", lambda request: requests.append(request.url))
-        page.goto(site.url + "/login")
-        page.get_by_role("tab", name="财政部门工作人员").click()
-        pane = page.locator("#staff")
-        pane.get_by_label("用户名", exact=True).fill(REVIEWER)
-        pane.get_by_label("密码", exact=True).fill(STAFF_PASSWORD)
-        pane.get_by_role("button", name="登录").click()
+        sign_in_staff(page, site)
         page.goto(site.url + "/stats/")
         expect(page.get_by_role("heading", name="会计人员信息统计")).to_be_visible()
         charts = page.locator(".chart")
