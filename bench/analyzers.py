@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kjdms.search.analysis import chinese_analyzer, normalize, query_pieces, text_query  # noqa: E402
 # The bench reuses the module's unit splitter and its substring rule (the unit test checks that rule).
-from kjdms.search.analysis import _occurs, _units  # noqa: E402
+from kjdms.search.analysis import occurs, text_units  # noqa: E402
 
 FIELDS = ("name", "employer", "text")
 RELEVANCE = Path(__file__).resolve().parent.parent / "tests" / "search" / "relevance.yaml"
@@ -46,7 +46,7 @@ class UnigramTokenizer(Tokenizer):
     def __call__(self, value, positions=False, chars=False, keeporiginal=False, removestops=True,
                  start_pos=0, start_char=0, tokenize=True, mode="", **kwargs):
         token = Token(positions, chars, removestops=removestops, mode=mode, **kwargs)
-        for _, text, position, startchar, endchar in _units(value):
+        for _, text, position, startchar, endchar in text_units(value):
             token.original = token.text = text
             token.boost = 1.0
             token.pos = start_pos + position
@@ -58,7 +58,7 @@ def unigram_query(fieldnames, text):
     """Return a phrase of unigrams per piece: exact, but every character's postings are read."""
     pieces = []
     for piece in query_pieces(text):
-        words = [unit[1] for unit in _units(piece)]
+        words = [unit[1] for unit in text_units(piece)]
         pieces.append(Or([Term(f, words[0]) if len(words) == 1 else Phrase(f, words) for f in fieldnames]))
     return And(pieces).normalize() if pieces else NullQuery
 
@@ -132,9 +132,9 @@ def reference_scan(documents, normals, query, whole_words=True):
     pieces = query_pieces(query)
     if not pieces:
         return set()
-    occurs = _occurs if whole_words else (lambda field, piece: piece in field)
+    matches = occurs if whole_words else (lambda field, piece: piece in field)
     return {document["id"] for document, fields in zip(documents, normals)
-            if all(any(occurs(field, piece) for field in fields) for piece in pieces)}
+            if all(any(matches(field, piece) for field in fields) for piece in pieces)}
 
 
 # ---------------------------------------------------------------- data

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, has_app_context
 from flask_bootstrap import Bootstrap5
 
 from .config import PROJECT_ROOT, Config
@@ -12,11 +12,12 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def create_app(config: Config | None = None) -> Flask:
-    """Build the application: config, extensions, backends, blueprints, commands."""
+    """Build the application: config, extensions, backends, change tracking, blueprints, commands."""
     from . import commands, models  # noqa: F401  (models registers the tables on db.metadata)
     from .backends import Backends, get_drainer, make_blob_store, make_search_index
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
+    from .services.change_tracking import install_change_tracking
     from .services.indexing import OutboxDrainer
     from .views import applicant, archive, auth, credit, files, filters, home, review, search, stats
 
@@ -45,33 +46,13 @@ def create_app(config: Config | None = None) -> Flask:
         index=index, drainer=OutboxDrainer(lambda: db.engine, index, config.ID_HASH_KEY,
                                            after_commit=config.INDEX_AFTER_COMMIT),
     )
-    _install_outbox_once(db.session, get_drainer)
-    _install_revisions_once(db.session)
+    # Every commit through db.session queues index outbox rows and writes dossier revisions for the
+    # dossiers it changed: services/change_tracking.py (installed once per process; each commit wakes
+    # the drainer of the application it ran in).
+    install_change_tracking(db.session, lambda: get_drainer().notify() if has_app_context() else None)
     for module in (home, filters, auth, applicant, files, review, search, archive, credit, stats):
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)
     commands.register(app)
     return app
-
-
-def _install_outbox_once(session_factory, get_drainer) -> None:
-    """Hook the outbox onto the shared session once per process; each commit wakes its own app's drainer."""
-    from flask import has_app_context
-
-    from .services.indexing import install_outbox
-
-    if getattr(_install_outbox_once, "done", False):
-        return
-    install_outbox(session_factory, lambda: get_drainer().notify() if has_app_context() else None)
-    _install_outbox_once.done = True
-
-
-def _install_revisions_once(session_factory) -> None:
-    """Hook the dossier revisions onto the shared session once per process."""
-    from .services.revisions import install_revisions
-
-    if getattr(_install_revisions_once, "done", False):
-        return
-    install_revisions(session_factory)
-    _install_revisions_once.done = True

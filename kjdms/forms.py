@@ -9,8 +9,10 @@ from wtforms import (BooleanField, HiddenField, PasswordField, RadioField, Selec
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from .local_time import local_today
 from .models import Region
-from .vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES
+from .services.credit import DEFAULT_LEGAL_BASIS, MAX_FINDING, MAX_LEGAL_BASIS
+from .vocabulary import CREDIT_KINDS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES
 
 
 def required(label: str):
@@ -139,3 +141,22 @@ class TransitionForm(FlaskForm):
     comment = TextAreaField("意见", validators=[Optional(), at_most("意见", 2000)])
     fields = MultiCheckboxField("有问题的项目", validators=[Optional()], validate_choice=False)
     lock_version = HiddenField()
+
+
+class CreditRecordForm(FlaskForm):
+    """A finding, or its correction; the service checks every field and names the bad ones."""
+
+    # No choice validation here: wtforms would answer in English; services.credit answers in Chinese.
+    kind = SelectField("类别", choices=CREDIT_KINDS, validate_choice=False)
+    finding = TextAreaField("查实情况", render_kw={"rows": 4, "maxlength": MAX_FINDING},
+                            description=f"经查实的虚报、谎报内容，{MAX_FINDING}字以内。")
+    legal_basis = StringField("依据", default=DEFAULT_LEGAL_BASIS, render_kw={"maxlength": MAX_LEGAL_BASIS})
+    evidence = MultiCheckboxField("证据（证明材料的具体版本，按内容散列值固定）", validate_choice=False)
+    found_on = StringField("查实日期", default=lambda: local_today().isoformat(), render_kw={"type": "date"})
+
+
+class RevokeForm(FlaskForm):
+    """A revocation: why, and on what basis."""
+
+    reason = TextAreaField("撤销理由", render_kw={"rows": 3, "maxlength": MAX_FINDING})
+    legal_basis = StringField("依据", default=DEFAULT_LEGAL_BASIS, render_kw={"maxlength": MAX_LEGAL_BASIS})

@@ -58,15 +58,31 @@ def action_title(action: str) -> str:
     """Return the Chinese name of a credit record's action."""
     return CREDIT_ACTIONS.get(action, action)
 
-# Staff roles given on a region; "owner" is the applicant's local role on their own dossier.
+# The workflow's names that the code itself gives a meaning to: build_workflow (services/__init__.py)
+# checks that the workflow file defines each, so a file that drops or renames one fails at start.
+# What each role may do in each state, and which queue a reviewer works, is read from the file.
+REVIEWER_ROLE = "reviewer"
+CREDIT_OFFICER_ROLE = "credit_officer"
+ARCHIVIST_ROLE = "archivist"
+ADMINISTRATOR_ROLE = "administrator"
+OWNER_ROLE = "owner"  # the applicant's local role on their own dossier
+SYSTEM_ROLE = "system"  # the scheduled deadline purge
+# Staff roles given on a region.
 STAFF_ROLES = {
-    "reviewer": "审核人员",
-    "credit_officer": "信用档案管理人员",
-    "archivist": "档案管理人员",
-    "administrator": "系统管理员",
+    REVIEWER_ROLE: "审核人员",
+    CREDIT_OFFICER_ROLE: "信用档案管理人员",
+    ARCHIVIST_ROLE: "档案管理人员",
+    ADMINISTRATOR_ROLE: "系统管理员",
 }
-OWNER_ROLE = "owner"
-SYSTEM_ROLE = "system"
+DRAFT_STATE = "draft"  # the initial state: registration and the legacy import create dossiers in it
+APPROVED_STATE = "approved"  # the effective information: a working copy starts from it and replaces it
+REJECTED_STATE = "rejected"  # the applicant is shown the reviewer's reason
+PURGED_STATE = "purged"  # personal data removed: out of the index, the lists and the counts
+WORKFLOW_STATES = (DRAFT_STATE, APPROVED_STATE, REJECTED_STATE, PURGED_STATE)
+REVIEWER_QUEUE = "reviewer_queue"  # the worklist the review pages show
+# Who may read a person's credit file while the dossier is in a state; those who hold it in the purged
+# state may read every file that holds records, whatever the dossier's state (the file outlives a purge).
+VIEW_CREDIT_FILE = "view_credit_file"
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,17 @@ def empty_tables() -> None:
     db.session.commit()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Run the page sweeps on SQLite only: what differs between the databases lies in the services below them."""
+    keep, dropped = [], []
+    for item in items:
+        on_postgres = getattr(item, "callspec", None) is not None and item.callspec.params.get("app") == "postgres"
+        (dropped if on_postgres and item.get_closest_marker("pages") else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def app(request, tmp_path, sqlite_template):
     """The application on a migrated database: SQLite and PostgreSQL in turn."""

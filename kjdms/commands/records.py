@@ -110,7 +110,7 @@ def export_dossier_command(dossier_id, out):
     """把一份档案（编号如 KJ0000000012 或内部 id）导出为档案包 ZIP。"""
     from ..models import Dossier
     from ..permissions import SystemActor
-    from ..services import audit
+    from ..services import disclosures
     from ..services.archive import PackageError, export_package
 
     text = dossier_id.strip().upper()
@@ -130,9 +130,8 @@ def export_dossier_command(dossier_id, out):
         raise click.ClickException(f"{out} 已存在，不会覆盖：请用 --out 指定新文件") from None
     except PackageError as error:
         raise click.ClickException(f"档案包未能生成：{error}") from None
-    audit.record(db.session, SystemActor(label="cli"), "dossier.export_package", "dossier", dossier.id,
-                 files=len(manifest["files"]), sha256=_file_sha256(out), size=out.stat().st_size)
-    db.session.commit()
+    disclosures.package_exported(db.session, SystemActor(label="cli"), dossier, files=len(manifest["files"]),
+                                 sha256=_file_sha256(out), size=out.stat().st_size)
     click.echo(f"已导出 {dossier.number}：{out}（{len(manifest['files'])} 个文件，{out.stat().st_size} 字节）")
 
 

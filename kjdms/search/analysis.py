@@ -64,7 +64,7 @@ _RUN = re.compile(
 
 
 @lru_cache(maxsize=65536)
-def _normalize_char(char: str) -> str:
+def normalize_char(char: str) -> str:
     # NFKC folds full-width Ｚ２０１９ and compatibility ideographs; casefold makes ABC find abc.
     return unicodedata.normalize("NFKC", char).casefold().translate(_NAME_DOTS)
 
@@ -75,7 +75,7 @@ def normalize(text: str) -> str:
     # on text already in NFKC (nearly all of it) that is the same as folding the whole.
     if unicodedata.is_normalized("NFKC", text):
         return text.casefold().translate(_NAME_DOTS)
-    return "".join(_normalize_char(char) for char in text)
+    return "".join(normalize_char(char) for char in text)
 
 
 @lru_cache(maxsize=65536)
@@ -84,7 +84,7 @@ def char_kind(char: str) -> str:
     return _UNIT.match(char).lastgroup
 
 
-def _units(text: str, normalized: bool = False):
+def text_units(text: str, normalized: bool = False):
     """Yield (kind, text, position, startchar, endchar) for each unit of text.
 
     A unit is one CJK character, one run of letters and digits, or one punctuation mark.
@@ -95,7 +95,7 @@ def _units(text: str, normalized: bool = False):
     origin = None
     if len(normal) != len(text):
         # Some character expanded (㈱ is (株)): map each normalised offset back to its source.
-        origin = [start for start, char in enumerate(text) for _ in _normalize_char(char)]
+        origin = [start for start, char in enumerate(text) for _ in normalize_char(char)]
         origin.append(len(text))
     position = 0
     for match in _UNIT.finditer(normal):
@@ -134,7 +134,7 @@ class CJKBigramTokenizer(Tokenizer):
             # The parser hands over one word at a time, or a quoted phrase: a skipped position
             # between its pieces keeps it from matching across their boundary.
             position = start_pos
-            for piece in _pieces(_units(value)):
+            for piece in _pieces(text_units(value)):
                 for text, startchar, endchar in _phrase(piece):
                     token.original = token.text = text
                     token.boost = 1.0
@@ -146,7 +146,7 @@ class CJKBigramTokenizer(Tokenizer):
                     yield token
                 position += 1
             return
-        units = list(_units(value))
+        units = list(text_units(value))
         def emit(text, position, startchar, endchar):
             token.original = token.text = text
             token.boost = 1.0
@@ -218,7 +218,7 @@ def query_terms(piece: str) -> list[str]:
     normal = normalize(piece)
     if any(char_kind(char) == SPACE for char in normal):
         raise ValueError(f"query_terms takes one whitespace-free piece, not {piece!r}")
-    return [text for text, _, _ in _phrase(list(_units(normal, normalized=True)))]
+    return [text for text, _, _ in _phrase(list(text_units(normal, normalized=True)))]
 
 
 def query_pieces(text: str) -> list[str]:
@@ -226,14 +226,14 @@ def query_pieces(text: str) -> list[str]:
     return "".join(" " if char_kind(char) == SPACE else char for char in normalize(text)).split()
 
 
-def _cover(piece: str) -> list[tuple[int, str]]:
+def piece_cover(piece: str) -> list[tuple[int, str]]:
     """Return (offset, term) pairs that sit at those offsets from each other just where piece occurs.
 
     Bigrams tile the Han runs without overlapping: half the posting lists of the phrase of
     query_terms(), and as exact, since a bigram only spans two adjacent units and positions
     leave a gap for whitespace.
     """
-    units = [(kind, text) for kind, text, _, _, _ in _units(piece, normalized=True)]
+    units = [(kind, text) for kind, text, _, _, _ in text_units(piece, normalized=True)]
     cover, index = [], 0
     while index < len(units):
         kind, text = units[index]
@@ -252,7 +252,7 @@ def _cover(piece: str) -> list[tuple[int, str]]:
 
 def piece_query(fieldname: str, piece: str):
     """Return a Whoosh query for the documents whose field contains one piece of query_pieces()."""
-    cover = _cover(piece)
+    cover = piece_cover(piece)
     if not cover:
         return NullQuery
     query, end = Term(fieldname, cover[0][1]), cover[0][0]
@@ -285,16 +285,16 @@ def substring_matches(field_texts, text: str) -> bool:
     if not pieces:
         return False
     normals = [normalize(field) for field in field_texts]
-    return all(any(_occurs(normal, piece) for normal in normals) for piece in pieces)
+    return all(any(occurs(normal, piece) for normal in normals) for piece in pieces)
 
 
-def _occurs(haystack: str, piece: str) -> bool:
+def occurs(haystack: str, piece: str) -> bool:
     """Tell whether piece is a substring of haystack that cuts no word at a word end of piece."""
     return next(_starts(haystack, piece), None) is not None
 
 
 def occurrences(haystack: str, piece: str) -> int:
-    """Return how often piece occurs in a normalised field, as _occurs decides (overlaps count)."""
+    """Return how often piece occurs in a normalised field, as occurs decides (overlaps count)."""
     return sum(1 for _ in _starts(haystack, piece))
 
 

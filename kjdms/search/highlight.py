@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from .analysis import _normalize_char, query_pieces
+from .analysis import normalize_char, query_pieces
 
 CONTEXT = 24  # characters shown either side of a match
 MAX_SNIPPETS = 2
@@ -16,7 +16,7 @@ def match_spans(text: str, pieces: list[str]) -> list[tuple[int, int]]:
     """Return the merged (start, end) spans of text where any piece occurs, as the index matches CJK."""
     normal, origin = [], []
     for offset, char in enumerate(text):
-        folded = _normalize_char(char)
+        folded = normalize_char(char)
         normal.append(folded)
         origin.extend([offset] * len(folded))
     haystack = "".join(normal)

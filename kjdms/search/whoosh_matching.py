@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import heapq
+import logging
 import re
-from collections import deque
+from collections import Counter, deque
 from itertools import accumulate, repeat
 from pickle import loads
 
@@ -13,7 +14,7 @@ from whoosh.matching.wrappers import FilterMatcher
 from whoosh.reading import TermNotFound
 from whoosh.util.numeric import byte_to_length
 
-from .analysis import _cover, _occurs, occurrences, query_pieces
+from .analysis import occurrences, occurs, piece_cover, query_pieces
 from .base import FACETS, IndexResults, SearchRequest
 
 # Why not Searcher.search(groupedby=...): it scores every match and asks five column readers
@@ -23,6 +24,19 @@ from .base import FACETS, IndexResults, SearchRequest
 # Only candidates are touched one by one: a piece of several terms is checked against the
 # field's normalised text (the column CJKText writes; analysis.occurrences, the rule of
 # substring_matches), and the matches are scored.
+
+log = logging.getLogger(__name__)
+# The fast paths read private parts of Whoosh (the pin is whoosh-reloaded~=2.7.5). Where a release
+# changed them, the slow path still answers right, but is counted here and logged once: the test of
+# the speed-ups insists on none, so an upgrade that silently slows every search fails it.
+SLOW_PATHS: Counter[str] = Counter()
+
+
+def _slow_path(name: str, reason: str) -> None:
+    if not SLOW_PATHS[name]:
+        log.warning("Whoosh search falls back to the slow path for %s: %s", name, reason)
+    SLOW_PATHS[name] += 1
+
 
 # Whoosh's BM25F defaults: a piece of one term scores as Whoosh scored it; a piece of several
 # terms by how often the whole piece occurs (Whoosh's spans added up each term's frequency).
@@ -85,6 +99,7 @@ def _blocks(reader, fieldname: str, term: str):
     elif isinstance(matcher, ListMatcher) and matcher._weights is not None and matcher._values is not None:
         yield matcher._ids, matcher._weights, matcher._values
     else:
+        _slow_path("postings", type(matcher).__name__)
         docnums, weights, values = [], [], []
         while matcher.is_active():
             docnums.append(matcher.id())
@@ -173,7 +188,8 @@ class SegmentData:
                 column = reader._perdoc.column_reader(f"_{fieldname}_len", LENGTHS_COLUMN)
                 raw = column._dbfile.get(column._basepos, column._count) + bytes(self.count - column._count)
                 found = list(map(byte_to_length, raw))
-            except (AttributeError, KeyError, ValueError, OSError):
+            except (AttributeError, KeyError, ValueError, OSError) as error:
+                _slow_path("lengths", f"{type(error).__name__}: {error}")
                 found = [reader.doc_field_length(number, fieldname) for number in range(self.count)]
             self._lengths[fieldname] = found
         return found
@@ -228,7 +244,7 @@ def _field_matches(reader, data: SegmentData, fieldname: str, piece: str, cover,
         postings.append(blocks)
     column = data.column(reader, fieldname)
     if column is not None:
-        count_them = occurrences if want_tf else _occurs
+        count_them = occurrences if want_tf else occurs
         tfs = {}
         for docnum in members(candidates):
             tf = count_them(column[docnum].decode("utf-8"), piece)
@@ -280,7 +296,7 @@ def run_search(searcher, caches: dict, request: SearchRequest, text_fields, filt
     pieces = query_pieces(request.text) if request.text.strip() else []
     if not grants or (typed and not pieces and not request.id_hashes):
         return IndexResults([], 0, {})
-    covers = [(piece, _cover(piece)) for piece in pieces]
+    covers = [(piece, piece_cover(piece)) for piece in pieces]
     if len(covers) > 1:
         # The rarest piece first: each narrows the documents the next must be checked in.
         covers.sort(key=lambda item: min(searcher.doc_frequency(field, term)

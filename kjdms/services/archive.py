@@ -21,13 +21,12 @@ from ..blobs import BlobStore
 from ..blobs.base import CHUNK_SIZE, BlobNotFound
 from ..display import mask_id_number
 from ..models import CreditRecord, Dossier, DossierRevision, User, WorkflowHistory, as_utc, utcnow
-from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS
+from ..vocabulary import ARCHIVIST_ROLE, ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS
 from ..workflow import WorkflowEngine
 from ..local_time import BEIJING as LOCAL_ZONE
 from .revisions import shown_fields, snapshot_fields
 from .worklist import clamp_page, covered_region_ids
 
-ARCHIVIST_ROLE = "archivist"
 PAGE_SIZE = 50
 
 PACKAGE_FORMAT = "kjdms-archive-package"

@@ -12,7 +12,7 @@ from ..local_time import local_today
 from ..models import AttachmentVersion, CreditChain, CreditRecord, Dossier, Region
 from ..permissions import Actor, PermissionDenied, require, roles_on
 from ..validators import ValidationError, ValidationErrors
-from ..vocabulary import CREDIT_KINDS
+from ..vocabulary import CREDIT_KINDS, PURGED_STATE, VIEW_CREDIT_FILE
 from ..workflow import WorkflowEngine
 from . import audit
 from .identity import id_number_hash
@@ -24,7 +24,6 @@ MAX_FINDING = 2000
 MAX_LEGAL_BASIS = 128
 MAX_EVIDENCE = 20
 FILES_PAGE_SIZE = 50
-PURGED_STATE = "purged"
 # Officers work on Beijing dates: "not in the future" is judged by the local calendar, not UTC.
 APPEND_ONLY_MESSAGE = "信用档案记录只能追加，不能修改或删除：请登记一条更正或撤销记录"
 CREDIT_FIELD_LABELS = {"kind": "类别", "finding": "查实情况", "legal_basis": "依据", "evidence": "证据",
@@ -125,10 +124,20 @@ class CreditFilesPage:
     pages: int
 
 
-def credit_files_page(session, user, *, page: int = 1) -> CreditFilesPage:
-    """Return a page of the credit files whose person's dossier lies where user is credit officer or administrator."""
-    # Where a user holds either role, may_view lets them read every file (it holds records by definition).
-    regions = covered_region_ids(session, user, "credit_officer", "administrator")
+def file_keepers(workflow: WorkflowEngine) -> frozenset[str]:
+    """Return the roles that may read every credit file holding records (the purged state's view_credit_file)."""
+    return workflow.definition.states[PURGED_STATE].roles_with(VIEW_CREDIT_FILE)
+
+
+def recorders(workflow: WorkflowEngine) -> frozenset[str]:
+    """Return the roles that may record findings in some state (annotate)."""
+    return frozenset().union(*(state.roles_with("annotate") for state in workflow.definition.states.values()))
+
+
+def credit_files_page(session, workflow: WorkflowEngine, user, *, page: int = 1) -> CreditFilesPage:
+    """Return a page of the credit files whose person's dossier lies where user keeps credit files."""
+    # Where a user holds a keeper's role, may_view lets them read every file (it holds records by definition).
+    regions = covered_region_ids(session, user, *file_keepers(workflow))
     in_scope = and_(Dossier.person_id == CreditRecord.person_id, Dossier.baseline_id.is_(None),
                     Dossier.region_id.in_(regions))
     total = session.scalar(
@@ -154,18 +163,17 @@ def credit_files_page(session, user, *, page: int = 1) -> CreditFilesPage:
 def may_view(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool:
     """Tell whether staff actor may read the credit file of dossier's person.
 
-    Reviewers, credit officers and administrators of the region while they may view the dossier;
-    credit officers and administrators also whenever the file holds records (it outlives a purge).
+    The state's view_credit_file roles (reviewers, credit officers, administrators of the region); the
+    file keepers (view_credit_file in the purged state) also whenever the file holds records, as it
+    outlives a purge.
     """
     if actor is None or getattr(actor, "is_applicant", True):
         return False
     roles = roles_on(actor, dossier)
-    if not roles & {"reviewer", "credit_officer", "administrator"}:
-        return False
-    if dossier.state != PURGED_STATE and workflow.has_permission(dossier.state, "view", roles):
+    if dossier.state != PURGED_STATE and workflow.has_permission(dossier.state, VIEW_CREDIT_FILE, roles):
         return True
     # A draft's existence stays hidden from credit officers, as the workflow wants, unless it has a file.
-    return bool(roles & {"credit_officer", "administrator"}) and object_session(dossier).scalar(
+    return bool(roles & file_keepers(workflow)) and object_session(dossier).scalar(
         select(CreditRecord.id).where(CreditRecord.person_id == dossier.person_id).limit(1)) is not None
 
 
@@ -175,10 +183,11 @@ def may_record(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool
         dossier.state, "annotate", roles_on(actor, dossier))
 
 
-def recording_office(actor, dossier: Dossier) -> Region:
-    """Return the region of actor's credit-officer assignment nearest above dossier: the recording office."""
+def recording_office(workflow: WorkflowEngine, actor, dossier: Dossier) -> Region:
+    """Return the region of actor's recording assignment nearest above dossier: the recording office."""
+    roles = recorders(workflow)
     held = {assignment.region_id: assignment.region for assignment in actor.role_assignments
-            if assignment.role == "credit_officer"}
+            if assignment.role in roles}
     if dossier.region is not None:
         for region in dossier.region.ancestors_and_self():
             if region.id in held:
@@ -282,13 +291,13 @@ def _superseded(session, dossier: Dossier, record_id: int) -> CreditRecord:
     return record
 
 
-def _add(session, dossier, actor, action, fields, supersedes, id_hash_key) -> CreditRecord:
+def _add(session, workflow, dossier, actor, action, fields, supersedes, id_hash_key) -> CreditRecord:
     """Add the record and its audit event, and commit them together (the caller checked the actor)."""
     person = dossier.person
     if not person.id_number or not person.name:
         raise CreditRefused("该人员的个人信息已删除，不能再登记")
     record = CreditRecord(
-        person=person, action=action, supersedes=supersedes, office_region=recording_office(actor, dossier),
+        person=person, action=action, supersedes=supersedes, office_region=recording_office(workflow, actor, dossier),
         recorded_by_id=actor.id, recorded_by_label=actor.label, subject_name=person.name,
         subject_id_hash=id_number_hash(id_hash_key, person.id_number), **fields)
     try:
@@ -312,7 +321,7 @@ def record_finding(session, workflow: WorkflowEngine, dossier: Dossier, actor: A
     require(workflow, actor, "annotate", dossier)
     fields = _clean_finding(dossier, kind=kind, finding=finding, legal_basis=legal_basis, evidence=evidence,
                             found_on=found_on, today=today)
-    return _add(session, dossier, actor, "record", fields, None, id_hash_key)
+    return _add(session, workflow, dossier, actor, "record", fields, None, id_hash_key)
 
 
 def correct_record(session, workflow: WorkflowEngine, dossier: Dossier, record_id: int, actor: Actor, *,
@@ -323,7 +332,7 @@ def correct_record(session, workflow: WorkflowEngine, dossier: Dossier, record_i
     superseded = _superseded(session, dossier, record_id)
     fields = _clean_finding(dossier, kind=kind, finding=finding, legal_basis=legal_basis, evidence=evidence,
                             found_on=found_on, today=today)
-    return _add(session, dossier, actor, "correct", fields, superseded, id_hash_key)
+    return _add(session, workflow, dossier, actor, "correct", fields, superseded, id_hash_key)
 
 
 def revoke_record(session, workflow: WorkflowEngine, dossier: Dossier, record_id: int, actor: Actor, *,
@@ -343,4 +352,4 @@ def revoke_record(session, workflow: WorkflowEngine, dossier: Dossier, record_id
     }
     if errors:
         raise ValidationErrors(errors)
-    return _add(session, dossier, actor, "revoke", fields, superseded, id_hash_key)
+    return _add(session, workflow, dossier, actor, "revoke", fields, superseded, id_hash_key)

@@ -12,11 +12,11 @@ from sqlalchemy.orm import selectinload
 from ..blobs import BlobStore
 from ..local_time import end_of_day, local_date
 from ..models import AuditEvent, Dossier, IndexOutbox, Person, Tombstone, as_utc, utcnow
+from ..vocabulary import PURGED_STATE
 from ..permissions import SYSTEM
 from ..search import SearchIndex
 from ..workflow import TransitionRefused, WorkflowEngine
 from . import audit
-from .indexing import PURGED_STATE
 from .lifecycle import DEADLINE_LEGAL_BASIS, purge_dossier
 from .transaction import ConflictError
 

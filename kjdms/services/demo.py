@@ -11,6 +11,7 @@ from ..models import User
 from ..permissions import SYSTEM
 from ..samples import sample_pdf, sample_png
 from ..validators import id_number_check_digit, org_code_check_char, uscc_check_char
+from ..vocabulary import ADMINISTRATOR_ROLE, ARCHIVIST_ROLE, CREDIT_OFFICER_ROLE, REVIEWER_ROLE
 from .accounts import assign_role, create_staff_user, hash_password, set_password
 from .attachments import add_attachment_version
 from .dossiers import register_person
@@ -19,13 +20,13 @@ from .reference import region_by_code
 
 # (user name, display name, role, region code)
 STAFF = (
-    ("admin", "省财政厅系统管理员", "administrator", "210000"),
-    ("reviewer_chaoyang", "朝阳市财政局审核员", "reviewer", "211300"),
-    ("reviewer_shibenji", "市本级审核员", "reviewer", "211300-BJ"),
-    ("reviewer_shuangta", "双塔区财政局审核员", "reviewer", "211302"),
-    ("reviewer_longcheng", "龙城区财政局审核员", "reviewer", "211303"),
-    ("credit_chaoyang", "朝阳市信用档案管理员", "credit_officer", "211300"),
-    ("archivist_chaoyang", "朝阳市档案管理员", "archivist", "211300"),
+    ("admin", "省财政厅系统管理员", ADMINISTRATOR_ROLE, "210000"),
+    ("reviewer_chaoyang", "朝阳市财政局审核员", REVIEWER_ROLE, "211300"),
+    ("reviewer_shibenji", "市本级审核员", REVIEWER_ROLE, "211300-BJ"),
+    ("reviewer_shuangta", "双塔区财政局审核员", REVIEWER_ROLE, "211302"),
+    ("reviewer_longcheng", "龙城区财政局审核员", REVIEWER_ROLE, "211303"),
+    ("credit_chaoyang", "朝阳市信用档案管理员", CREDIT_OFFICER_ROLE, "211300"),
+    ("archivist_chaoyang", "朝阳市档案管理员", ARCHIVIST_ROLE, "211300"),
 )
 
 # (name, the first eight characters of the USCC, the organisation code's eight body characters)
@@ -88,10 +89,10 @@ def load_demo(session, workflow, blobs, id_hash_key: str, progress=lambda messag
         password = new_password()
         user = create_staff_user(session, username, password, display_name)
         assign_role(session, user, role, region_by_code(session, region_code))
-        staff[role if role != "reviewer" else region_code] = user
+        staff[role if role != REVIEWER_ROLE else region_code] = user
         credentials.append(Credential(role, username, password, display_name))
     session.commit()
-    staff["reviewer"] = staff["211300"]
+    staff[REVIEWER_ROLE] = staff["211300"]
     for index, (name, birth, sequence, region_code, path) in enumerate(APPLICANTS):
         progress(f"{name}: {' → '.join(('draft',) + path)}")
         employer, prefix, org_body = EMPLOYERS[region_code]
@@ -120,8 +121,8 @@ def load_demo(session, workflow, blobs, id_hash_key: str, progress=lambda messag
                 purge_dossier(session, workflow, blobs, dossier, SYSTEM, "演示：逾期未进行信息更新和确认",
                               id_hash_key=id_hash_key, legal_basis=DEADLINE_LEGAL_BASIS)
                 continue
-            actor = {"submit": owner, "approve": staff["reviewer"], "reject": staff["reviewer"],
-                     "archive": staff["archivist"]}[action]
+            actor = {"submit": owner, "approve": staff[REVIEWER_ROLE], "reject": staff[REVIEWER_ROLE],
+                     "archive": staff[ARCHIVIST_ROLE]}[action]
             comment = "学历证书照片不清晰，请重新上传" if action == "reject" else None
             fire_transition(session, workflow, dossier, action, actor, comment)
         if "purge" not in path:

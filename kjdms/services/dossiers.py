@@ -12,7 +12,7 @@ from ..permissions import Actor, require
 from ..validators import (ValidationError, ValidationErrors, check_sex_and_birth_date,
                           id_number_birth_date, id_number_sex, validate_id_number,
                           validate_org_code, validate_phone, validate_uscc)
-from ..vocabulary import (ATTACHMENT_SLOTS, DOSSIER_LABELS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS,
+from ..vocabulary import (ATTACHMENT_SLOTS, DOSSIER_LABELS, DRAFT_STATE, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS,
                           SCOPE_CATEGORIES)
 from ..workflow import WorkflowEngine
 from . import audit
@@ -213,7 +213,7 @@ def register_person(session, *, name, id_number, actor: Actor | None = None, sex
     person = Person(id_number=id_number, sex=id_number_sex(id_number),
                     birth_date=id_number_birth_date(id_number), is_legacy=is_legacy)
     person.user = User(password_hash=password_hash)
-    dossier = Dossier(person=person, state="draft", to_confirm=to_confirm, job_types=[])
+    dossier = Dossier(person=person, state=DRAFT_STATE, to_confirm=to_confirm, job_types=[])
     try:
         with committing(session):
             _apply(dossier, cleaned)

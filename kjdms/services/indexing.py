@@ -1,4 +1,7 @@
-"""Keep the search index in step with the database: documents, the outbox, and the drain that empties it."""
+"""Keep the search index in step with the database: the documents, and the drain that empties the outbox.
+
+The outbox rows are queued by services/change_tracking.py in the transaction that changed a dossier.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -6,25 +9,21 @@ import json
 import logging
 import threading
 from datetime import timedelta
-from itertools import chain
 
-from sqlalchemy import delete, event, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, object_session, selectinload
 
-from ..models import (Attachment, AttachmentVersion, CreditRecord, Dossier, IndexOutbox, Person, Region, as_utc,
-                      utcnow)
+from ..models import Attachment, Dossier, IndexOutbox, Region, as_utc, utcnow
 from ..search import NO_REGION, SearchIndex
+from ..vocabulary import PURGED_STATE
 from .credit import live_person_ids
 from .identity import id_number_hash
 
 log = logging.getLogger(__name__)
 
-# Set on a session whose transaction queued outbox rows: its commit wakes the drain.
-OUTBOX_PENDING = "kjdms_outbox_pending"
 DRAIN_BATCH = 500
 # Indexed rows stay this long, so a reindex can replay what changed while it ran.
 KEEP_INDEXED_ROWS = timedelta(days=1)
-PURGED_STATE = "purged"
 # A plain (unmapped) attribute load_dossiers sets on each dossier for dossier_document to read.
 LIVE_CREDIT = "_kjdms_live_credit"
 
@@ -99,55 +98,6 @@ def documents_for(session, dossier_ids, id_hash_key: str) -> tuple[list[dict], l
     removed = [dossier_id for dossier_id in dossier_ids
                if dossier_id not in dossiers or not is_indexed(dossiers[dossier_id])]
     return documents, removed
-
-
-# -- the outbox: rows written in the transaction that changed what a document shows -----------
-
-def _affected_dossier_ids(obj) -> set:
-    """Return the ids of the dossiers whose documents obj is part of."""
-    if isinstance(obj, Dossier):
-        return {obj.id}
-    if isinstance(obj, Person):
-        return {dossier.id for dossier in obj.dossiers}
-    if isinstance(obj, Attachment):
-        return {obj.dossier_id}
-    if isinstance(obj, AttachmentVersion):
-        return {obj.attachment.dossier_id} if obj.attachment is not None else set()
-    if isinstance(obj, CreditRecord):
-        # A finding, correction or revocation changes every one of the person's dossiers' has_credit.
-        return set(object_session(obj).scalars(select(Dossier.id).where(Dossier.person_id == obj.person_id)))
-    return set()
-
-
-def _queue_flushed_changes(session, flush_context) -> None:
-    """Queue an outbox row for every dossier this flush changed, in the flush's own transaction."""
-    changed = chain(session.new, (obj for obj in session.dirty if session.is_modified(obj)), session.deleted)
-    with session.no_autoflush:
-        dossier_ids = set().union(*(_affected_dossier_ids(obj) for obj in changed)) - {None}
-    if dossier_ids:
-        enqueue(session, dossier_ids)
-
-
-def enqueue(session, dossier_ids) -> None:
-    """Queue dossier_ids for indexing in session's transaction (for bulk writes that bypass the ORM)."""
-    now = utcnow()
-    session.connection().execute(insert(IndexOutbox), [
-        {"dossier_id": dossier_id, "queued_at": now, "attempts": 0} for dossier_id in sorted(dossier_ids)])
-    session.info[OUTBOX_PENDING] = True
-
-
-def install_outbox(session_factory, on_commit) -> None:
-    """Make sessions of session_factory queue outbox rows as they flush, and call on_commit() after a commit that did."""
-    def after_commit(session):
-        if session.info.pop(OUTBOX_PENDING, False):
-            on_commit()
-
-    def after_rollback(session):
-        session.info.pop(OUTBOX_PENDING, None)
-
-    for name, listener in (("after_flush", _queue_flushed_changes), ("after_commit", after_commit),
-                           ("after_soft_rollback", lambda session, previous: after_rollback(session))):
-        event.listen(session_factory, name, listener)
 
 
 # -- the drain ---------------------------------------------------------------------------------

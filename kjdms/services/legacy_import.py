@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..models import AuditEvent, Dossier, LegacyImport, Person, Region, User, utcnow
 from ..validators import ValidationError, ValidationErrors, check_sex_and_birth_date, validate_id_number
-from ..vocabulary import EDUCATION_LEVELS, QUALIFICATION_LEVELS, SEXES
-from . import indexing
+from ..vocabulary import DRAFT_STATE, EDUCATION_LEVELS, QUALIFICATION_LEVELS, SEXES
+from .change_tracking import enqueue, leave_outbox_to_worker
 from .dossiers import DALIAN_MESSAGE, clean_fields
 
 CHUNK_ROWS = 1000
@@ -392,14 +392,14 @@ def _write_chunk(session, run_id: int, good: list[GoodRow]) -> tuple[int, int]:
     bulk_insert(connection, User.__table__, [{"person_id": person_ids[number]} for number in numbers],
                 is_active=True, created_at=now)
     bulk_insert(connection, Dossier.__table__, [{**row.dossier, "person_id": person_ids[row.id_number]} for row in new],
-                state="draft", state_changed_at=now, to_confirm=True, job_types=[], is_student=False,
+                state=DRAFT_STATE, state_changed_at=now, to_confirm=True, job_types=[], is_student=False,
                 created_at=now, updated_at=now, lock_version=1)
     dossier_ids = connection.execute(select(Dossier.id).where(
         Dossier.person_id.in_(list(person_ids.values())), Dossier.baseline_id.is_(None))).scalars().all()
     bulk_insert(connection, AuditEvent.__table__, [{"object_id": dossier_id} for dossier_id in dossier_ids],
                 occurred_at=now, actor_label=ACTOR_LABEL, action="dossier.register", object_type="dossier",
                 detail={"legacy": True, "import_run": run_id})
-    indexing.enqueue(session, dossier_ids)
+    enqueue(session, dossier_ids)
     return len(new), len(good) - len(new)
 
 
@@ -447,7 +447,7 @@ def import_legacy(session, path: Path | str, *, chunk: int = CHUNK_ROWS,
                 current.refused += refused_in_chunk
                 # Not drained inline after this commit: indexing 1,000 dossiers per chunk would take
                 # minutes; the rows stay queued for the worker (`kjdms worker`, or the serve thread).
-                session.info.pop(indexing.OUTBOX_PENDING, None)
+                leave_outbox_to_worker(session)
                 session.commit()
                 break
             except IntegrityError:

@@ -8,11 +8,12 @@ from sqlalchemy import delete, select
 from ..blobs import BlobStore
 from ..models import AttachmentVersion, Dossier, DossierRevision, Tombstone, WorkflowHistory, utcnow
 from ..permissions import Actor, roles_on
+from ..vocabulary import APPROVED_STATE
 from ..workflow import TransitionRefused, WorkflowEngine
 from . import audit, login_throttle
 from .identity import id_number_hash
 from .transaction import ConflictError, committing
-from .working_copy import EFFECTIVE_STATE, check_in
+from .working_copy import check_in
 
 DEADLINE_LEGAL_BASIS = "辽财会〔2019〕116号 二（三）"
 PERSONAL_DOSSIER_FIELDS = (
@@ -46,7 +47,7 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
     ))
     audit.record(session, actor, f"workflow.{name}", "dossier", dossier.id,
                  from_state=result.from_state, to_state=result.to_state)
-    if dossier.is_working_copy and result.to_state == EFFECTIVE_STATE:
+    if dossier.is_working_copy and result.to_state == APPROVED_STATE:
         check_in(session, dossier, actor)
     # 二（三）: a legacy person confirms by submitting; retracting before any approval takes it back.
     if name == "submit" and dossier.to_confirm:
@@ -59,7 +60,11 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
 
 def fire_transition(session, workflow: WorkflowEngine, dossier: Dossier, name: str, actor: Actor,
                     comment: str | None = None, expected_version: int | None = None):
-    """Fire transition name on dossier as actor; state, history and audit commit together or not at all."""
+    """Fire transition name on dossier as actor; state, history and audit commit together or not at all.
+
+    The same commit queues the dossier's search-index outbox row and writes its revision: see
+    services/change_tracking.py, whose session hooks create_app installs.
+    """
     if name == "purge":
         raise TransitionRefused("删除个人信息须通过删除功能办理")
     with committing(session):

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from ..models import Dossier, IndexOutbox
+from ..vocabulary import PURGED_STATE
 from ..search import SearchIndex
-from .indexing import PURGED_STATE, dossier_document, documents_for, load_dossiers
+from .indexing import dossier_document, documents_for, load_dossiers
 
 REINDEX_CHUNK = 1000
 

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from itertools import chain
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from ..local_time import end_of_day
-from ..models import (Attachment, AttachmentVersion, Dossier, DossierRevision, Person, Region, WorkflowHistory,
+from ..models import (AttachmentVersion, Dossier, DossierRevision, Region, WorkflowHistory,
                       as_utc, utcnow)
 from ..vocabulary import DOSSIER_LABELS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
 
-# Set on a session while its transaction changed dossiers: their ids, for before_commit.
-CHANGED_DOSSIERS = "kjdms_revision_dossiers"
 # The archive reads days as the finance departments do: the calendar day in Beijing.
 NO_RECORD_BEFORE = "此日期之前无记录"
 REVISED_LATER = "该档案在此日期已存在，但最早的修订记录晚于此日期（批量导入的档案在首次修改前没有修订记录）"
@@ -56,52 +53,15 @@ def record_revision(session, dossier: Dossier) -> DossierRevision:
     return revision
 
 
-# -- the listener: one revision per changed dossier per committed transaction ------------------
-
-def _changed_dossier_ids(obj) -> set:
-    """Return the ids of the effective dossiers whose revision obj is part of."""
-    if isinstance(obj, Dossier):
-        return {obj.id} if obj.baseline_id is None else set()
-    if isinstance(obj, Person):
-        return {dossier.id for dossier in obj.dossiers if dossier.baseline_id is None}
-    if isinstance(obj, Attachment):
-        return {obj.dossier_id}
-    if isinstance(obj, AttachmentVersion):
-        return {obj.attachment.dossier_id} if obj.attachment is not None else set()
-    return set()
-
-
-def _track_flushed_changes(session, flush_context) -> None:
-    """Remember which dossiers this flush changed; a revision is written once, just before the commit."""
-    changed = chain(session.new, (obj for obj in session.dirty if session.is_modified(obj)), session.deleted)
-    with session.no_autoflush:
-        dossier_ids = set().union(*(_changed_dossier_ids(obj) for obj in changed)) - {None}
-    if dossier_ids:
-        session.info.setdefault(CHANGED_DOSSIERS, set()).update(dossier_ids)
-
-
-def _write_revisions(session) -> None:
-    """Write the revisions of the dossiers the transaction changed, inside it."""
-    # Session.commit flushes only after before_commit: flush first so the last changes are tracked too.
-    session.flush()
-    dossier_ids = session.info.pop(CHANGED_DOSSIERS, None)
-    if not dossier_ids:
-        return
+def write_revisions(session, dossier_ids) -> None:
+    """Write a revision of each effective dossier among dossier_ids in session's transaction (change_tracking calls this)."""
     for dossier_id in sorted(dossier_ids):
         dossier = session.get(Dossier, dossier_id)
         # A deleted dossier (a cancelled working copy) and working copies have no revisions of their own.
         if dossier is not None and dossier.baseline_id is None:
             record_revision(session, dossier)
-    # Revisions change no dossier, so this flush tracks nothing new and the listener does not recur.
+    # Revisions change no dossier, so this flush tracks nothing new and the hooks do not recur.
     session.flush()
-
-
-def install_revisions(session_factory) -> None:
-    """Make sessions of session_factory write a revision of every dossier a transaction changes, before it commits."""
-    event.listen(session_factory, "after_flush", _track_flushed_changes)
-    event.listen(session_factory, "before_commit", _write_revisions)
-    event.listen(session_factory, "after_soft_rollback",
-                 lambda session, previous: session.info.pop(CHANGED_DOSSIERS, None))
 
 
 # -- the dossier on a past date ----------------------------------------------------------------

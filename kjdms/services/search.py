@@ -12,10 +12,10 @@ from ..models import Dossier, Region, User
 from ..permissions import can
 from ..search import FACETS, NO_REGION, SORTS, ScopeGrant, SearchIndex, SearchRequest
 from ..search.highlight import mask_id_numbers, segments
-from ..vocabulary import ATTACHMENT_SLOTS, QUALIFICATION_LEVELS
+from ..vocabulary import ATTACHMENT_SLOTS, PURGED_STATE, QUALIFICATION_LEVELS
 from ..workflow import WorkflowEngine
 from .identity import id_number_hash
-from .indexing import PURGED_STATE, documents_for, is_indexed
+from .indexing import documents_for, is_indexed
 
 PAGE_SIZE = 20
 MAX_QUERY_CHARACTERS = 100

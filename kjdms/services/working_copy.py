@@ -8,7 +8,7 @@ from sqlalchemy import select
 from ..display import field_value
 from ..models import Attachment, AttachmentVersion, Dossier, WorkflowHistory, utcnow
 from ..permissions import Actor, PermissionDenied, roles_on
-from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, OWNER_ROLE
+from ..vocabulary import APPROVED_STATE, ATTACHMENT_SLOTS, DOSSIER_LABELS, OWNER_ROLE, REVIEWER_ROLE
 from ..workflow import WorkflowEngine
 from . import audit
 from .dossiers import DOSSIER_FIELDS
@@ -16,8 +16,6 @@ from .transaction import committing
 
 PERSON_FIELDS = ("name", "id_number", "sex", "birth_date")
 
-# The state whose dossier is the effective one; approving a working copy checks it in.
-EFFECTIVE_STATE = "approved"
 
 
 def open_working_copy(session, baseline: Dossier) -> Dossier | None:
@@ -30,7 +28,7 @@ def start_working_copy(session, workflow: WorkflowEngine, baseline: Dossier, act
     """Return the open working copy of the owner's approved dossier, creating it if need be."""
     if OWNER_ROLE not in roles_on(actor, baseline) or baseline.is_working_copy:
         raise PermissionDenied("只有本人可以变更自己的信息")
-    if baseline.state != EFFECTIVE_STATE:
+    if baseline.state != APPROVED_STATE:
         raise PermissionDenied("档案审核确认后才能申请信息变更")
     existing = open_working_copy(session, baseline)
     if existing is not None:
@@ -83,7 +81,7 @@ def check_in(session, copy: Dossier, actor: Actor) -> None:
     baseline.updated_at = copy.checked_in_at = utcnow()
     session.add(WorkflowHistory(
         dossier=baseline, action="check_in", from_state=baseline.state, to_state=baseline.state,
-        actor_id=getattr(actor, "id", None), actor_role="reviewer",
+        actor_id=getattr(actor, "id", None), actor_role=REVIEWER_ROLE,
         comment=f"信息变更（变更单 {copy.id}）审核确认，已更新档案"))
     audit.record(session, actor, "dossier.check_in", "dossier", baseline.id, working_copy=copy.id,
                  slots=changed_slots)

@@ -1,4 +1,4 @@
-"""The reviewer's queue (Plone's review worklist): submitted dossiers of the regions a reviewer covers."""
+"""The reviewer's queue (Plone's review worklist): the worklist reviewer_queue of the workflow file, in the user's regions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,8 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import selectinload
 
 from ..models import Dossier, Region, RoleAssignment, User, utcnow
+from ..vocabulary import REVIEWER_QUEUE
+from ..workflow import WorkflowEngine
 
 PAGE_SIZE = 50
 
@@ -35,8 +37,14 @@ def clamp_page(page: int, total: int, page_size: int) -> tuple[int, int]:
     return min(max(1, page), pages), pages
 
 
+def queue_roles(workflow: WorkflowEngine) -> frozenset[str]:
+    """Return the roles that work the reviewer queue: those holding its permission in its state."""
+    queue = workflow.definition.worklists[REVIEWER_QUEUE]
+    return workflow.definition.states[queue.state].roles_with(queue.permission)
+
+
 @dataclass
-class Worklist:
+class WorklistPage:
     """One page of the queue, with the counts that drive its filters."""
 
     dossiers: list[Dossier]
@@ -46,10 +54,11 @@ class Worklist:
     counts_by_region: list[tuple[Region, int]]
 
 
-def reviewer_queue(session, user: User, *, state: str = "submitted", region_id: int | None = None,
-                   waited_days: int | None = None, page: int = 1) -> Worklist:
-    """Return a page of dossiers in state within user's review regions, the longest waiting first."""
-    covered = covered_region_ids(session, user, "reviewer")
+def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: int | None = None,
+                   waited_days: int | None = None, page: int = 1) -> WorklistPage:
+    """Return a page of the queue's dossiers within the regions where user works it, the longest waiting first."""
+    covered = covered_region_ids(session, user, *queue_roles(workflow))
+    state = workflow.definition.worklists[REVIEWER_QUEUE].state
     scope = [Dossier.state == state, Dossier.region_id.in_(covered), Dossier.checked_in_at.is_(None)]
     waited = Dossier.state_changed_at <= utcnow() - timedelta(days=waited_days) if waited_days else None
     # One grouped pass gives the per-region counts for the filter and the total of the page's filter.
@@ -68,4 +77,4 @@ def reviewer_queue(session, user: User, *, state: str = "submitted", region_id: 
         .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
         .options(selectinload(Dossier.person), selectinload(Dossier.region))).all()
     regions = session.scalars(select(Region).where(Region.id.in_(counts)).order_by(Region.sort_order)).all()
-    return Worklist(dossiers, total, page, pages, [(region, counts[region.id]) for region in regions])
+    return WorklistPage(dossiers, total, page, pages, [(region, counts[region.id]) for region in regions])

@@ -1,10 +1,20 @@
 """The blueprints, one per module; each renders templates/<module>/. Shared helpers for them live here."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import wraps
 
 from flask import abort, flash, request
 from flask_login import current_user, login_required
+
+from ..backends import get_workflow
+from ..extensions import db
+from ..forms import TransitionForm
+from ..models import Dossier
+from ..permissions import can
+from ..services.lifecycle import fire_transition
+from ..services.transaction import ConflictError
+from ..workflow import TransitionRefused
 
 
 def int_arg(name: str) -> int | None:
@@ -37,13 +47,71 @@ def applicant_required(view):
 
 
 def staff_role_required(*roles):
-    """Let only signed-in staff holding one of roles somewhere through; others get 403."""
+    """Let only signed-in staff holding one of roles somewhere through; others get 403.
+
+    Roles may be one callable instead, asked on each request: roles the workflow file names.
+    """
     def decorate(view):
         @wraps(view)
         @login_required
         def wrapper(*args, **kwargs):
-            if current_user.is_applicant or not any(a.role in roles for a in current_user.role_assignments):
+            allowed = roles[0]() if len(roles) == 1 and callable(roles[0]) else roles
+            if current_user.is_applicant or not any(a.role in allowed for a in current_user.role_assignments):
                 abort(403)
             return view(*args, **kwargs)
         return wrapper
     return decorate
+
+
+def dossier_or_404(dossier_id: int, permission="view") -> Dossier:
+    """Return the dossier if the signed-in staff user holds permission on it; 404 otherwise, revealing nothing.
+
+    permission is a workflow permission, or a test taking (workflow, user, dossier).
+    """
+    dossier = db.session.get(Dossier, dossier_id)
+    allowed = permission if callable(permission) else (
+        lambda workflow, user, record: can(workflow, user, permission, record))
+    if dossier is None or current_user.is_applicant or not allowed(get_workflow(), current_user, dossier):
+        abort(404)
+    return dossier
+
+
+@dataclass
+class TransitionPost:
+    """What posting a transition came to: 200 fired; 409 the page was stale; 422 refused or a bad field."""
+
+    status: int
+    form: TransitionForm
+
+    @property
+    def fired(self) -> bool:
+        """Tell whether the transition was fired and committed."""
+        return self.status == 200
+
+
+def post_transition(dossier: Dossier, name: str, form: TransitionForm, *, comment: str | None = None,
+                    comment_label: str = "意见") -> TransitionPost:
+    """Fire transition name on dossier from a posted TransitionForm, with the same checks and messages on every page.
+
+    A form without the numeric version of the page it came from was not sent by a page: 400. A bad
+    field or a refused comment is put on the form; other refusals and conflicts are flashed.
+    """
+    if not (form.lock_version.data or "").isdigit():
+        abort(400)
+    if not form.validate_on_submit():
+        return TransitionPost(422, form)
+    typed = comment if comment is not None else (form.comment.data or "").strip()
+    try:
+        fire_transition(db.session, get_workflow(), dossier, name, current_user, typed or None,
+                        expected_version=int(form.lock_version.data))
+    except ConflictError as error:
+        flash(str(error), "danger")
+        db.session.expire_all()  # the page shows the dossier as it now stands
+        return TransitionPost(409, form)
+    except TransitionRefused as error:
+        if error.field == "comment":
+            form.comment.errors = [f"{comment_label}：{error.message}"]
+        else:
+            flash(error.message, "danger")
+        return TransitionPost(422, form)
+    return TransitionPost(200, form)

@@ -9,20 +9,18 @@ from flask_login import current_user
 from ..backends import get_blob_store, get_config, get_workflow
 from ..extensions import db
 from ..forms import ActionForm, BasicInformationForm, TransitionForm, UploadForm
+from ..documents.basic_info_form import basic_information_form_pdf
 from ..models import Dossier
 from ..permissions import PermissionDenied, can
-from ..documents.basic_info_form import basic_information_form_pdf
 from ..services.attachments import add_attachment_version, size_label
 from ..services.credit import credit_file
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
                                  update_basic_information)
-from ..services.lifecycle import fire_transition
 from ..services.transaction import ConflictError
 from ..services.working_copy import cancel_working_copy, changes, open_working_copy, start_working_copy
 from ..validators import ValidationError, ValidationErrors
-from ..vocabulary import ATTACHMENT_SLOTS
-from ..workflow import TransitionRefused
-from . import applicant_required, show_errors
+from ..vocabulary import ATTACHMENT_SLOTS, DRAFT_STATE, OWNER_ROLE, PURGED_STATE, REJECTED_STATE
+from . import applicant_required, post_transition, show_errors
 from .credit import credit_pdf_response, downloadable_versions
 from .files import download_response
 from ..local_time import BEIJING
@@ -34,7 +32,7 @@ OWNER_TRANSITIONS = ("submit", "retract", "revise")
 def effective_dossier() -> Dossier:
     """Return the signed-in person's effective dossier (404 once purged)."""
     dossier = current_user.person.dossier
-    if dossier is None or dossier.state == "purged":
+    if dossier is None or dossier.state == PURGED_STATE:
         abort(404)
     return dossier
 
@@ -58,9 +56,9 @@ def index():
     rejection = next((row for row in working.history[::-1] if row.action == "reject"), None)
     return render_template(
         "applicant/index.html", dossier=dossier, copy=copy, working=working, history=history,
-        rejection=rejection if working.state == "rejected" else None,
-        missing=missing_items(working) if working.state == "draft" else [],
-        transitions=[t for t in get_workflow().available_transitions(working, {"owner"})
+        rejection=rejection if working.state == REJECTED_STATE else None,
+        missing=missing_items(working) if working.state == DRAFT_STATE else [],
+        transitions=[t for t in get_workflow().available_transitions(working, {OWNER_ROLE})
                      if t.name in OWNER_TRANSITIONS],
         changes=changes(copy) if copy else [], deadline=get_config().CONFIRMATION_DEADLINE,
         workflow=get_workflow(), form=TransitionForm(), action_form=ActionForm(),
@@ -165,15 +163,11 @@ def transition(name):
     """Submit, retract or revise the working dossier."""
     if name not in OWNER_TRANSITIONS:
         abort(404)
-    dossier, form = working_dossier(), TransitionForm()
-    if not form.validate_on_submit() or not (form.lock_version.data or "0").isdigit():
-        abort(400)
-    try:
-        fire_transition(db.session, get_workflow(), dossier, name, current_user, form.comment.data,
-                        expected_version=int(form.lock_version.data) if form.lock_version.data else None)
-    except (TransitionRefused, ConflictError) as error:
-        flash(str(error), "danger")
-    else:
+    posted = post_transition(working_dossier(), name, TransitionForm())
+    for messages in posted.form.errors.values():  # this page shows a message, not the form, again
+        for message in messages:
+            flash(message, "danger")
+    if posted.fired:
         flash(f"已{get_workflow().definition.transitions[name].title}。", "success")
     return redirect(url_for("applicant.index"))
 

@@ -13,16 +13,13 @@ from ..backends import get_blob_store, get_signing_key, get_workflow
 from ..extensions import db
 from ..forms import ActionForm, TransitionForm
 from ..models import Dossier
-from ..permissions import can, roles_on
-from ..services import audit
+from ..permissions import roles_on
+from ..services import disclosures
 from ..services.archive import ARCHIVIST_ROLE, PackageError, archive_states, archivist_dossiers, write_package
-from ..services.lifecycle import fire_transition
 from ..local_time import local_today
 from ..services.revisions import dossier_as_of, shown_fields
-from ..services.transaction import ConflictError
 from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS
-from ..workflow import TransitionRefused
-from . import int_arg, staff_role_required
+from . import dossier_or_404, int_arg, post_transition, staff_role_required
 from .files import download_response
 
 bp = Blueprint("archive", __name__, url_prefix="/archive")
@@ -46,10 +43,8 @@ def index():
 
 def archivable(dossier_id: int) -> Dossier:
     """Return the dossier if the current user is its archivist and may view it; 404 otherwise, revealing nothing."""
-    dossier = db.session.get(Dossier, dossier_id)
-    if (current_user.is_applicant or dossier is None or dossier.is_working_copy
-            or ARCHIVIST_ROLE not in roles_on(current_user, dossier)
-            or not can(get_workflow(), current_user, "view", dossier)):
+    dossier = dossier_or_404(dossier_id)
+    if dossier.is_working_copy or ARCHIVIST_ROLE not in roles_on(current_user, dossier):
         abort(404)
     return dossier
 
@@ -103,26 +98,17 @@ def archive(dossier_id):
     """Archive the dossier with a reason; a page based on a stale version is refused as a conflict."""
     record = archivable(dossier_id)
     form = TransitionForm()
-    if not (form.lock_version.data or "").isdigit():
-        abort(400)
-    if not form.validate_on_submit():
-        return _render(record, form=form, status=422)
-    comment = (form.comment.data or "").strip()
-    if not comment:
+    # The workflow lets the reason be empty; the archive asks for one before anything is checked further.
+    if (form.lock_version.data or "").isdigit() and not (form.comment.data or "").strip():
         form.comment.errors = [REASON_REQUIRED]
         return _render(record, form=form, status=422)
-    try:
-        fire_transition(db.session, get_workflow(), record, ARCHIVE, current_user, comment,
-                        expected_version=int(form.lock_version.data))
-    except ConflictError as error:
-        flash(str(error), "danger")
-        db.session.expire_all()
+    posted = post_transition(record, ARCHIVE, form, comment_label="归档原因")
+    if posted.status == 409:
         current = db.session.get(Dossier, dossier_id)
-        return _render(current, form=TransitionForm(formdata=None, comment=comment,
+        return _render(current, form=TransitionForm(formdata=None, comment=form.comment.data,
                                                     lock_version=current.lock_version), status=409)
-    except TransitionRefused as error:
-        flash(error.message, "danger")
-        return _render(record, form=form, status=422)
+    if not posted.fired:
+        return _render(record, form=form, status=posted.status)
     flash(f"已归档：{record.person.name}（{record.number}）", "success")
     return redirect(url_for("archive.dossier", dossier_id=record.id))
 
@@ -148,9 +134,8 @@ def package(dossier_id):
     while chunk := spool.read(1024 * 1024):
         digest.update(chunk)
     spool.seek(0)
-    audit.record(db.session, current_user, "dossier.export_package", "dossier", record.id,
-                 files=len(manifest["files"]), sha256=digest.hexdigest(), size=size)
-    db.session.commit()
+    disclosures.package_exported(db.session, current_user, record, files=len(manifest["files"]),
+                                 sha256=digest.hexdigest(), size=size)
     response = Response(wrap_file(request.environ, spool), mimetype="application/zip", direct_passthrough=True)
     response.headers["Content-Length"] = str(size)
     return download_response(response, f"{record.number}-档案包.zip", f"{record.number}.zip")

@@ -7,14 +7,17 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
-from ..backends import get_config
+from ..backends import get_config, get_workflow
 from ..extensions import db
 from ..forms import ActionForm, ApplicantLoginForm, RegisterForm, SetPasswordForm, StaffLoginForm
 from ..models import Person, User, utcnow
 from ..services import login_throttle
 from ..services.accounts import hash_password, password_matches, set_password
+from ..services.credit import recorders
 from ..services.dossiers import register_person
+from ..services.worklist import queue_roles
 from ..validators import ValidationError, ValidationErrors, normalize_id_number
+from ..vocabulary import ARCHIVIST_ROLE
 from . import show_errors
 
 bp = Blueprint("auth", __name__)
@@ -39,10 +42,11 @@ def home_of(user: User) -> str:
     if user.is_applicant:
         return url_for("applicant.index")
     roles = {assignment.role for assignment in user.role_assignments}
+    workflow = get_workflow()
     # Each role lands on its own work: the queue, the credit files, the archive; anyone else on search.
-    for role, endpoint in (("reviewer", "review.worklist"), ("credit_officer", "credit.index"),
-                           ("archivist", "archive.index")):
-        if role in roles:
+    for landing_roles, endpoint in ((queue_roles(workflow), "review.worklist"), (recorders(workflow), "credit.index"),
+                                    ({ARCHIVIST_ROLE}, "archive.index")):
+        if roles & landing_roles:
             return url_for(endpoint)
     return url_for("search.index")
 

@@ -5,47 +5,25 @@ from datetime import datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import SelectField, StringField, TextAreaField
 
 from ..backends import get_config, get_workflow
 from ..documents.credit_file import credit_file_pdf
 from ..extensions import db
-from ..forms import ActionForm, MultiCheckboxField
+from ..forms import ActionForm, CreditRecordForm, RevokeForm
 from ..models import AttachmentVersion, CreditRecord, Dossier, Person
 from ..permissions import PermissionDenied, can
-from ..services import audit
-from ..services.credit import (DEFAULT_LEGAL_BASIS, MAX_FINDING, MAX_LEGAL_BASIS, CreditRefused, correct_record,
-                               credit_file, credit_files_page, evidence_choices, live_count, may_record, may_view,
-                               record_finding, revoke_record)
+from ..services import disclosures
+from ..services.credit import (CreditRefused, correct_record, credit_file, credit_files_page, evidence_choices,
+                               file_keepers, live_count, may_record, may_view, record_finding, revoke_record)
 from ..validators import ValidationErrors
 from ..vocabulary import ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS
-from . import int_arg, show_errors, staff_role_required
+from . import dossier_or_404, int_arg, show_errors, staff_role_required
 from .files import download_response
-from ..local_time import BEIJING, local_today
+from ..local_time import BEIJING
 from .filters import local_time
 
 bp = Blueprint("credit", __name__, url_prefix="/credit")
-
-
-class CreditRecordForm(FlaskForm):
-    """A finding, or its correction; the service checks every field and names the bad ones."""
-
-    # No choice validation here: wtforms would answer in English; services.credit answers in Chinese.
-    kind = SelectField("类别", choices=CREDIT_KINDS, validate_choice=False)
-    finding = TextAreaField("查实情况", render_kw={"rows": 4, "maxlength": MAX_FINDING},
-                            description=f"经查实的虚报、谎报内容，{MAX_FINDING}字以内。")
-    legal_basis = StringField("依据", default=DEFAULT_LEGAL_BASIS, render_kw={"maxlength": MAX_LEGAL_BASIS})
-    evidence = MultiCheckboxField("证据（证明材料的具体版本，按内容散列值固定）", validate_choice=False)
-    found_on = StringField("查实日期", default=lambda: local_today().isoformat(), render_kw={"type": "date"})
-
-
-class RevokeForm(FlaskForm):
-    """A revocation: why, and on what basis."""
-
-    reason = TextAreaField("撤销理由", render_kw={"rows": 3, "maxlength": MAX_FINDING})
-    legal_basis = StringField("依据", default=DEFAULT_LEGAL_BASIS, render_kw={"maxlength": MAX_LEGAL_BASIS})
 
 
 def _version_label(version: AttachmentVersion) -> str:
@@ -63,10 +41,7 @@ def _record_form(dossier: Dossier, **data) -> CreditRecordForm:
 
 def viewable(dossier_id: int) -> Dossier:
     """Return the dossier if the current user may read its person's credit file; 404 otherwise, revealing nothing."""
-    dossier = db.session.get(Dossier, dossier_id)
-    if dossier is None or current_user.is_applicant or not may_view(get_workflow(), current_user, dossier):
-        abort(404)
-    return dossier
+    return dossier_or_404(dossier_id, may_view)
 
 
 def recordable(dossier_id: int) -> Dossier:
@@ -121,10 +96,10 @@ def own_live_credit_count() -> int:
 
 
 @bp.get("/")
-@staff_role_required("credit_officer", "administrator")
+@staff_role_required(lambda: file_keepers(get_workflow()))
 def index():
     """List the credit files of the user's regions, the latest recorded first."""
-    listing = credit_files_page(db.session, current_user, page=int_arg("page") or 1)
+    listing = credit_files_page(db.session, get_workflow(), current_user, page=int_arg("page") or 1)
     return render_template("credit/index.html", listing=listing, workflow=get_workflow())
 
 
@@ -224,6 +199,5 @@ def export(dossier_id):
     dossier = viewable(dossier_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    audit.record(db.session, current_user, "credit.export_pdf", "person", dossier.person_id, dossier_id=dossier.id)
-    db.session.commit()
+    disclosures.credit_file_exported(db.session, current_user, dossier)
     return credit_pdf_response(dossier.person, [dossier.number], dossier.number)

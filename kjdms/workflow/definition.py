@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import yaml
 
-PERMISSIONS = ("view", "edit", "add_attachment", "review", "annotate")
+PERMISSIONS = ("view", "edit", "add_attachment", "review", "annotate", "view_credit_file")
 ANY_STATE = "*"
 
 

@@ -19,6 +19,9 @@ from tests.conftest import make_config
 from tests.helpers import USCC_SHUANGTA, applicant, upload_required
 from tests.webclient import basic_information, csrf_of, database_snapshot, flashes, fresh, lock_version_of, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 STAFF = ["reviewer", "city_reviewer", "credit_officer", "archivist", "administrator"]
 APPLICANT_PAGES = ["/me/", "/me/edit", "/me/form.pdf", "/me/documents"]
 
@@ -351,7 +354,7 @@ class TestSubmitRetractRevise:
         assert flashes(browser.get("/me/")) == ["「填报中」状态下不能执行「撤回」"]
         assert database_snapshot() == before
 
-    @pytest.mark.parametrize("lock_version", ["abc", "1.5", "-1"])
+    @pytest.mark.parametrize("lock_version", ["abc", "1.5", "-1", ""])  # empty: 400 as on every page
     def test_a_malformed_page_version_is_a_bad_request(self, auth, lock_version):
         browser = auth("owner")
         before = database_snapshot()

@@ -20,6 +20,9 @@ from kjdms.services.lifecycle import fire_transition
 from tests.helpers import applicant, staff, upload_required
 from tests.webclient import csrf_of, database_snapshot, flashes, fresh, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 CONFLICT = "该档案已被他人处理或修改"
 
 

@@ -12,6 +12,9 @@ from kjdms.views.auth import GENERIC_FAILURE, STAFF_FAILURE
 from tests.helpers import APPLICANT_PASSWORD, STAFF_PASSWORD, applicant, make_id_number
 from tests.webclient import flashes, row_counts, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 NEW_PASSWORD = "new-secret-42"
 
 

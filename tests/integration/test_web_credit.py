@@ -17,6 +17,9 @@ from kjdms.services.lifecycle import fire_transition, purge_dossier
 from tests.helpers import applicant, staff, upload_required
 from tests.webclient import csrf_of, flashes, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 FINDING = "单位代码证系伪造，经市场监管部门核实无此单位"
 
 

@@ -9,6 +9,9 @@ from kjdms.services.lifecycle import fire_transition
 from tests.helpers import APPLICANT_PASSWORD, STAFF_PASSWORD, applicant, make_id_number, upload_required
 from tests.webclient import basic_information, database_snapshot, fresh, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 
 @pytest.fixture
 def scene(people, workflow, blobs):

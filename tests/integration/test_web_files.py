@@ -14,6 +14,9 @@ from kjdms.services.lifecycle import fire_transition
 from tests.helpers import applicant, upload_required
 from tests.webclient import fresh
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -5,6 +5,9 @@ import pytest
 
 from tests.webclient import text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 # 朝财会〔2019〕127号 附件1, in the notice's order.
 CONTACTS = [
     ("市本级", "0421-3608136", "朝阳大街三段 11 号 111 室"),

@@ -4,6 +4,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from tests.webclient import APPLICANT_PAGES, POST_ONLY, build_site, database_snapshot, every_get_path, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 APPLICANTS = ("欧阳明月", "张伟", "李四")
 
 

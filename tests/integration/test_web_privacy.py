@@ -9,6 +9,9 @@ from kjdms.models import AuditEvent
 from kjdms.validators import id_number_check_digit
 from tests.webclient import STAGES, build_site, csrf_of, every_get_path, row_counts, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 KNOWN_BODY = "21130219880808123"
 KNOWN_ID_NUMBER = KNOWN_BODY + id_number_check_digit(KNOWN_BODY)
 MASKED = KNOWN_ID_NUMBER[:4] + "*" * 10 + KNOWN_ID_NUMBER[-4:]

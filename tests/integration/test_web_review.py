@@ -15,6 +15,9 @@ from kjdms.services.worklist import PAGE_SIZE
 from tests.helpers import applicant, make_id_number, upload_required
 from tests.webclient import csrf_of, database_snapshot, decide, flashes, fresh, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 CONFLICT = "该档案已被他人处理或修改"
 
 

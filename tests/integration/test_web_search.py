@@ -14,6 +14,9 @@ from kjdms.services.working_copy import start_working_copy
 from tests.helpers import applicant, upload_required
 from tests.webclient import database_snapshot, fresh, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 NO_RESULTS = "没有找到符合条件的档案"
 SURNAMES = "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔"
 

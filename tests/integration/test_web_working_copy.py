@@ -12,6 +12,9 @@ from kjdms.services.working_copy import open_working_copy
 from tests.helpers import USCC_SHUANGTA, upload_required
 from tests.webclient import basic_information, database_snapshot, decide, flashes, fresh, text
 
+# A page sweep: SQLite only; the services under these pages are tested on both databases.
+pytestmark = pytest.mark.pages
+
 OLD_EMPLOYER = "朝阳市双塔区示范会计服务有限公司"
 NEW_EMPLOYER = "朝阳市双塔区新华会计师事务所有限公司"
 

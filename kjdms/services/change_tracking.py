@@ -1,0 +1,106 @@
+"""The one place where a commit queues search-index outbox rows and writes dossier revisions.
+
+Every service changes dossiers through the shared session and commits (services/transaction.py).
+create_app installs these session hooks once per process, so that:
+
+- after each flush, the dossiers the flush touched are found (`touched_dossier_ids`): an outbox row
+  is queued for each in the same transaction (the index reads it later, services/indexing.py), and
+  their ids are kept for the revision;
+- just before the commit, one revision per touched effective dossier is written (services/revisions.py);
+- after the commit, on_outbox_commit() runs if rows were queued (the drainer indexes them);
+- a rollback forgets both.
+"""
+from __future__ import annotations
+
+from itertools import chain
+from typing import Callable
+
+from sqlalchemy import event, insert, select
+from sqlalchemy.orm import object_session
+
+from ..models import Attachment, AttachmentVersion, CreditRecord, Dossier, IndexOutbox, Person, utcnow
+from .revisions import write_revisions
+
+# Set on a session whose transaction queued outbox rows: its commit wakes the drain.
+OUTBOX_PENDING = "kjdms_outbox_pending"
+# Set on a session while its transaction changed dossiers: their ids, for before_commit's revisions.
+CHANGED_DOSSIERS = "kjdms_revision_dossiers"
+
+_installed = False
+
+
+def touched_dossier_ids(obj) -> set:
+    """Return the ids of the dossiers whose content (fields, person, documents) obj is part of."""
+    if isinstance(obj, Dossier):
+        return {obj.id}
+    if isinstance(obj, Person):
+        return {dossier.id for dossier in obj.dossiers}
+    if isinstance(obj, Attachment):
+        return {obj.dossier_id}
+    if isinstance(obj, AttachmentVersion):
+        return {obj.attachment.dossier_id} if obj.attachment is not None else set()
+    return set()
+
+
+def credited_dossier_ids(obj) -> set:
+    """Return the ids of the dossiers whose has-credit flag obj changes (every dossier of its person)."""
+    if isinstance(obj, CreditRecord):
+        return set(object_session(obj).scalars(select(Dossier.id).where(Dossier.person_id == obj.person_id)))
+    return set()
+
+
+def enqueue(session, dossier_ids) -> None:
+    """Queue dossier_ids for indexing in session's transaction (bulk writes that bypass the ORM call this)."""
+    now = utcnow()
+    session.connection().execute(insert(IndexOutbox), [
+        {"dossier_id": dossier_id, "queued_at": now, "attempts": 0} for dossier_id in sorted(dossier_ids)])
+    session.info[OUTBOX_PENDING] = True
+
+
+def leave_outbox_to_worker(session) -> None:
+    """Let the next commit skip the inline drain: its rows stay queued for the worker."""
+    session.info.pop(OUTBOX_PENDING, None)
+
+
+def _track_flush(session, flush_context) -> None:
+    """Queue outbox rows for the dossiers this flush touched and remember them for their revisions."""
+    changed = list(chain(session.new, (obj for obj in session.dirty if session.is_modified(obj)), session.deleted))
+    with session.no_autoflush:
+        touched = set().union(*(touched_dossier_ids(obj) for obj in changed)) - {None}
+        credited = set().union(*(credited_dossier_ids(obj) for obj in changed)) - {None}
+    if touched | credited:
+        enqueue(session, touched | credited)
+    if touched:
+        session.info.setdefault(CHANGED_DOSSIERS, set()).update(touched)
+
+
+def _before_commit(session) -> None:
+    """Write the revisions of the dossiers the transaction changed, inside it."""
+    # Session.commit flushes only after before_commit: flush first so the last changes are tracked too.
+    session.flush()
+    dossier_ids = session.info.pop(CHANGED_DOSSIERS, None)
+    if dossier_ids:
+        write_revisions(session, dossier_ids)
+
+
+def _forget(session, previous_transaction=None) -> None:
+    """Drop what a rolled-back transaction tracked."""
+    session.info.pop(OUTBOX_PENDING, None)
+    session.info.pop(CHANGED_DOSSIERS, None)
+
+
+def install_change_tracking(session_factory, on_outbox_commit: Callable[[], None]) -> None:
+    """Hook change tracking onto session_factory, once per process; on_outbox_commit runs after commits that queued rows."""
+    global _installed
+    if _installed:
+        return
+
+    def after_commit(session):
+        if session.info.pop(OUTBOX_PENDING, False):
+            on_outbox_commit()
+
+    event.listen(session_factory, "after_flush", _track_flush)
+    event.listen(session_factory, "before_commit", _before_commit)
+    event.listen(session_factory, "after_commit", after_commit)
+    event.listen(session_factory, "after_soft_rollback", _forget)
+    _installed = True
