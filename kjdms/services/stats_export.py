@@ -95,3 +95,35 @@ def export_tables(session, actor, kind: str, tables: list[Table], day: date, foc
     audit.record(session, actor, "statistics.export", "statistics", focus, format=kind, day=day.isoformat(),
                  tables=[table.key for table in tables])
     return data
+
+
+# The panels a region's page of the PDF summary shows, in this order.
+PDF_PANELS = ("collection_state", "workforce_qualification_level", "workforce_education", "workforce_age_band",
+              "workforce_scope_category", "workforce_sex")
+
+
+def region_pages(session, workflow, scope, tree, focus: int | None, day: date) -> list[tuple[str, list[Table]]]:
+    """Return (region title, panels) for each region of the drill-down under focus, counted within scope."""
+    from .statistics import compute_statistics, drill_down
+
+    pages = []
+    for key in drill_down(tree, scope, focus).keys:
+        if not key.startswith("r"):
+            continue
+        region_id = int(key[1:])
+        stats = compute_statistics(session, workflow, scope, tree, region_id, day)
+        tables = {t.key: t for t in stats.tables}
+        # The focus's own row opens the summary with its whole subtree; each region below follows.
+        title = tree.names[region_id] + ("（合计）" if region_id == focus else "")
+        pages.append((title, [tables[name] for name in PDF_PANELS]))
+    return pages
+
+
+def export_pdf(session, actor, workflow, scope, tree, focus: int | None, day: date) -> bytes:
+    """Return the one-page-per-region PDF summary and audit the export (the caller commits)."""
+    from ..documents.stats_summary import statistics_pdf
+
+    data = statistics_pdf(region_pages(session, workflow, scope, tree, focus, day), day)
+    audit.record(session, actor, "statistics.export", "statistics", focus, format="pdf", day=day.isoformat(),
+                 tables=list(PDF_PANELS))
+    return data

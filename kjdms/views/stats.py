@@ -12,12 +12,12 @@ from ..backends import get_workflow
 from ..extensions import db
 from ..local_time import local_today
 from ..services.statistics import WORKFORCE_DIMENSIONS, compute_statistics, cross_tab, region_tree, statistics_scope
-from ..services.stats_export import EXPORTERS, export_tables
+from ..services.stats_export import export_pdf, export_tables
 from ..vocabulary import STAFF_ROLES
 from . import int_arg, staff_role_required
 
 bp = Blueprint("stats", __name__, url_prefix="/stats")
-MEDIA_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+MEDIA_TYPES = {"pdf": "application/pdf", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                "csv": "text/csv; charset=utf-8"}
 
 
@@ -78,10 +78,13 @@ def index():
 @staff_role_required(*STAFF_ROLES)
 def export(kind):
     """Download every panel and the cross-tab as XLSX or CSV; the download is audited."""
-    if kind not in EXPORTERS:
+    if kind not in MEDIA_TYPES:
         abort(404)
-    _, _, stats, table, _ = _computed()
-    data = export_tables(db.session, current_user, kind, stats.tables + [table], stats.day, stats.groups.focus)
+    tree, scope, stats, table, _ = _computed()
+    if kind == "pdf":
+        data = export_pdf(db.session, current_user, get_workflow(), scope, tree, stats.groups.focus, stats.day)
+    else:
+        data = export_tables(db.session, current_user, kind, stats.tables + [table], stats.day, stats.groups.focus)
     db.session.commit()
     response = Response(data, mimetype=MEDIA_TYPES[kind])
     response.headers["Content-Disposition"] = f"attachment; filename=statistics-{stats.day.isoformat()}.{kind}"

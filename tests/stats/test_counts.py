@@ -31,7 +31,7 @@ specs = st.builds(
     job_types=st.lists(st.sampled_from(sorted(JOB_TYPES)), max_size=3, unique=True),
     is_student=st.booleans(), employer_name=st.sampled_from(["某单位", "", None]), is_legacy=st.booleans(),
     to_confirm=st.booleans(), created_days_ago=st.integers(0, 70),
-    revisions=st.lists(revision, max_size=3).map(lambda rows: sorted(rows, reverse=True)), bulk=st.booleans())
+    revisions=st.lists(revision, max_size=3).map(lambda rows: sorted(rows, key=lambda row: -row[0])), bulk=st.booleans())
 
 
 def age_band(birth: str | None, day: date) -> str | None:

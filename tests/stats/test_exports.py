@@ -61,3 +61,27 @@ def test_every_export_is_audited(app, workflow):
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "statistics.export")).all()
     assert [e.detail["format"] for e in events] == ["xlsx", "csv"]
     assert all(e.actor_label == "stats_admin" for e in events)
+
+
+def test_the_pdf_summary_has_a_page_per_region_and_renders_without_missing_glyphs(app, workflow, tmp_path):
+    import subprocess
+
+    from pypdf import PdfReader
+
+    from kjdms.services.stats_export import export_pdf
+    from kjdms.services.statistics import drill_down
+
+    stats = statistics(workflow)
+    tree = region_tree(db.session)
+    user = staff("stats_pdf", "administrator", "210000")
+    data = export_pdf(db.session, user, workflow, full_scope(tree), tree, stats.groups.focus, stats.day)
+    pages = [key for key in drill_down(tree, full_scope(tree), stats.groups.focus).keys if key.startswith("r")]
+    reader = PdfReader(io.BytesIO(data))
+    assert len(reader.pages) == len(pages)
+    first = reader.pages[0].extract_text()
+    assert "朝阳市（合计）" in first and "会计专业技术资格" in first and "初级" in first
+    (tmp_path / "summary.pdf").write_bytes(data)
+    rendered = subprocess.run(["pdftoppm", "-r", "50", "-png", "-f", "1", "-l", "2", str(tmp_path / "summary.pdf"),
+                               str(tmp_path / "page")], capture_output=True, text=True)
+    assert rendered.returncode == 0 and "glyph" not in rendered.stderr.lower() and not rendered.stderr.strip()
+    assert len(list(tmp_path.glob("page*.png"))) == 2

@@ -43,6 +43,7 @@ def test_exports_download_and_are_audited(people, auth):
     book = openpyxl.load_workbook(io.BytesIO(xlsx.data))
     assert any(sheet._charts for sheet in book.worksheets)
     assert browser.submit("/stats/export.csv", page="/stats/").data.startswith("\ufeff".encode("utf-8"))
+    assert browser.submit("/stats/export.pdf", page="/stats/").data.startswith(b"%PDF")
     assert browser.submit("/stats/export.exe", page="/stats/").status_code == 404
     formats = db.session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "statistics.export")).all()
-    assert [detail["format"] for detail in formats] == ["xlsx", "csv"]
+    assert [detail["format"] for detail in formats] == ["xlsx", "csv", "pdf"]
