@@ -52,4 +52,4 @@ RUNTIME_PACKAGES=(libmagic1 fonts-wqy-microhei)
 # tesseract-ocr-chi-sim: OCR of scans (kjdms.extraction); it only recommends tesseract-ocr, which
 # --no-install-recommends skips, so the engine is named too.
 # chromium: the browser tests/e2e drives through Playwright (executable_path=/usr/bin/chromium).
-TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}" tesseract-ocr tesseract-ocr-chi-sim chromium)
+TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}" tesseract-ocr tesseract-ocr-chi-sim chromium poppler-utils)  # pdftoppm renders the statistics PDF in tests

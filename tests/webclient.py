@@ -151,12 +151,14 @@ FILE_PAGES = ("/files/{version}", "/files/{version}/preview.png")
 CREDIT_PAGES = ("/credit/", "/credit/dossiers", "/credit/dossiers?page=2", "/credit/dossier/{dossier}", "/credit/dossier/{dossier}/records/1/correct")
 SEARCH_PAGES = ("/search/", "/search/?q=欧阳明月", "/search/?q=朝阳市&state=submitted&sort=date", "/search/?page=2",
                 "/search/?q=2113*", "/search/?region={region}", "/search/?idn=forged")
+STATS_PAGES = ("/stats/", "/stats/?region={region}", "/stats/?as_of=2020-06-30&row=education&column=sex",
+               "/stats/?as_of=bad&row=nonsense", "/stats/plotly.min.js")
 ARCHIVE_PAGES = ("/archive/", "/archive/?state=archived&page=2", "/archive/{dossier}",
                  "/archive/{dossier}/as-of?date=2020-06-30")
 POST_ONLY = ("/logout", "/login/staff", "/me/change", "/me/change/cancel", "/me/transition/submit",
              "/me/documents/other", "/review/{dossier}/approve", "/review/{dossier}/reject", "/review/{dossier}/reveal",
              "/credit/dossier/{dossier}/record", "/credit/dossier/{dossier}/export",
-             "/archive/{dossier}/archive", "/archive/{dossier}/package")
+             "/archive/{dossier}/archive", "/archive/{dossier}/package", "/stats/export.xlsx")
 STAGES = ("draft", "submitted", "rejected", "change_submitted")
 
 
@@ -207,7 +209,7 @@ def build_site(people, workflow, blobs, *, stage="change_submitted", id_number=N
 def every_get_path(site: dict) -> list[str]:
     """Return every page path a browser can ask for on site, POST-only ones included (they must answer 405)."""
     paths = list(PUBLIC_PAGES) + list(APPLICANT_PAGES)
-    for pattern in REVIEW_PAGES + SEARCH_PAGES + CREDIT_PAGES + ARCHIVE_PAGES + FILE_PAGES + POST_ONLY:
+    for pattern in REVIEW_PAGES + SEARCH_PAGES + STATS_PAGES + CREDIT_PAGES + ARCHIVE_PAGES + FILE_PAGES + POST_ONLY:
         if "{region}" in pattern:
             paths += [pattern.format(region=region) for region in site["regions"]]
         elif "{dossier}" in pattern:

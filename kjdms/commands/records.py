@@ -145,7 +145,7 @@ def _file_sha256(path: Path) -> str:
 
 
 @click.command("verify-package")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--public-key", "public_keys", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="档案包必须由其签名的公钥（PEM，kjdms package-key 导出）；可重复。")

@@ -267,7 +267,8 @@ def _hash_member(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
 def _expected_entries(manifest) -> dict[str, dict] | None:
     """Return path → entry for every file the manifest lists (the summary included), or None if malformed."""
     try:
-        entries = list(manifest["files"]) + [manifest["summary"]]
+        # A report to the Ministry (services/mof_report.py) has data files and no summary.
+        entries = list(manifest["files"]) + ([] if manifest.get("format") in FOLDER_FORMATS else [manifest["summary"]])
         listed = {entry["path"]: entry for entry in entries}
         for entry in entries:
             if not (isinstance(entry["path"], str) and isinstance(entry["sha256"], str)
@@ -278,6 +279,32 @@ def _expected_entries(manifest) -> dict[str, dict] | None:
     return listed if len(listed) == len(entries) else None
 
 
+# Packages written as a folder rather than a ZIP: format → version.
+FOLDER_FORMATS = {"kjdms-mof-report": 1}
+
+
+class _Folder:
+    """A folder read the way verify_package reads a ZIP: names, open, read."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def namelist(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file())
+
+    def open(self, name: str):
+        return open(self.root / name, "rb")
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def verify_package(source: Path | str | BinaryIO, trusted_keys: list[str] | None = None) -> Verification:
     """Recompute every hash in the package at source against its manifest and name whatever does not match.
 
@@ -285,7 +312,8 @@ def verify_package(source: Path | str | BinaryIO, trusted_keys: list[str] | None
     """
     result = Verification()
     try:
-        archive = zipfile.ZipFile(source)
+        archive = _Folder(Path(source)) if isinstance(source, (str, Path)) and Path(source).is_dir() \
+            else zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError) as error:
         result.problems.append(f"不是可读的 ZIP 文件：{error}")
         return result
@@ -345,10 +373,10 @@ def _read_manifest(archive: zipfile.ZipFile, names: Counter, result: Verificatio
     except (UnicodeDecodeError, ValueError):
         result.problems.append(f"{MANIFEST} 不是有效的 JSON")
         return None
-    if not isinstance(manifest, dict) or manifest.get("format") != PACKAGE_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in {PACKAGE_FORMAT, *FOLDER_FORMATS}:
         result.problems.append(f"{MANIFEST} 不是 kjdms 档案包的清单")
         return None
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") != FOLDER_FORMATS.get(manifest["format"], FORMAT_VERSION):
         result.problems.append(f"档案包格式版本 {manifest.get('format_version')!r} 不受支持（支持 {FORMAT_VERSION}）")
         return None
     return manifest

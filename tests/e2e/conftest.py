@@ -106,3 +106,15 @@ def camera():
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     return Camera(ARTIFACTS)
+
+
+def sign_in_staff(page, site: Site, username: str = REVIEWER) -> None:
+    """Sign in on the login page's staff tab as username."""
+    from tests.helpers import STAFF_PASSWORD
+
+    page.goto(site.url + "/login")
+    page.get_by_role("tab", name="财政部门工作人员").click()
+    pane = page.locator("#staff")
+    pane.get_by_label("用户名", exact=True).fill(username)
+    pane.get_by_label("密码", exact=True).fill(STAFF_PASSWORD)
+    pane.get_by_role("button", name="登录").click()

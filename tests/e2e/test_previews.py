@@ -7,9 +7,9 @@ from kjdms.backends import get_blob_store, get_workflow
 from kjdms.extensions import db
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import fire_transition
-from tests.e2e.conftest import DESKTOP, REVIEWER
+from tests.e2e.conftest import DESKTOP, sign_in_staff
 from tests.e2e.test_browser_loop import previews_loaded
-from tests.helpers import STAFF_PASSWORD, applicant, upload_required
+from tests.helpers import applicant, upload_required
 
 BROKEN_PDF = b"%PDF-1.4\n" + b"this is not really a pdf\n" * 10
 
@@ -27,12 +27,7 @@ def test_an_unrenderable_pdf_shows_a_notice_in_place_of_its_preview(chromium, si
     context = chromium.new_context(viewport=DESKTOP, locale="zh-CN")
     try:
         page = context.new_page()
-        page.goto(site.url + "/login")
-        page.get_by_role("tab", name="财政部门工作人员").click()
-        pane = page.locator("#staff")
-        pane.get_by_label("用户名", exact=True).fill(REVIEWER)
-        pane.get_by_label("密码", exact=True).fill(STAFF_PASSWORD)
-        pane.get_by_role("button", name="登录").click()
+        sign_in_staff(page, site)
         page.goto(f"{site.url}/review/{dossier_id}")
         expect(page.get_by_role("heading", name="李明")).to_be_visible()
         # Every document shows an image: the broken one a notice (answered 415), not a broken-image icon.

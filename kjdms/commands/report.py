@@ -1,0 +1,64 @@
+"""Reports that leave the system: the person-level report to the Ministry of Finance, and the list of past ones."""
+from __future__ import annotations
+
+
+from pathlib import Path
+
+import click
+from flask.cli import with_appcontext
+
+from ..backends import get_config, get_signing_key, get_workflow
+from ..extensions import db
+
+
+@click.group("report")
+def report_group():
+    """生成、查看上报财政部的会计人员信息报告。"""
+
+
+@report_group.command("mof")
+@click.option("--as-of", "as_of", required=True, type=click.DateTime(["%Y-%m-%d"]), help="截至日期（北京时间当日结束）。")
+@click.option("--since", default=None, help="增量报告：以此前的报告编号为基准（须在 --out 目录中）。")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="报告写到此目录下。")
+@with_appcontext
+def report_mof(as_of, since, out):
+    """生成上报财政部的报告（JSON Lines、CSV 与签名清单）；含完整身份证号，仅本人可读。"""
+    from ..services.mof_report import ReportRefused, reported_states, write_report
+    from ..services.statistics import workflow_names
+
+    workflow = get_workflow()
+    try:
+        result = write_report(db.session, day=as_of.date(), out=out, signing_key=get_signing_key(),
+                              id_hash_key=get_config().ID_HASH_KEY, reported_states=reported_states(workflow),
+                              approved_state=workflow_names(workflow).approved, since=since)
+    except ReportRefused as error:
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    counts = result.counts
+    click.echo(f"报告 {result.report_id} 已写到 {result.folder}")
+    click.echo(f"共 {counts['persons']} 人：新增 {counts['added']}，变更 {counts['changed']}，"
+               f"未变 {counts['unchanged']}，删除 {counts['removed']}")
+    click.echo("注意：文件含完整身份证号等敏感个人信息，仅本账户可读；请按规定传送并妥善保管。")
+    click.echo(f"核验：kjdms verify-package {result.folder} --public-key <公布的公钥>")
+
+
+@report_group.command("list")
+@with_appcontext
+def report_list():
+    """列出已生成的报告（来自审计记录）。"""
+    from sqlalchemy import select
+
+    from ..local_time import local_text
+    from ..models import AuditEvent
+
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "mof_report.generate")
+                                .order_by(AuditEvent.id)).all()
+    if not events:
+        click.echo("尚未生成报告")
+    for event in events:
+        detail = event.detail
+        click.echo(f"{detail['report_id']}\t截至 {detail['as_of']}\t基准 {detail.get('follows') or '（全量）'}\t"
+                   f"{detail['counts']['persons']} 人\t{local_text(event.occurred_at)}\t{event.actor_label}")
+
+
+COMMANDS = (report_group,)

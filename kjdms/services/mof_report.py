@@ -1,0 +1,201 @@
+"""The report to the Ministry of Finance (财办会〔2018〕28号): person-level national data items, full or incremental.
+
+Streams: persons are read in id order in batches and written line by line, so memory stays bounded. Two runs
+for the same as-of date and base write the same bytes: nothing in the files depends on when they were written.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from .. import signing
+from ..local_time import end_of_day, local_date
+from ..models import Dossier, Tombstone, as_utc
+from . import audit
+from .identity import id_number_hash
+
+FORMAT = "kjdms-mof-report"
+FORMAT_VERSION = 1
+BATCH = 2000
+FIELDS = ("change", "id_number", "name", "sex", "birth_date", "education", "qualification_level",
+          "qualification_certificate_number", "scope_category", "job_types", "employer_name", "employer_uscc",
+          "employer_org_code", "region_code", "phone", "state", "registered_on", "approved_on", "changed_on",
+          "is_legacy")
+PERSONS, PERSONS_CSV, REMOVED = "persons.jsonl", "persons.csv", "removed.jsonl"
+MANIFEST, CHECKSUM, SIGNATURE = "manifest.json", "manifest.json.sha256", "manifest.json.sig"
+
+
+class ReportRefused(ValueError):
+    """The report cannot be made as asked; the message says why in Chinese."""
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where a report was written and what it holds."""
+
+    report_id: str
+    folder: Path
+    counts: dict
+
+
+def report_id_for(day: date, since: str | None) -> str:
+    """Return the report's id: its as-of date, and the report it follows for an incremental one."""
+    return f"MOF-{day:%Y%m%d}" + (f"-SINCE-{since}" if since else "")
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def person_record(dossier: Dossier, approved_on: date | None) -> dict:
+    """Return one person's national data items (codes as in docs/mof-report.md)."""
+    person = dossier.person
+    return {
+        "id_number": person.id_number, "name": person.name, "sex": person.sex, "birth_date": _iso(person.birth_date),
+        "education": dossier.education, "qualification_level": dossier.qualification_level,
+        "qualification_certificate_number": dossier.qualification_certificate_number,
+        "scope_category": dossier.scope_category, "job_types": sorted(dossier.job_types or []),
+        "employer_name": dossier.employer_name, "employer_uscc": dossier.employer_uscc,
+        "employer_org_code": dossier.employer_org_code, "region_code": dossier.region.code if dossier.region else None,
+        "phone": dossier.phone, "state": dossier.state, "registered_on": _iso(local_date(dossier.created_at)),
+        "approved_on": _iso(approved_on), "changed_on": _iso(local_date(dossier.updated_at)),
+        "is_legacy": bool(person.is_legacy),
+    }
+
+
+def _approved_on(dossier: Dossier, cutoff, approved_state: str) -> date | None:
+    moments = [row.created_at for row in dossier.history
+               if row.to_state == approved_state and as_utc(row.created_at) < cutoff]
+    return local_date(max(moments)) if moments else None
+
+
+def current_records(session, day: date, reported_states: tuple[str, ...], approved_state: str):
+    """Yield (id_number, record) of every person whose dossier is in a reported state, created by the day's end."""
+    cutoff, last = end_of_day(day), 0
+    while True:
+        batch = session.scalars(
+            select(Dossier).where(Dossier.baseline_id.is_(None), Dossier.id > last, Dossier.created_at < cutoff,
+                                  Dossier.state.in_(reported_states))
+            .options(selectinload(Dossier.person), selectinload(Dossier.region), selectinload(Dossier.history))
+            .order_by(Dossier.id).limit(BATCH)).all()
+        if not batch:
+            return
+        for dossier in batch:
+            if dossier.person.id_number:
+                yield dossier.person.id_number, person_record(dossier, _approved_on(dossier, cutoff, approved_state))
+        last = batch[-1].id
+        session.expunge_all()  # bounded memory: the batch is written, let it go
+
+
+def _line(record: dict) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def _base_digests(folder: Path) -> dict[str, str]:
+    """Return id_number → sha256 of the person's data in a previous report (its full state after it)."""
+    digests = {}
+    with open(folder / "state.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            entry = json.loads(line)
+            digests[entry["id_number"]] = entry["sha256"]
+    return digests
+
+
+def _owner_only(path: Path):
+    """Open path for writing, readable by its owner only from the first byte (full ID numbers)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
+def write_report(session, *, day: date, out: Path, signing_key, id_hash_key: str, reported_states: tuple[str, ...],
+                 approved_state: str, since: str | None = None, actor=None) -> ReportResult:
+    """Write the report for the end of day into out/<report id>/ and audit it (the caller commits)."""
+    report_id = report_id_for(day, since)
+    base = None
+    if since is not None:
+        base_folder = out / since
+        if not (base_folder / "state.jsonl").is_file():
+            raise ReportRefused(f"找不到作为基准的报告 {since}（应在 {base_folder}）")
+        base = _base_digests(base_folder)
+    folder = out / report_id
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+    counts = {"persons": 0, "added": 0, "changed": 0, "unchanged": 0, "removed": 0}
+    with _owner_only(folder / PERSONS) as persons, _owner_only(folder / PERSONS_CSV) as table, \
+            _owner_only(folder / "state.jsonl") as state:
+        text = io.TextIOWrapper(table, encoding="utf-8-sig", newline="")
+        writer = csv.writer(text, lineterminator="\r\n")
+        writer.writerow(FIELDS)
+        seen = set()
+        for id_number, record in current_records(session, day, reported_states, approved_state):
+            digest = hashlib.sha256(_line(record)).hexdigest()
+            state.write(_line({"id_number": id_number, "sha256": digest}))
+            counts["persons"] += 1
+            seen.add(id_number) if base is not None else None
+            if base is None:
+                change = "full"
+            elif id_number not in base:
+                change = "added"
+            elif base[id_number] != digest:
+                change = "changed"
+            else:
+                counts["unchanged"] += 1
+                continue
+            counts[change if change != "full" else "added"] += 1
+            row = {"change": change, **record}
+            persons.write(_line(row))
+            writer.writerow(["、".join(v) if isinstance(v, list) else ("" if v is None else str(v).lower()
+                             if isinstance(v, bool) else v) for v in (row[name] for name in FIELDS)])
+        text.flush()
+        text.detach()
+    with _owner_only(folder / REMOVED) as removed:
+        for id_number in sorted(set(base or ()) - seen):
+            tomb = session.scalar(select(Tombstone.purged_at).where(
+                Tombstone.id_number_hash == id_number_hash(id_hash_key, id_number)))
+            removed.write(_line({"change": "removed", "id_number": id_number,
+                                 "removed_on": _iso(local_date(tomb)) if tomb else None}))
+            counts["removed"] += 1
+    files = [{"path": name, "size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+             for name in (PERSONS, PERSONS_CSV, REMOVED, "state.jsonl")]
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "report_id": report_id, "as_of": day.isoformat(),
+                "kind": "incremental" if since else "full", "follows": since, "counts": counts, "files": files,
+                "schema": "docs/mof-report.schema.json"}
+    body = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
+    with _owner_only(folder / MANIFEST) as target:
+        target.write(body)
+    with _owner_only(folder / CHECKSUM) as target:
+        target.write(f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode("ascii"))
+    public = signing.public_key_pem(signing_key)
+    signature = {"algorithm": signing.ALGORITHM, "fingerprint": signing.fingerprint(public), "public_key": public,
+                 "signature": signing.sign(signing_key, body)}
+    with _owner_only(folder / SIGNATURE) as target:
+        target.write((json.dumps(signature, indent=2) + "\n").encode("ascii"))
+    audit.record(session, actor, "mof_report.generate", "mof_report", None, report_id=report_id,
+                 as_of=day.isoformat(), follows=since, counts=counts)
+    return ReportResult(report_id, folder, counts)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def reported_states(workflow) -> tuple[str, ...]:
+    """Return the approved state and those an approved dossier moves on to except the purge (archived)."""
+    from .statistics import workflow_names
+
+    names = workflow_names(workflow)
+    later = {t.destination for t in workflow.definition.transitions.values()
+             if names.approved in t.sources and t.destination != names.purged}
+    return tuple(sorted({names.approved, *later}))

@@ -1,0 +1,104 @@
+"""The report to the Ministry: full, then incremental after a change, a purge and a re-approval; valid, signed, stable."""
+from __future__ import annotations
+
+import json
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import jsonschema
+from sqlalchemy import select
+
+from kjdms.backends import get_config, get_signing_key, get_workflow
+from kjdms.extensions import db
+from kjdms.local_time import local_today
+from kjdms.models import AuditEvent, Dossier, Tombstone, WorkflowHistory, utcnow
+from kjdms.services.archive import verify_package
+from kjdms.services.identity import id_number_hash
+from kjdms.services.mof_report import reported_states, write_report
+from kjdms.signing import public_key_pem
+from tests.stats_data import Spec, insert
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "mof-report.schema.json").read_text(encoding="utf-8"))
+
+
+def report(out, since=None):
+    workflow = get_workflow()
+    result = write_report(db.session, day=local_today(), out=out, signing_key=get_signing_key(),
+                          id_hash_key=get_config().ID_HASH_KEY, reported_states=reported_states(workflow),
+                          approved_state="approved", since=since)
+    db.session.commit()
+    return result
+
+
+def lines(folder, name):
+    return [json.loads(line) for line in (folder / name).read_text(encoding="utf-8").splitlines()]
+
+
+def check(folder):
+    for name in ("persons.jsonl", "removed.jsonl"):
+        for line in lines(folder, name):
+            jsonschema.validate(line, SCHEMA)
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    trusted = public_key_pem(get_signing_key())
+    assert verify_package(folder, [trusted]).ok
+
+
+def test_full_then_incremental_after_change_purge_and_reapproval(app, tmp_path):
+    ids = [insert(Spec(job_types=["cashier", "checking"])).id for _ in range(3)] + [insert(Spec(state="submitted")).id]
+    first = report(tmp_path / "out")
+    check(first.folder)
+    assert first.counts["persons"] == 3
+    assert {line["change"] for line in lines(first.folder, "persons.jsonl")} == {"full"}
+    again = (first.folder / "persons.jsonl").read_bytes(), (first.folder / "manifest.json.sig").read_bytes()
+    assert (report(tmp_path / "out").folder / "persons.jsonl").read_bytes() == again[0]
+    assert (first.folder / "manifest.json.sig").read_bytes() == again[1]
+
+    # The report lets go of what it read (bounded memory): read the dossiers again.
+    kept, changed, purged, draft = (db.session.get(Dossier, dossier_id) for dossier_id in ids)
+    changed.employer_name = "另一单位"
+    purged_number = purged.person.id_number
+    purged.state, purged.person.id_number, purged.person.name = "purged", None, None
+    db.session.add(Tombstone(dossier_id=purged.id, id_number_hash=id_number_hash(get_config().ID_HASH_KEY,
+                             purged_number), actor_label="system", reason="逾期"))
+    draft.state = "approved"  # the re-approval
+    db.session.add(WorkflowHistory(dossier_id=draft.id, action="approve", from_state="submitted",
+                                   to_state="approved", actor_role="reviewer", created_at=utcnow()))
+    db.session.commit()
+    second = report(tmp_path / "out", since=first.report_id)
+    check(second.folder)
+    changed, draft = db.session.get(Dossier, ids[1]), db.session.get(Dossier, ids[3])
+    changes = {line["id_number"]: line["change"] for line in lines(second.folder, "persons.jsonl")}
+    assert changes == {changed.person.id_number: "changed", draft.person.id_number: "added"}
+    removed = lines(second.folder, "removed.jsonl")
+    assert [(r["id_number"], r["removed_on"]) for r in removed] == [(purged_number, local_today().isoformat())]
+    assert second.counts == {"persons": 3, "added": 1, "changed": 1, "unchanged": 1, "removed": 1}
+    assert db.session.get(Dossier, ids[0]).person.id_number not in changes
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "mof_report.generate")).all()
+    assert len(events) == 3 and "id_number" not in json.dumps([e.detail for e in events])
+
+
+def test_a_tampered_file_is_refused(app, tmp_path):
+    insert(Spec())
+    folder = report(tmp_path / "out").folder
+    with open(folder / "persons.csv", "ab") as target:
+        target.write(b"x")
+    result = verify_package(folder, [public_key_pem(get_signing_key())])
+    assert not result.ok and "persons.csv" in result.different
+
+
+def test_the_commands_write_list_and_verify_a_report(app, tmp_path):
+    from tests.integration.test_commands import run
+
+    insert(Spec())
+    day = local_today().isoformat()
+    made = run(app, "report", "mof", "--as-of", day, "--out", str(tmp_path / "out"))
+    assert made.exit_code == 0, made.output
+    assert "敏感" in made.output and "仅本账户可读" in made.output
+    report_id = f"MOF-{day.replace('-', '')}"
+    assert report_id in run(app, "report", "list").output
+    key = tmp_path / "public.pem"
+    key.write_text(public_key_pem(get_signing_key()), encoding="ascii")
+    checked = run(app, "verify-package", str(tmp_path / "out" / report_id), "--public-key", str(key))
+    assert checked.exit_code == 0 and "签名有效" in checked.output, checked.output
