@@ -357,7 +357,6 @@ def count_by(session, snap, base_condition, groups: Groups, day: date, row: Dime
         flipped = count_by(session, snap, base_condition, groups, day, column, row, names)
         return _transpose(flipped, row, column)
     condition = and_(base_condition, in_groups(snap, groups))
-    c_key = column.name if column is not None else None
     cells: dict[tuple[str, str], float] = {}
     if row.multi:  # job type alone, or job type by job type
         sums = [func.sum(case((snap.c.job_types.like(f'%"{job}"%'), 1), else_=0)) for job in row.labels]

@@ -101,14 +101,16 @@ def test_a_token_is_tied_to_its_session_and_survives_sign_in(browser, people):
 
 # Who posts to each blueprint's routes in the sweep below: someone the view would otherwise serve.
 SWEEP_USERS = {"applicant": "owner", "review": "reviewer", "credit": "credit_officer", "archive": "archivist",
-               "auth": "owner"}
+               "auth": "owner", "stats": "administrator", "admin": "administrator", "accounts": "administrator",
+               "regions": "administrator", "settings": "administrator", "audit": "administrator"}
 
 
 def post_paths(app, scene) -> list[tuple[str, str]]:
     """Return (endpoint, path) for every POST route of the URL map, each value of an any() part included."""
     from werkzeug.routing.converters import AnyConverter
 
-    values = {"dossier_id": [scene["submitted"].id], "slot": ["other"], "record_id": [1], "name": ["submit", "retract"]}
+    values = {"dossier_id": [scene["submitted"].id], "slot": ["other"], "record_id": [1], "name": ["submit", "retract"],
+              "kind": ["xlsx", "csv", "pdf"]}
     paths = []
     for rule in app.url_map.iter_rules():
         if "POST" not in rule.methods:
