@@ -142,7 +142,7 @@ def decide(browser, dossier_id, name, comment="", fields=(), page=None):
 
 
 # Every page, for the sweeps: the paths are filled in from build_site's ids.
-PUBLIC_PAGES = ("/", "/contacts", "/login", "/login?next=/me/", "/register", "/login/first-password",
+PUBLIC_PAGES = ("/", "/contacts", "/account/password", "/login", "/login?next=/me/", "/register", "/login/first-password",
                 "/bootstrap/static/css/bootstrap.min.css", "/no-such-page")
 APPLICANT_PAGES = ("/me/", "/me/edit", "/me/form.pdf", "/me/documents", "/me/credit", "/me/credit.pdf")
 REVIEW_PAGES = ("/review/", "/review/?waited=7", "/review/?page=2", "/review/?region={region}", "/review/{dossier}")
@@ -153,12 +153,19 @@ SEARCH_PAGES = ("/search/", "/search/?q=欧阳明月", "/search/?q=朝阳市&sta
                 "/search/?q=2113*", "/search/?region={region}", "/search/?idn=forged")
 STATS_PAGES = ("/stats/", "/stats/?region={region}", "/stats/?as_of=2020-06-30&row=education&column=sex",
                "/stats/?as_of=bad&row=nonsense", "/stats/plotly.min.js")
+ADMIN_PAGES = ("/admin/", "/admin/settings/", "/admin/static/admin/js/helpers.js") + tuple(
+    f"/admin/{view}/{page}" for view in ("accounts", "regions", "audit")
+    for page in ("", "new/", "edit/?id=1", "details/?id=1", "export/csv/", "ajax/lookup/?name=region&query=x"))
 ARCHIVE_PAGES = ("/archive/", "/archive/?state=archived&page=2", "/archive/{dossier}",
                  "/archive/{dossier}/as-of?date=2020-06-30")
 POST_ONLY = ("/logout", "/login/staff", "/me/change", "/me/change/cancel", "/me/transition/submit",
              "/me/documents/other", "/review/{dossier}/approve", "/review/{dossier}/reject", "/review/{dossier}/reveal",
              "/credit/dossier/{dossier}/record", "/credit/dossier/{dossier}/export",
-             "/archive/{dossier}/archive", "/archive/{dossier}/package", "/stats/export.xlsx")
+             "/archive/{dossier}/archive", "/archive/{dossier}/package", "/stats/export.xlsx",
+             "/admin/audit/export.csv") + tuple(
+    f"/admin/accounts/{action}/" for action in ("action", "ajax/update", "delete", "disable", "enable", "grant",
+                                                "reset-password", "revoke")) + tuple(
+    f"/admin/{view}/{action}/" for view in ("regions", "audit") for action in ("action", "ajax/update", "delete"))
 STAGES = ("draft", "submitted", "rejected", "change_submitted")
 
 
@@ -209,7 +216,7 @@ def build_site(people, workflow, blobs, *, stage="change_submitted", id_number=N
 def every_get_path(site: dict) -> list[str]:
     """Return every page path a browser can ask for on site, POST-only ones included (they must answer 405)."""
     paths = list(PUBLIC_PAGES) + list(APPLICANT_PAGES)
-    for pattern in REVIEW_PAGES + SEARCH_PAGES + STATS_PAGES + CREDIT_PAGES + ARCHIVE_PAGES + FILE_PAGES + POST_ONLY:
+    for pattern in REVIEW_PAGES + SEARCH_PAGES + STATS_PAGES + ADMIN_PAGES + CREDIT_PAGES + ARCHIVE_PAGES + FILE_PAGES + POST_ONLY:
         if "{region}" in pattern:
             paths += [pattern.format(region=region) for region in site["regions"]]
         elif "{dossier}" in pattern:

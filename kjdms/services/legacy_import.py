@@ -391,7 +391,7 @@ def _write_chunk(session, run_id: int, good: list[GoodRow]) -> tuple[int, int]:
     person_ids = dict(connection.execute(select(Person.id_number, Person.id).where(Person.id_number.in_(numbers))).all())
     # No password: the person sets one at first sign-in with name and ID number (views/auth.py).
     bulk_insert(connection, User.__table__, [{"person_id": person_ids[number]} for number in numbers],
-                is_active=True, created_at=now)
+                is_active=True, must_change_password=False, created_at=now)
     bulk_insert(connection, Dossier.__table__, [{**row.dossier, "person_id": person_ids[row.id_number]} for row in new],
                 state=DRAFT_STATE, state_changed_at=now, to_confirm=True, job_types=[], is_student=False,
                 created_at=now, updated_at=now, lock_version=1)

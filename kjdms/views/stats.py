@@ -15,8 +15,18 @@ from ..services.statistics import WORKFORCE_DIMENSIONS, compute_statistics, cros
 from ..services.stats_export import export_pdf, export_tables
 from ..vocabulary import STAFF_ROLES
 from . import int_arg, staff_role_required
+from .home import PAGE_POLICY
 
 bp = Blueprint("stats", __name__, url_prefix="/stats")
+# Plotly sets its chart styles in a <style> element it writes: inline style is allowed here, inline script is not.
+STATS_POLICY = PAGE_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+
+
+@bp.after_request
+def chart_policy(response):
+    """Let Plotly's own styles apply on the statistics pages."""
+    response.headers["Content-Security-Policy"] = STATS_POLICY
+    return response
 MEDIA_TYPES = {"pdf": "application/pdf", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                "csv": "text/csv; charset=utf-8"}
 
@@ -69,7 +79,7 @@ def index():
     charts = {t.key: {"rows": [label for _, label in t.rows], "columns": [label for _, label in t.columns],
                       "values": t.matrix(), "kind": t.chart, "unit": t.unit} for t in stats.tables}
     return render_template("stats/index.html", stats=stats, crosstab=table, error=error, trail=trail,
-                           names=tree.names, charts=json.dumps(charts, ensure_ascii=False),
+                           names=tree.names, charts=_json_block(charts),
                            dimensions=WORKFORCE_DIMENSIONS, today=local_today(), zip=zip,
                            row=request.args.get("row", "region"), column=request.args.get("column", "qualification_level"))
 
@@ -96,3 +106,9 @@ def chart_library():
     """Serve the chart library from the installed plotly package: the intranet has no CDN."""
     path = resources.files("plotly") / "package_data" / "plotly.min.js"
     return send_file(str(path), mimetype="text/javascript", max_age=86400)
+
+
+def _json_block(value) -> str:
+    """Return value as JSON that cannot end the <script type="application/json"> block it is written into."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
