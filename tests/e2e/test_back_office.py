@@ -1,14 +1,20 @@
-"""In Chromium: a county administrator appoints a reviewer who works the queue, then disables the account."""
+"""The back office in Chromium: appointing and disabling a reviewer; the first administrator made from the shell."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from kjdms import create_app
 from kjdms.backends import get_blob_store, get_workflow
+from kjdms.config import Config
 from kjdms.extensions import db
 from kjdms.services.lifecycle import fire_transition
-from tests.e2e.conftest import sign_in_staff, watched_pages
+from tests.e2e.conftest import served, sign_in_staff, watched_pages
 from tests.e2e.test_browser_loop import flash
 from tests.helpers import applicant, staff, upload_required
 
@@ -134,3 +140,67 @@ def test_a_county_administrator_appoints_a_reviewer_and_disabling_stops_the_open
         camera.shoot(administrator, "admin-audit-log")
     # The refused sign-in answers 401 by design; nothing else may fail.
     assert [problem for problem in problems if not problem.startswith("401 ")] == []
+
+
+def kjdms(storage: Path, *args: str) -> str:
+    """Run the installed kjdms command on the instance stored in storage, as an operator would; return its output."""
+    # Only the instance's folder: no KJDMS_* setting of the machine running the tests may leak in.
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("KJDMS_")}
+    environment["KJDMS_STORAGE_DIR"] = str(storage)
+    done = subprocess.run([str(Path(sys.executable).with_name("kjdms")), *args], env=environment,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_first_administrator_of_a_fresh_instance_is_made_from_the_shell(chromium, camera, tmp_path):
+    storage = tmp_path / "instance"
+    assert "数据库已创建" in kjdms(storage, "init")
+    created = kjdms(storage, "user", "create", "zhang_admin", "--region", "210000", "--role", "administrator",
+                    "--display-name", "张管理", "--department", "会计处")
+    password = re.search(r"一次性初始密码（只显示这一次）：([A-Za-z0-9]+)", created).group(1)
+    app = create_app(Config(environ={"KJDMS_STORAGE_DIR": str(storage)}))
+    with app.app_context():
+        from kjdms.models import Dossier, User
+
+        # A fresh instance: no demo, the operator's administrator is the only account.
+        assert [user.username for user in db.session.query(User)] == ["zhang_admin"]
+        assert db.session.query(Dossier).count() == 0
+        db.session.remove()
+    with served(app) as site, watched_pages(chromium, camera, "administrator") as (problems, (page,)):
+        sign_in_staff(page, site, "zhang_admin", password)
+        expect(page.get_by_role("heading", name="设置新密码")).to_be_visible()
+        page.get_by_label("设置密码", exact=True).fill(OWN_PASSWORD)
+        page.get_by_label("确认密码", exact=True).fill(OWN_PASSWORD)
+        page.get_by_role("button", name="设置密码").click()
+        flash(page, "密码已设置。")
+        expect(page).to_have_url(re.compile(r"/admin/$"))
+        expect(page.get_by_text("您的管理范围：辽宁省及其下级地区。")).to_be_visible()
+        expect(page.locator("nav")).to_contain_text("张管理")
+        camera.shoot(page, "province-home")
+
+        # The province's own pages: the region tree with its contacts, and the collection windows.
+        page.get_by_role("link", name="地区与咨询电话").first.click()
+        expect(page.get_by_role("row").filter(has_text="双塔区").first).to_contain_text("0421-2855527")
+        camera.shoot(page, "province-regions")
+        page.get_by_role("link", name="采集期设置").first.click()
+        windows = page.get_by_label("信息采集期", exact=True)
+        expect(windows).to_have_value("2019-04-15:2019-06-30")
+        windows.fill("2019-04-15:2019-06-30,2020-04-01:2020-03-01")
+        page.get_by_role("button", name="保存").click()
+        expect(page.locator(".invalid-feedback").filter(has_text="信息采集期")).to_be_visible()
+        camera.shoot(page, "province-settings-refused")
+        windows.fill("2019-04-15:2019-06-30,2020-04-01:2020-06-30")
+        page.get_by_role("button", name="保存").click()
+        flash(page, "已保存")
+        expect(windows).to_have_value("2019-04-15:2019-06-30,2020-04-01:2020-06-30")
+        camera.shoot(page, "province-settings")
+
+        # What the operator did at the shell and what was done on the web stand in one audit log.
+        page.get_by_role("link", name="审计日志").first.click()
+        expect(page.get_by_role("row").filter(has_text="cli").filter(has_text="user.create")).to_have_count(1)
+        change = page.get_by_role("row").filter(has_text="setting.change")
+        expect(change).to_contain_text("zhang_admin")
+        expect(change).to_contain_text('"new": "2019-04-15:2019-06-30,2020-04-01:2020-06-30"')
+        camera.shoot(page, "province-audit-log")
+    assert problems == []
