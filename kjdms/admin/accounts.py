@@ -58,7 +58,7 @@ class AccountView(ScopedModelView):
     form_columns = ("display_name", "department", "phone")
     column_filters = (
         IdChoiceFilter(User.region_id, "所属单位", lambda region_id: User.region_id == region_id,
-                       options=PerRequest(lambda: region_choices(scope_regions()))),
+                       options=PerRequest(lambda: region_choices(scope_regions()).items())),
         ClauseFilter(User.id, "角色", lambda role: User.role_assignments.any(RoleAssignment.role == role),
                      options=list(STAFF_ROLES.items())),
         ClauseFilter(User.is_active, "状态", lambda value: User.is_active.is_(value == "1"),

@@ -8,14 +8,15 @@ from ..vocabulary import STAFF_ROLES
 from .base import SecureForm
 
 
-def region_choices(regions) -> list[tuple[int, str]]:
-    """Return (id, 辽宁省 / 朝阳市 / 双塔区) for each region given."""
-    return [(region.id, region.path_name) for region in regions]
+# Choices are {value: label}, as on the site's own forms: WTForms 3.3 deprecates (value, label) tuples.
+def region_choices(regions) -> dict[int, str]:
+    """Return {id: 辽宁省 / 朝阳市 / 双塔区} for each region given, in the order given."""
+    return {region.id: region.path_name for region in regions}
 
 
-def role_choices(blank: str | None = None) -> list[tuple[str, str]]:
+def role_choices(blank: str | None = None) -> dict[str, str]:
     """Return the staff roles in Chinese, with a blank first choice when blank is given."""
-    return ([("", blank)] if blank is not None else []) + list(STAFF_ROLES.items())
+    return ({"": blank} if blank is not None else {}) | STAFF_ROLES
 
 
 class AccountForm(SecureForm):

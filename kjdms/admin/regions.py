@@ -21,7 +21,7 @@ class RegionForm(SecureForm):
     code = StringField("代码", validators=[DataRequired("代码：必填"), Length(max=32)],
                        description="行政区划代码（GB/T 2260），其他单位用自编代码；创建后不能修改")
     name = StringField("名称", validators=[DataRequired("名称：必填"), Length(max=64)])
-    kind = SelectField("级别", choices=list(regions.KINDS.items()))
+    kind = SelectField("级别", choices=dict(regions.KINDS))
     parent = SelectField("上级地区", coerce=int, description="移动地区即修改上级地区，会记入审计日志")
     sort_order = IntegerField("排序", default=0, validators=[Optional(), NumberRange(0, 9999)])
     collected_elsewhere = BooleanField("不在本平台采集", description="如大连市：按本地规定另行采集，本平台不受理")
@@ -32,7 +32,7 @@ class RegionForm(SecureForm):
 
 
 def _parent_choices():
-    return [(0, "（无：顶层）")] + region_choices(regions.contact_offices(db.session))
+    return {0: "（无：顶层）"} | region_choices(regions.contact_offices(db.session))
 
 
 class RegionView(ScopedModelView):

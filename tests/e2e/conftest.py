@@ -1,10 +1,13 @@
 """Fixtures for browser tests: a live server on a copy of the migrated database, chromium, a camera."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,14 +39,9 @@ class Site:
     url: str
 
 
-@pytest.fixture
-def site(tmp_path, sqlite_template):
-    """Serve a fresh application (SQLite copy of the migrated template) on a free 127.0.0.1 port."""
-    shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
-    app = create_app(make_config(tmp_path))
-    with app.app_context():
-        staff(REVIEWER, "reviewer", "211302")
-        db.session.remove()
+@contextmanager
+def served(app: Flask) -> Iterator[Site]:
+    """Serve app on a free 127.0.0.1 port while the block runs."""
     # One log line per request drowns the useful part of a failure report.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # Threaded, like waitress in production: the page and its stylesheet and previews load at once.
@@ -58,6 +56,18 @@ def site(tmp_path, sqlite_template):
         server.server_close()
         with app.app_context():
             db.engine.dispose()
+
+
+@pytest.fixture
+def site(tmp_path, sqlite_template):
+    """Serve a fresh application (SQLite copy of the migrated template) with the 双塔区 reviewer."""
+    shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
+    app = create_app(make_config(tmp_path))
+    with app.app_context():
+        staff(REVIEWER, "reviewer", "211302")
+        db.session.remove()
+    with served(app) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
@@ -100,21 +110,52 @@ class Camera:
         return path
 
 
+def watch(page, problems: list[str]):
+    """Collect the page's failed requests and script errors into problems; return the page."""
+    page.set_default_timeout(10_000)
+    page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    return page
+
+
+@contextmanager
+def watched_pages(chromium, camera: Camera, *people: str) -> Iterator[tuple[list[str], list]]:
+    """Give each person a browser of their own and a watched page; photograph every page if the block fails."""
+    problems: list[str] = []
+    contexts = [chromium.new_context(viewport=DESKTOP, locale="zh-CN", accept_downloads=True) for _ in people]
+    pages = [watch(context.new_page(), problems) for context in contexts]
+    try:
+        yield problems, pages
+    except Exception:
+        # What each person saw when it went wrong, and any failed request behind it, for the CI report.
+        print("failed requests and script errors:", problems)
+        for who, page in zip(people, pages):
+            with contextlib.suppress(Exception):  # the page may be gone; the first error is the one to see
+                camera.shoot(page, f"failure-{who}")
+        raise
+    finally:
+        for context in contexts:
+            context.close()
+
+
 @pytest.fixture
-def camera():
-    """A Camera writing into test-artifacts/e2e/, emptied first so no stale screenshot misleads."""
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)
-    ARTIFACTS.mkdir(parents=True)
-    return Camera(ARTIFACTS)
+def camera(request):
+    """A Camera writing into test-artifacts/e2e/<test name>/, emptied first so no stale screenshot misleads."""
+    # A folder per test: one test's screenshots never wipe another's.
+    folder = ARTIFACTS / request.node.name.removeprefix("test_")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return Camera(folder)
 
 
-def sign_in_staff(page, site: Site, username: str = REVIEWER) -> None:
-    """Sign in on the login page's staff tab as username."""
+def sign_in_staff(page, site: Site, username: str = REVIEWER, password: str | None = None) -> None:
+    """Sign in on the login page's staff tab as username (with the test staff password unless given)."""
     from tests.helpers import STAFF_PASSWORD
 
     page.goto(site.url + "/login")
     page.get_by_role("tab", name="财政部门工作人员").click()
     pane = page.locator("#staff")
     pane.get_by_label("用户名", exact=True).fill(username)
-    pane.get_by_label("密码", exact=True).fill(STAFF_PASSWORD)
+    pane.get_by_label("密码", exact=True).fill(password or STAFF_PASSWORD)
     pane.get_by_role("button", name="登录").click()

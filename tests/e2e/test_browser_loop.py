@@ -1,13 +1,12 @@
 """The whole loop in a browser: register, fill in, print, upload, submit; reject, revise, approve; change."""
 from __future__ import annotations
 
-import contextlib
 import re
 
 from playwright.sync_api import Page, expect
 
 from kjdms.samples import sample_pdf, sample_png
-from tests.e2e.conftest import DESKTOP, PHONE, REVIEWER
+from tests.e2e.conftest import PHONE, REVIEWER, watched_pages
 from tests.helpers import STAFF_PASSWORD, USCC_SHUANGTA, make_id_number
 
 NAME = "王晓梅"
@@ -17,15 +16,6 @@ NEW_EMPLOYER = "朝阳市双塔区新兴财务咨询有限公司"
 REASON = "学历证书照片不清晰，请重新上传"
 # Generous for a loaded CI machine; a page of this site normally answers in well under a second.
 expect.set_options(timeout=10_000)
-
-
-def watch(page: Page, problems: list) -> Page:
-    """Collect the page's failed requests and script errors into problems."""
-    page.set_default_timeout(10_000)
-    page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
-            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    return page
 
 
 def flash(page: Page, text: str) -> None:
@@ -96,12 +86,7 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
     (files / "学历证书.png").write_bytes(sample_png(480, 640, seed=5))
     (files / "学历证书-清晰.png").write_bytes(sample_png(960, 1280, seed=7))
     (files / "资格证书.pdf").write_bytes(sample_pdf("Accounting qualification certificate (junior)"))
-    problems: list[str] = []
-    applicant_context = chromium.new_context(viewport=DESKTOP, accept_downloads=True, locale="zh-CN")
-    reviewer_context = chromium.new_context(viewport=DESKTOP, locale="zh-CN")
-    applicant = watch(applicant_context.new_page(), problems)
-    reviewer = watch(reviewer_context.new_page(), problems)
-    try:
+    with watched_pages(chromium, camera, "applicant", "reviewer") as (problems, (applicant, reviewer)):
         # 1. Register, fill in the basic information, download the printable form.
         applicant.goto(site.url + "/")
         expect(applicant.get_by_role("heading", name="会计人员信息采集")).to_be_visible()
@@ -262,15 +247,5 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         expect(applicant.get_by_text(re.compile(r"信息变更（变更单 \d+）审核确认，已更新档案"))).to_be_visible()
         expect(applicant.get_by_role("button", name="信息发生变化，申请变更")).to_be_visible()
         camera.shoot(applicant, "status-changed")
-    except Exception:
-        # What each person saw when it went wrong, and any failed request behind it, for the CI report.
-        print("failed requests and script errors:", problems)
-        for page, who in ((applicant, "applicant"), (reviewer, "reviewer")):
-            with contextlib.suppress(Exception):  # the page may be gone; the first error is the one to see
-                camera.shoot(page, f"failure-{who}")
-        raise
-    finally:
-        applicant_context.close()
-        reviewer_context.close()
     assert problems == []
 

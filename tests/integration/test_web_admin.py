@@ -213,6 +213,22 @@ class TestAccounts:
         county.submit(f"/admin/accounts/enable/?id={target}", page=f"/admin/accounts/details/?id={target}")
         assert reviewer.get("/review/").headers["Location"].startswith("/login")  # a new sign-in is needed
 
+    def test_a_role_given_takes_effect_on_the_next_request_and_one_taken_ends_the_session(self, login, office):
+        reviewer = login(office["shuangta"])
+        assert reviewer.get("/credit/dossiers").status_code == 403
+        county = login(office["county"])
+        target = office["shuangta"].id
+        shuangta = region_by_code(db.session, "211302").id
+        details, role = f"/admin/accounts/details/?id={target}", {"role": "credit_officer", "region": str(shuangta)}
+        granted = county.submit(f"/admin/accounts/grant/?id={target}", role, page=details, follow_redirects=True)
+        assert "已授予信用档案管理人员（双塔区）" in text(granted)
+        # Rights are read afresh on each request: the open session gains the role without signing in again.
+        assert reviewer.get("/credit/dossiers").status_code == 200
+        assert reviewer.get("/review/").status_code == 200
+        taken = county.submit(f"/admin/accounts/revoke/?id={target}", role, page=details, follow_redirects=True)
+        assert "该账号已被强制退出登录" in text(taken)
+        assert reviewer.get("/review/").headers["Location"].startswith("/login")
+
     def test_reset_password_shows_a_new_one_time_password_once(self, login, browser, office):
         county, target = login(office["county"]), office["shuangta"].id
         response = county.submit(f"/admin/accounts/reset-password/?id={target}",
