@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from kjdms import create_app
 from kjdms.backends import get_blob_store, get_config, get_search_index, get_signing_key, get_workflow
+from kjdms.blobs.local import LocalBlobStore
 from kjdms.config import Config
 from kjdms.extensions import db
 from kjdms.models import Dossier
@@ -319,6 +320,7 @@ import sys, time
 from kjdms import create_app
 from kjdms.backends import get_blob_store, get_config, get_signing_key
 from kjdms.blobs.local import LocalBlobStore
+from kjdms.blobs.local import LocalBlobStore
 from kjdms.config import Config
 from kjdms.extensions import db
 from kjdms.services.backup import Keys, create_backup
@@ -379,3 +381,48 @@ def test_rows_are_stored_as_json_lines_with_a_header(sqlite_app, tmp_path):
         header = json.loads(next(lines))
         first = dict(zip(header, json.loads(next(lines))))
     assert first["name"] and "id" in header
+
+
+def test_an_interrupted_restore_continues_where_it_stopped(sqlite_app, tmp_path, monkeypatch):
+    populate(sqlite_app, get_workflow(), get_blob_store())
+    assert cli(sqlite_app, "backup", "create", tmp_path / "b").exit_code == 0
+    source_dossiers = rows_of(db.engine)["dossiers"]
+    target = target_app(tmp_path, "restored", f"sqlite:///{tmp_path / 'restored.sqlite3'}")
+    real_put, calls = LocalBlobStore.put, []
+
+    def crash_after_three(self, data):
+        calls.append(1)
+        if len(calls) > 3:
+            raise OSError(28, "No space left on device")  # the disk fills half-way through the files
+        return real_put(self, data)
+    monkeypatch.setattr(LocalBlobStore, "put", crash_after_three)
+    with pytest.raises(OSError):
+        cli(target, "backup", "restore", tmp_path / "b")
+    marker = json.loads((tmp_path / "restored" / "restore-in-progress.json").read_text())
+    assert marker["done"] == ["keys", "database"]
+    monkeypatch.setattr(LocalBlobStore, "put", real_put)
+    result = cli(target, "backup", "restore", tmp_path / "b")
+    assert result.exit_code == 0 and "继续恢复" in result.output and "恢复完成" in result.output, result.output
+    assert not (tmp_path / "restored" / "restore-in-progress.json").exists()
+    with target.app_context():
+        assert rows_of(db.engine)["dossiers"] == source_dossiers
+
+
+@pytest.mark.postgres
+def test_a_sqlite_backup_restores_into_postgresql(sqlite_app, tmp_path, empty_database):
+    populate(sqlite_app, get_workflow(), get_blob_store())
+    assert cli(sqlite_app, "backup", "create", tmp_path / "b").exit_code == 0
+    source = rows_of(db.engine)
+    target = target_app(tmp_path, "restored", empty_database("postgres"))
+    result = cli(target, "backup", "restore", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    with target.app_context():
+        restored = rows_of(db.engine)
+        for name in ("dossiers", "persons", "credit_records", "attachment_versions", "workflow_history", "regions"):
+            assert restored[name] == source[name], name
+        # Ids continue after the restored rows.
+        dossier, _ = applicant(name="周新", region_code="211302")
+        db.session.commit()
+        assert dossier.id > max(row[0] for row in source["dossiers"][1])
+        db.session.remove()
+        db.engine.dispose()
