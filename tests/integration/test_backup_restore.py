@@ -426,3 +426,18 @@ def test_a_sqlite_backup_restores_into_postgresql(sqlite_app, tmp_path, empty_da
         assert dossier.id > max(row[0] for row in source["dossiers"][1])
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_restore_lists_the_persons_the_deadline_purge_removed_after_the_backup(sqlite_app, tmp_path):
+    """An older backup brings back whom the purge removed since: the restore says so and names them."""
+    populate(sqlite_app, get_workflow(), get_blob_store())
+    # 孙丽 was imported before the deadline and never confirmed: the purge removes her after this backup.
+    db.session.execute(sa.text("UPDATE dossiers SET created_at = '2020-01-01 00:00:00' WHERE to_confirm"))
+    db.session.commit()
+    number = db.session.scalar(sa.select(Dossier).where(Dossier.to_confirm.is_(True))).number
+    assert cli(sqlite_app, "backup", "create", tmp_path / "b").exit_code == 0
+    target = target_app(tmp_path, "restored", f"sqlite:///{tmp_path / 'restored.sqlite3'}")
+    result = cli(target, "backup", "restore", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert "警告：恢复的数据中有 1 份逾期未确认的档案" in result.output
+    assert f"{number}\t孙丽" in result.output and "kjdms purge-expired" in result.output
