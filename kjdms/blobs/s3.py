@@ -56,6 +56,10 @@ class S3BlobStore:
         self.client.create_bucket(Bucket=self.bucket)
         return True
 
+    def versioning_enabled(self) -> bool:
+        """Tell whether the bucket keeps old versions (then a delete would not remove a purged person's files)."""
+        return self.client.get_bucket_versioning(Bucket=self.bucket).get("Status") == "Enabled"
+
     def key_for(self, sha256: str) -> str:
         """Return the object key where the blob named sha256 is, or would be, stored."""
         sha256 = validate_sha256(sha256)

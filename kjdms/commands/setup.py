@@ -20,6 +20,12 @@ def init_command():
     added, changed = load_regions(db.session)
     click.echo(f"数据库{'已创建' if was_new else '已是最新结构'}：{get_config().DATABASE_URL.split('?')[0]}")
     click.echo(f"地区：新增 {added}，更新 {changed}")
+    store = get_blob_store()
+    if hasattr(store, "ensure_bucket"):  # S3: the bucket is part of the instance, as the database is
+        click.echo(f"S3 存储桶 {store.bucket}：{'已创建' if store.ensure_bucket() else '已存在'}")
+        if store.versioning_enabled():
+            click.echo("警告：存储桶开启了版本控制，删除的文件仍作为旧版本保留，逾期清除后个人信息并未真正删除；"
+                       "请关闭版本控制，或设置生命周期规则立即删除旧版本。")
 
 
 @click.command("demo")

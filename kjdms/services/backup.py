@@ -30,7 +30,8 @@ from typing import Callable, Iterator
 import sqlalchemy as sa
 
 from .. import signing
-from ..blobs import BlobStore
+from ..blobs import BlobCorrupted, BlobNotFound, BlobStore
+from ..blobs.base import copy_blob
 from ..blobs.local import LocalBlobStore
 from . import archive, audit
 from .backup_keys import KEYS_FILE, SEALED_KEYS_FILE, seal_keys
@@ -205,17 +206,12 @@ def _copy_blobs(source: BlobStore, target: LocalBlobStore, snapshot: Path, total
     for done, sha256 in enumerate(read_blob_list(snapshot)):
         if done % 50 == 0:
             progress("文件", done, total)
-        if target.exists(sha256):
-            continue  # content-addressed: the same name is the same bytes (and a put is whole or absent)
-        if not source.exists(sha256):
+        try:
+            copied += copy_blob(source, target, sha256)
+        except BlobNotFound:
             missing.append(sha256)
-            continue
-        with source.open(sha256) as stream:
-            info = target.put(stream)
-        if info.sha256 != sha256:
-            target.delete(info.sha256)
-            raise BackupRefused(f"文件存储中的 {sha256} 已损坏（内容的散列为 {info.sha256}）：请先运行 kjdms blobs verify")
-        copied += 1
+        except BlobCorrupted:
+            raise BackupRefused(f"文件存储中的 {sha256} 已损坏：请先运行 kjdms blobs verify") from None
     progress("文件", total, total)
     if missing:
         raise BackupRefused(f"备份时间点之后，{len(missing)} 个文件已从文件存储删除（逾期清除或清理），例如 {missing[0]}；"

@@ -11,7 +11,8 @@ from typing import Iterator
 
 import sqlalchemy as sa
 
-from ..blobs import BlobStore
+from ..blobs import BlobCorrupted, BlobNotFound, BlobStore
+from ..blobs.base import copy_blob
 from ..config import read_or_create_file
 from . import archive
 from .backup import (SKIPPED_TABLES, TABLES, BackupRefused, Keys, Progress, blob_store, read_blob_list,
@@ -188,16 +189,12 @@ def restore_blobs(destination: Path, snapshot: Path, target: BlobStore,
     for done, sha256 in enumerate(read_blob_list(snapshot)):
         if done % 50 == 0:
             progress("文件", done, total)
-        if target.exists(sha256):
-            continue
-        if not source.exists(sha256):
-            raise BackupRefused(f"备份中缺少文件 {source.path_for(sha256)}")
-        with source.open(sha256) as stream:
-            info = target.put(stream)
-        if info.sha256 != sha256:
-            target.delete(info.sha256)
-            raise BackupRefused(f"备份中的文件已损坏：{source.path_for(sha256)}")
-        copied += 1
+        try:
+            copied += copy_blob(source, target, sha256)
+        except BlobNotFound:
+            raise BackupRefused(f"备份中缺少文件 {source.path_for(sha256)}") from None
+        except BlobCorrupted:
+            raise BackupRefused(f"备份中的文件已损坏：{source.path_for(sha256)}") from None
     progress("文件", total, total)
     return copied
 
