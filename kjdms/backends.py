@@ -25,10 +25,21 @@ class Backends:
 
 def make_blob_store(config: Config) -> BlobStore:
     """Return the blob store named by KJDMS_BLOB_STORE."""
-    factories = {"local": lambda: LocalBlobStore(config.BLOB_DIR)}
+    factories = {"local": lambda: LocalBlobStore(config.BLOB_DIR), "s3": lambda: s3_blob_store(config)}
     if config.BLOB_STORE not in factories:
         raise RuntimeError(f"KJDMS_BLOB_STORE={config.BLOB_STORE!r}: known stores are {', '.join(factories)}")
     return factories[config.BLOB_STORE]()
+
+
+def s3_blob_store(config: Config):
+    """Return the S3 store the KJDMS_S3_* settings describe."""
+    from .blobs.s3 import S3BlobStore
+
+    if not config.S3_BUCKET:
+        raise RuntimeError("KJDMS_BLOB_STORE=s3 needs KJDMS_S3_BUCKET (and KJDMS_S3_ENDPOINT_URL for a server not AWS)")
+    return S3BlobStore.from_settings(endpoint_url=config.S3_ENDPOINT_URL, bucket=config.S3_BUCKET,
+                                     prefix=config.S3_PREFIX, access_key=config.S3_ACCESS_KEY,
+                                     secret_key=config.S3_SECRET_KEY, region=config.S3_REGION)
 
 
 def make_search_index(config: Config) -> SearchIndex:

@@ -91,6 +91,14 @@ class Config:
         self.DATABASE_URL = get("DATABASE_URL") or f"sqlite:///{self.STORAGE_DIR / 'kjdms.sqlite3'}"
         self.BLOB_STORE = get("BLOB_STORE", "local")
         self.BLOB_DIR = Path(get("BLOB_DIR") or self.STORAGE_DIR / "blobs")
+        # KJDMS_BLOB_STORE=s3: the bucket (and a key prefix within it) on an S3 server; without an endpoint,
+        # AWS itself. Credentials: these two variables, else boto3's usual chain (environment, files, roles).
+        self.S3_ENDPOINT_URL = get("S3_ENDPOINT_URL") or None
+        self.S3_BUCKET = get("S3_BUCKET") or None
+        self.S3_PREFIX = get("S3_PREFIX", "")
+        self.S3_REGION = get("S3_REGION") or None
+        self.S3_ACCESS_KEY = get("S3_ACCESS_KEY") or None
+        self.S3_SECRET_KEY = get("S3_SECRET_KEY") or None
         self.SEARCH = get("SEARCH", "whoosh")
         self.INDEX_DIR = Path(get("INDEX_DIR") or self.STORAGE_DIR / "index")
         # Drain the index outbox right after each commit; turn off when several processes share

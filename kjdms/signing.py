@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -47,6 +48,13 @@ def fingerprint(public_pem: str) -> str:
 def sign(key: Ed25519PrivateKey, data: bytes) -> str:
     """Return the signature of data, base64-encoded."""
     return base64.b64encode(key.sign(data)).decode("ascii")
+
+
+def signature_document(key: Ed25519PrivateKey, body: bytes) -> str:
+    """Return the manifest.json.sig document: the signature of body with the public key and its fingerprint."""
+    public = public_key_pem(key)
+    return json.dumps({"algorithm": ALGORITHM, "fingerprint": fingerprint(public), "public_key": public,
+                       "signature": sign(key, body)}, indent=2) + "\n"
 
 
 def signature_is_valid(public_pem: str, data: bytes, signature: str) -> bool:

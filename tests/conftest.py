@@ -37,6 +37,30 @@ def migrate_and_load(app) -> None:
 
 
 @pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS) for the session, killed with its whole process group at the end."""
+    from tests.s3server import SeaweedServer
+
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        server.wait_until_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_store(s3_server):
+    """An S3 blob store under a key prefix of its own in the session's bucket.
+
+    One bucket for all: SeaweedFS allocates volumes for each new bucket, which takes seconds.
+    """
+    from kjdms.blobs.s3 import S3BlobStore
+
+    return S3BlobStore(s3_server.client(), s3_server.BUCKET, prefix=f"test-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
     """A migrated SQLite file, copied for each test (migrating once keeps the suite fast)."""
     folder = tmp_path_factory.mktemp("template")

@@ -51,6 +51,21 @@ def read_chunks(stream: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
+def copy_blob(source: "BlobStore", target: "BlobStore", sha256: str) -> bool:
+    """Copy one blob into target unless it is there, checking it against its name; tell whether it was copied.
+
+    Raises BlobNotFound if source lacks it and BlobCorrupted (leaving nothing in target) if its bytes changed.
+    """
+    if target.exists(sha256):
+        return False  # content-addressed: the same name holds the same bytes, and a put is whole or absent
+    with source.open(sha256) as stream:
+        info = target.put(stream)
+    if info.sha256 != sha256:
+        target.delete(info.sha256)
+        raise BlobCorrupted(sha256)
+    return True
+
+
 @runtime_checkable
 class BlobStore(Protocol):
     """Content-addressed storage: every blob is named by the sha256 of its bytes."""

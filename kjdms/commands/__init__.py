@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Flask
 from flask.cli import FlaskGroup
 
-from . import audit, index, maintenance, records, report, setup, users
+from . import audit, backup, index, maintenance, records, report, setup, users
 
-GROUPS = (setup, users, index, records, maintenance, report, audit)
+GROUPS = (setup, users, index, records, maintenance, report, audit, backup)
 
 
 def register(app: Flask) -> None:

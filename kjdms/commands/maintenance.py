@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 from flask.cli import with_appcontext
 
-from ..backends import get_blob_store, get_workflow
+from ..backends import get_blob_store, get_config, get_workflow
 from ..extensions import db
 
 
@@ -59,6 +59,34 @@ def blobs_gc(dry_run, grace):
     removed = getattr(store, "remove_stale_temporary_files", lambda seconds: 0)(grace) if not dry_run else 0
     verb = "将删除" if dry_run else "已删除"
     click.echo(f"{verb} {len(orphans)} 个无引用文件，{removed} 个临时文件")
+
+
+@blobs_group.command("migrate")
+@click.option("--to", "target", type=click.Choice(["s3"]), required=True, help="目标存储（按 KJDMS_S3_* 设置）。")
+@with_appcontext
+def blobs_migrate(target):
+    """把本地文件存储中数据库引用的文件复制到 S3 并逐一核对（可中断，再次运行时只复制未复制的）。"""
+    from ..backends import s3_blob_store
+    from ..blobs import BlobCorrupted, LocalBlobStore
+    from ..services.maintenance import migrate_blobs, referenced_hashes
+
+    config = get_config()
+    try:
+        store = s3_blob_store(config)
+    except RuntimeError as error:
+        raise click.ClickException(str(error)) from None
+    store.ensure_bucket()
+    with click.progressbar(length=len(referenced_hashes(db.session)), label="复制到 S3") as bar:
+        try:
+            result = migrate_blobs(db.session, LocalBlobStore(config.BLOB_DIR), store, progress=bar.update)
+        except BlobCorrupted as error:
+            raise click.ClickException(f"文件 {error.sha256} 已损坏，未复制：请先运行 kjdms blobs verify") from None
+    click.echo(f"已复制并核对 {result.copied} 个，目标中已有 {result.present} 个，本地缺失 {len(result.missing)} 个")
+    for sha256 in result.missing:
+        click.echo(f"缺失 {sha256}")
+    if result.missing:
+        raise SystemExit(1)
+    click.echo("完成后把 KJDMS_BLOB_STORE 设为 s3 并重启服务；本地文件可在核对无误后删除。")
 
 
 COMMANDS = (workflow_group, blobs_group)

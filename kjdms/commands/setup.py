@@ -20,6 +20,12 @@ def init_command():
     added, changed = load_regions(db.session)
     click.echo(f"数据库{'已创建' if was_new else '已是最新结构'}：{get_config().DATABASE_URL.split('?')[0]}")
     click.echo(f"地区：新增 {added}，更新 {changed}")
+    store = get_blob_store()
+    if hasattr(store, "ensure_bucket"):  # S3: the bucket is part of the instance, as the database is
+        click.echo(f"S3 存储桶 {store.bucket}：{'已创建' if store.ensure_bucket() else '已存在'}")
+        if store.versioning_enabled():
+            click.echo("警告：存储桶开启了版本控制，删除的文件仍作为旧版本保留，逾期清除后个人信息并未真正删除；"
+                       "请关闭版本控制，或设置生命周期规则立即删除旧版本。")
 
 
 @click.command("demo")
@@ -48,22 +54,33 @@ def demo_command(reset_passwords):
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="监听的地址。")
 @click.option("--port", default=8000, show_default=True, type=int, help="监听的端口。")
-@click.option("--threads", default=8, show_default=True, type=int, help="处理请求的线程数。")
+@click.option("--threads", default=8, show_default=True, type=int, help="每个进程处理请求的线程数。")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="服务进程数；多于 1 时须另外运行一个 kjdms worker。")
 @with_appcontext
-def serve_command(host, port, threads):
+def serve_command(host, port, threads, workers):
     """用 waitress 提供网站服务，后台线程同时提取文字、更新索引。"""
     from waitress import serve
 
+    from ..serving import serve_in_processes
     from ..worker import start_thread
 
-    app = current_app._get_current_object()
-    if get_config().WORKER == "thread":
+    app, config = current_app._get_current_object(), get_config()
+    if workers > 1:
+        # The search index takes one writer: the processes leave indexing and extraction to one `kjdms worker`.
+        if config.WORKER == "thread" or config.INDEX_AFTER_COMMIT:
+            raise click.ClickException("多个服务进程时，请设置 KJDMS_WORKER=external 和 KJDMS_INDEX_AFTER_COMMIT=0，"
+                                       "并另外运行一个 kjdms worker")
+        serve_in_processes(app, host, port, workers=workers, threads=threads, settings=config.server_settings(),
+                           announce=click.echo)
+        return
+    if config.WORKER == "thread":
         # Text extraction and the outbox's safety net run beside the site; KJDMS_WORKER=external
         # leaves them to a `kjdms worker` process.
         start_thread(app)
     click.echo(f"kjdms 正在 http://{host}:{port}/ 提供服务（Ctrl+C 停止）")
     # waitress would otherwise buffer up to 1 GiB of any request before Flask's cap could refuse it.
-    serve(app, host=host, port=port, threads=threads, **get_config().server_settings())
+    serve(app, host=host, port=port, threads=threads, **config.server_settings())
 
 
 @click.command("worker")

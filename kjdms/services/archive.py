@@ -197,14 +197,8 @@ def write_package(session, blobs: BlobStore, workflow: WorkflowEngine, dossier: 
         archive.writestr(_zip_info(MANIFEST_CHECKSUM, generated_at),
                          f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n")
         if signing_key is not None:
-            archive.writestr(_zip_info(SIGNATURE, generated_at), _signature_file(signing_key, body))
+            archive.writestr(_zip_info(SIGNATURE, generated_at), signing.signature_document(signing_key, body))
     return manifest
-
-
-def _signature_file(signing_key, body: bytes) -> str:
-    public = signing.public_key_pem(signing_key)
-    return json.dumps({"algorithm": signing.ALGORITHM, "fingerprint": signing.fingerprint(public),
-                       "public_key": public, "signature": signing.sign(signing_key, body)}, indent=2) + "\n"
 
 
 def export_package(session, blobs: BlobStore, workflow: WorkflowEngine, dossier: Dossier,
@@ -267,7 +261,7 @@ def _hash_member(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
 def _expected_entries(manifest) -> dict[str, dict] | None:
     """Return path → entry for every file the manifest lists (the summary included), or None if malformed."""
     try:
-        # A report to the Ministry (services/mof_report.py) has data files and no summary.
+        # A folder package (a report to the Ministry, a backup snapshot) has data files and no summary.
         entries = list(manifest["files"]) + ([] if manifest.get("format") in FOLDER_FORMATS else [manifest["summary"]])
         listed = {entry["path"]: entry for entry in entries}
         for entry in entries:
@@ -280,7 +274,7 @@ def _expected_entries(manifest) -> dict[str, dict] | None:
 
 
 # Packages written as a folder rather than a ZIP: format → version.
-FOLDER_FORMATS = {"kjdms-mof-report": 1}
+FOLDER_FORMATS = {"kjdms-mof-report": 1, "kjdms-backup": 1}
 
 
 class _Folder:

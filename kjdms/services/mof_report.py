@@ -173,11 +173,8 @@ def write_report(session, *, day: date, out: Path, signing_key, id_hash_key: str
         target.write(body)
     with _owner_only(folder / CHECKSUM) as target:
         target.write(f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode("ascii"))
-    public = signing.public_key_pem(signing_key)
-    signature = {"algorithm": signing.ALGORITHM, "fingerprint": signing.fingerprint(public), "public_key": public,
-                 "signature": signing.sign(signing_key, body)}
     with _owner_only(folder / SIGNATURE) as target:
-        target.write((json.dumps(signature, indent=2) + "\n").encode("ascii"))
+        target.write(signing.signature_document(signing_key, body).encode("ascii"))
     audit.record(session, actor, "mof_report.generate", "mof_report", None, report_id=report_id,
                  as_of=day.isoformat(), follows=since, counts=counts)
     return ReportResult(report_id, folder, counts)

@@ -1,0 +1,81 @@
+"""Serve the site with waitress in one process, or in several that share one listening socket."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from flask import Flask
+
+from .extensions import db
+
+# A child that dies this soon after its start is not restarted again and again: the parent stops.
+QUICK_DEATH_SECONDS = 5
+
+
+def serve_in_processes(app: Flask, host: str, port: int, *, workers: int, threads: int, settings: dict,
+                       announce=print) -> None:
+    """Bind once, fork workers that each run waitress on the shared socket; restart one that dies; stop all on a signal.
+
+    The kernel hands each new connection to one waiting process, so processes add cores that one process's
+    Python threads cannot use. No thread may run in the parent before the fork (each child would lose it).
+    """
+    listener = socket.create_server((host, port), backlog=1024)
+    db.engine.dispose()  # a pooled connection must never be shared by two processes
+    children: dict[int, float] = {}
+    stopping = False
+
+    def start_child() -> None:
+        pid = os.fork()
+        if pid == 0:
+            _run_child(app, listener, threads, settings)
+        children[pid] = time.monotonic()
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            _signal(pid, signal.SIGTERM)
+
+    for _ in range(workers):
+        start_child()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    announce(f"kjdms 正在 http://{host}:{port}/ 以 {workers} 个进程提供服务（进程号 {', '.join(map(str, children))}）")
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        started = children.pop(pid, None)
+        if stopping or started is None:
+            continue
+        if time.monotonic() - started < QUICK_DEATH_SECONDS:
+            announce(f"服务进程 {pid} 启动后即退出（状态 {status}），停止全部进程")
+            stop(None, None)
+            continue
+        announce(f"服务进程 {pid} 意外退出（状态 {status}），已重新启动")
+        start_child()
+    listener.close()
+
+
+def _run_child(app: Flask, listener: socket.socket, threads: int, settings: dict) -> None:
+    """Serve on the inherited socket until told to stop; never return into the parent's code."""
+    from waitress import serve
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when Ctrl+C stops everyone
+    try:
+        serve(app, sockets=[listener], threads=threads, **settings)
+    finally:
+        os._exit(0)
+
+
+def _signal(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
