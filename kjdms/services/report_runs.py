@@ -67,8 +67,8 @@ def runs(session, limit: int = 10) -> list[ReportRun]:
     return session.scalars(select(ReportRun).order_by(ReportRun.id.desc()).limit(limit)).all()
 
 
-def start_run(session, actor, *, day: date, since: str | None, today: date, reported_states) -> ReportRun:
-    """Record a run of the report for day (incremental after since), refused with a Chinese reason naming the field."""
+def start_run(session, actor, *, day: date, since: str | None, today: date, reported_states, out: Path) -> ReportRun:
+    """Record a run of the report for day (incremental after since, in out), refused with a reason naming the field."""
     if day > today:
         raise ReportRefused("截至日期：不能晚于今天")
     if since is not None:
@@ -77,6 +77,8 @@ def start_run(session, actor, *, day: date, since: str | None, today: date, repo
             raise ReportRefused("基准报告：请从已生成的报告中选择")
         if base.as_of >= day.isoformat():
             raise ReportRefused(f"基准报告：{since} 截至 {base.as_of}，增量报告的截至日期须晚于它")
+        if report_folder(session, out, since) is None:
+            raise ReportRefused(f"基准报告：{since} 由命令行写到了其他目录，不在报告目录中，不能作为基准")
     active = [run for run in session.scalars(select(ReportRun).where(ReportRun.state == RUNNING)) if not is_stale(run)]
     if active:
         raise ReportRefused(f"报告 {active[0].report_id} 正在生成，请等它完成后再生成")

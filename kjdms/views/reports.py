@@ -69,7 +69,7 @@ def generate():
     workflow = get_workflow()
     try:
         run = report_runs.start_run(db.session, current_user, day=day, since=since, today=local_today(),
-                                    reported_states=reported_states(workflow))
+                                    reported_states=reported_states(workflow), out=get_config().REPORT_DIR)
     except ReportRefused as error:
         flash(str(error), "danger")
         return _page(422, asked, since or "")

@@ -84,6 +84,22 @@ class TestRefusals:
         assert response.status_code == 422 and message in text(response)
         assert database_snapshot() == before
 
+    def test_a_base_written_elsewhere_by_the_command_is_refused(self, app, auth, tmp_path):
+        insert(Spec())
+        browser = auth("administrator")  # before the report, which lets go of every loaded row
+        write_report(db.session, day=local_today() - timedelta(days=2), out=tmp_path / "elsewhere",
+                     signing_key=get_signing_key(), id_hash_key="k", reported_states=("approved",),
+                     approved_state="approved")
+        db.session.commit()
+        base = f"MOF-{local_today() - timedelta(days=2):%Y%m%d}"
+        page = text(browser.get("/reports/"))
+        assert base in page and "不在报告目录（由命令行写到其他目录）" in page
+        before = database_snapshot()
+        response = generate(browser, local_today().isoformat(), since=base)
+        assert response.status_code == 422 and f"基准报告：{base} 由命令行写到了其他目录" in text(response)
+        assert database_snapshot() == before
+        assert browser.submit(f"/reports/{base}/download", page="/reports/").status_code == 404
+
     def test_an_unknown_or_malformed_report_is_not_found(self, auth):
         browser = auth("administrator")
         for report_id in ("MOF-20190630", "..", "MOF-2019063O"):
