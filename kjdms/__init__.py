@@ -22,7 +22,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .services import audit_chain, sessions  # noqa: F401  (audit_chain refuses changes, links inserts)
     from .services.change_tracking import install_change_tracking
     from .services.indexing import OutboxDrainer
-    from .views import applicant, archive, auth, credit, files, filters, home, review, search, stats
+    from .views import applicant, archive, auth, credit, files, filters, home, reports, review, search, stats
 
     config = config or Config()
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def create_app(config: Config | None = None) -> Flask:
     install_change_tracking(db.session, lambda: get_drainer().notify() if has_app_context() else None)
     # A flush that changes a password, disables a user or removes a role ends that user's sessions.
     sessions.install_revocation(db.session)
-    for module in (home, filters, auth, applicant, files, review, search, archive, credit, stats):
+    for module in (home, filters, auth, applicant, files, review, search, archive, credit, stats, reports):
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)

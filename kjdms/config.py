@@ -120,6 +120,8 @@ class Config:
         # The Ed25519 key that signs archival packages (created on first export; kjdms package-key shows it).
         self.PACKAGE_SIGNING_KEY_FILE = Path(get("PACKAGE_SIGNING_KEY_FILE")
                                              or self.STORAGE_DIR / "package_signing_key")
+        # The reports to the Ministry of Finance generated from the report page (owner-only: full ID numbers).
+        self.REPORT_DIR = Path(get("REPORT_DIR") or self.STORAGE_DIR / "reports")
         # Behind HTTPS, send the session cookie only over it.
         self.SECURE_COOKIES = _flag(get("SECURE_COOKIES", "0"))
         # Sessions end after this long without a request, and this long after signing in whatever happens;

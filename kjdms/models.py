@@ -303,6 +303,8 @@ class WorkflowHistory(db.Model):
     # The role the actor acted in; survives the actor's account (a purged owner has none).
     actor_role: Mapped[str] = mapped_column(String(32))
     comment: Mapped[str | None] = mapped_column(Text)
+    # A rejection's items at fault (vocabulary.REJECTABLE_ITEMS codes): the applicant's to-do list and the statistics.
+    flagged: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     dossier: Mapped[Dossier] = relationship(back_populates="history")
@@ -483,3 +485,28 @@ class DossierRevision(db.Model):
     fields: Mapped[dict] = mapped_column(JSON, default=dict)
     # slot → {"version_id", "number", "sha256"} of the current version of each attachment then.
     attachments: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class ReportRun(db.Model):
+    """One generation of the report to the Ministry of Finance asked for on the report page: its progress and outcome.
+
+    Only a run marked done has a complete report: the files move into place and the run is marked in one step
+    at the end (services/report_runs.py), so a crash leaves a run that is running or failed, never done.
+    """
+
+    __tablename__ = "report_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # An incremental report's id names its base's (report_id_for): a chain of them grows, hence the room.
+    report_id: Mapped[str] = mapped_column(String(255))
+    as_of: Mapped[date] = mapped_column(Date)
+    since: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # running, done, failed
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    requested_by_label: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Moved on with every batch written: a running run whose heartbeat stopped was interrupted.
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

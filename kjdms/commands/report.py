@@ -46,19 +46,15 @@ def report_mof(as_of, since, out):
 @with_appcontext
 def report_list():
     """列出已生成的报告（来自审计记录）。"""
-    from sqlalchemy import select
-
     from ..local_time import local_text
-    from ..models import AuditEvent
+    from ..services.report_runs import past_reports
 
-    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "mof_report.generate")
-                                .order_by(AuditEvent.id)).all()
-    if not events:
+    reports = past_reports(db.session)
+    if not reports:
         click.echo("尚未生成报告")
-    for event in events:
-        detail = event.detail
-        click.echo(f"{detail['report_id']}\t截至 {detail['as_of']}\t基准 {detail.get('follows') or '（全量）'}\t"
-                   f"{detail['counts']['persons']} 人\t{local_text(event.occurred_at)}\t{event.actor_label}")
+    for report in reports:
+        click.echo(f"{report.report_id}\t截至 {report.as_of}\t基准 {report.follows or '（全量）'}\t"
+                   f"{report.counts['persons']} 人\t{local_text(report.at)}\t{report.by}")
 
 
 COMMANDS = (report_group,)

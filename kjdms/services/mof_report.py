@@ -10,11 +10,13 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from .. import signing
@@ -115,9 +117,19 @@ def _owner_only(path: Path):
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
+def count_reported(session, day: date, reported_states: tuple[str, ...]) -> int:
+    """Return how many dossiers the report for day reads (the progress bar's whole)."""
+    return session.scalar(select(func.count()).select_from(Dossier).where(
+        Dossier.baseline_id.is_(None), Dossier.created_at < end_of_day(day), Dossier.state.in_(reported_states)))
+
+
 def write_report(session, *, day: date, out: Path, signing_key, id_hash_key: str, reported_states: tuple[str, ...],
-                 approved_state: str, since: str | None = None, actor=None) -> ReportResult:
-    """Write the report for the end of day into out/<report id>/ and audit it (the caller commits)."""
+                 approved_state: str, since: str | None = None, actor=None, progress=None) -> ReportResult:
+    """Write the report for the end of day into out/<report id>/ and audit it (the caller commits).
+
+    The files are written in a staging folder beside it and moved into place whole at the end, so a crash
+    never leaves a half report under the report's name. progress(persons written) is called every batch.
+    """
     report_id = report_id_for(day, since)
     base = None
     if since is not None:
@@ -125,59 +137,77 @@ def write_report(session, *, day: date, out: Path, signing_key, id_hash_key: str
         if not (base_folder / "state.jsonl").is_file():
             raise ReportRefused(f"找不到作为基准的报告 {since}（应在 {base_folder}）")
         base = _base_digests(base_folder)
-    folder = out / report_id
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)
-    counts = {"persons": 0, "added": 0, "changed": 0, "unchanged": 0, "removed": 0}
-    with _owner_only(folder / PERSONS) as persons, _owner_only(folder / PERSONS_CSV) as table, \
-            _owner_only(folder / "state.jsonl") as state:
-        text = io.TextIOWrapper(table, encoding="utf-8-sig", newline="")
-        writer = csv.writer(text, lineterminator="\r\n")
-        writer.writerow(FIELDS)
-        seen = set()
-        for id_number, record in current_records(session, day, reported_states, approved_state):
-            digest = hashlib.sha256(_line(record)).hexdigest()
-            state.write(_line({"id_number": id_number, "sha256": digest}))
-            counts["persons"] += 1
-            seen.add(id_number) if base is not None else None
-            if base is None:
-                change = "full"
-            elif id_number not in base:
-                change = "added"
-            elif base[id_number] != digest:
-                change = "changed"
-            else:
-                counts["unchanged"] += 1
-                continue
-            counts[change if change != "full" else "added"] += 1
-            row = {"change": change, **record}
-            persons.write(_line(row))
-            writer.writerow(["、".join(v) if isinstance(v, list) else ("" if v is None else str(v).lower()
-                             if isinstance(v, bool) else v) for v in (row[name] for name in FIELDS)])
-        text.flush()
-        text.detach()
-    with _owner_only(folder / REMOVED) as removed:
-        for id_number in sorted(set(base or ()) - seen):
-            tomb = session.scalar(select(Tombstone.purged_at).where(
-                Tombstone.id_number_hash == id_number_hash(id_hash_key, id_number)))
-            removed.write(_line({"change": "removed", "id_number": id_number,
-                                 "removed_on": _iso(local_date(tomb)) if tomb else None}))
-            counts["removed"] += 1
-    files = [{"path": name, "size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
-             for name in (PERSONS, PERSONS_CSV, REMOVED, "state.jsonl")]
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "report_id": report_id, "as_of": day.isoformat(),
-                "kind": "incremental" if since else "full", "follows": since, "counts": counts, "files": files,
-                "schema": "docs/mof-report.schema.json"}
-    body = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
-    with _owner_only(folder / MANIFEST) as target:
-        target.write(body)
-    with _owner_only(folder / CHECKSUM) as target:
-        target.write(f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode("ascii"))
-    with _owner_only(folder / SIGNATURE) as target:
-        target.write(signing.signature_document(signing_key, body).encode("ascii"))
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    final = out / report_id
+    folder = Path(tempfile.mkdtemp(prefix=f".{report_id}.", dir=out))  # mode 0700 from the start
+    try:
+        counts = {"persons": 0, "added": 0, "changed": 0, "unchanged": 0, "removed": 0}
+        with _owner_only(folder / PERSONS) as persons, _owner_only(folder / PERSONS_CSV) as table, \
+                _owner_only(folder / "state.jsonl") as state:
+            text = io.TextIOWrapper(table, encoding="utf-8-sig", newline="")
+            writer = csv.writer(text, lineterminator="\r\n")
+            writer.writerow(FIELDS)
+            seen = set()
+            for id_number, record in current_records(session, day, reported_states, approved_state):
+                digest = hashlib.sha256(_line(record)).hexdigest()
+                state.write(_line({"id_number": id_number, "sha256": digest}))
+                counts["persons"] += 1
+                if progress is not None and counts["persons"] % BATCH == 0:
+                    progress(counts["persons"])
+                seen.add(id_number) if base is not None else None
+                if base is None:
+                    change = "full"
+                elif id_number not in base:
+                    change = "added"
+                elif base[id_number] != digest:
+                    change = "changed"
+                else:
+                    counts["unchanged"] += 1
+                    continue
+                counts[change if change != "full" else "added"] += 1
+                row = {"change": change, **record}
+                persons.write(_line(row))
+                writer.writerow(["、".join(v) if isinstance(v, list) else ("" if v is None else str(v).lower()
+                                 if isinstance(v, bool) else v) for v in (row[name] for name in FIELDS)])
+            text.flush()
+            text.detach()
+        with _owner_only(folder / REMOVED) as removed:
+            for id_number in sorted(set(base or ()) - seen):
+                tomb = session.scalar(select(Tombstone.purged_at).where(
+                    Tombstone.id_number_hash == id_number_hash(id_hash_key, id_number)))
+                removed.write(_line({"change": "removed", "id_number": id_number,
+                                     "removed_on": _iso(local_date(tomb)) if tomb else None}))
+                counts["removed"] += 1
+        files = [{"path": name, "size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+                 for name in (PERSONS, PERSONS_CSV, REMOVED, "state.jsonl")]
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "report_id": report_id,
+                    "as_of": day.isoformat(), "kind": "incremental" if since else "full", "follows": since, "counts": counts, "files": files,
+                    "schema": "docs/mof-report.schema.json"}
+        body = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
+        with _owner_only(folder / MANIFEST) as target:
+            target.write(body)
+        with _owner_only(folder / CHECKSUM) as target:
+            target.write(f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode("ascii"))
+        with _owner_only(folder / SIGNATURE) as target:
+            target.write(signing.signature_document(signing_key, body).encode("ascii"))
+        _move_into_place(folder, final)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # a crash leaves nothing half written behind
+        raise
     audit.record(session, actor, "mof_report.generate", "mof_report", None, report_id=report_id,
                  as_of=day.isoformat(), follows=since, counts=counts)
-    return ReportResult(report_id, folder, counts)
+    return ReportResult(report_id, final, counts)
+
+
+def _move_into_place(staging: Path, final: Path) -> None:
+    """Replace final with the complete staging folder (a rerun for the same day and base writes the same bytes)."""
+    if final.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        os.replace(final, retired / final.name)
+        os.replace(staging, final)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, final)
 
 
 def _sha256(path: Path) -> str:

@@ -326,6 +326,8 @@ class Table:
     cells: dict[tuple[str, str], float] = field(default_factory=dict)
     chart: str = "bar"
     unit: str = "人"
+    # What is counted and how, when the title cannot say it (shown under the title and in every export).
+    note: str = ""
 
     def value(self, row: str, column: str) -> float:
         """Return the cell's number (0 when nothing was counted)."""
@@ -563,9 +565,13 @@ def credit_tables(session, groups: Groups, day: date) -> list[Table]:
 def compute_statistics(session, workflow: WorkflowEngine, scope: Scope, tree: RegionTree, focus: int | None,
                        day: date | None = None) -> Statistics:
     """Return every panel for scope under focus as it stood at the end of day (Beijing; default today)."""
+    from .compliance_stats import compliance_tables  # it builds on this module's snapshot and tables
+
     day = day or local_today()
     names = workflow_names(workflow)
     snap = snapshot(session, day)
     groups = drill_down(tree, scope, focus)
-    return Statistics(day, groups, workforce_tables(session, snap, groups, day, names),
-                      collection_tables(session, snap, groups, day, names), credit_tables(session, groups, day))
+    collection = collection_tables(session, snap, groups, day, names) + compliance_tables(session, snap, groups, day,
+                                                                                         names)
+    return Statistics(day, groups, workforce_tables(session, snap, groups, day, names), collection,
+                      credit_tables(session, groups, day))

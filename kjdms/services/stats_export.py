@@ -39,6 +39,8 @@ def csv_bytes(tables: list[Table], day: date) -> bytes:
     writer = csv.writer(out, lineterminator="\r\n")
     for table in tables:
         writer.writerow([neutralise(f"{table.title}（截至{day.isoformat()}，单位：{table.unit}）")])
+        if table.note:
+            writer.writerow([neutralise(f"说明：{table.note}")])
         writer.writerows([[neutralise(cell) for cell in row] for row in table_rows(table)])
         writer.writerow([])
     return (CSV_BOM + out.getvalue()).encode("utf-8")
@@ -65,6 +67,8 @@ def xlsx_bytes(tables: list[Table], day: date) -> bytes:
         sheet = book.add_worksheet(_sheet_name(table, used))
         name = sheet.get_name()
         sheet.write(0, 0, neutralise(f"{table.title}（截至{day.isoformat()}，单位：{table.unit}）"), bold)
+        if table.note:
+            sheet.write(1, 0, neutralise(f"说明：{table.note}"))
         rows = table_rows(table)
         for r, row in enumerate(rows, start=2):
             for c, cell in enumerate(row):

@@ -101,7 +101,8 @@ def test_a_token_is_tied_to_its_session_and_survives_sign_in(browser, people):
 
 # Who posts to each blueprint's routes in the sweep below: someone the view would otherwise serve.
 SWEEP_USERS = {"applicant": "owner", "review": "reviewer", "credit": "credit_officer", "archive": "archivist",
-               "auth": "owner", "stats": "administrator", "admin": "administrator", "accounts": "administrator",
+               "auth": "owner", "stats": "administrator", "reports": "administrator", "admin": "administrator",
+               "accounts": "administrator",
                "regions": "administrator", "settings": "administrator", "audit": "administrator"}
 
 
@@ -110,7 +111,7 @@ def post_paths(app, scene) -> list[tuple[str, str]]:
     from werkzeug.routing.converters import AnyConverter
 
     values = {"dossier_id": [scene["submitted"].id], "slot": ["other"], "record_id": [1], "name": ["submit", "retract"],
-              "kind": ["xlsx", "csv", "pdf"]}
+              "kind": ["xlsx", "csv", "pdf"], "report_id": ["MOF-20190630"]}
     paths = []
     for rule in app.url_map.iter_rules():
         if "POST" not in rule.methods:

@@ -12,6 +12,7 @@ from kjdms.local_time import local_today
 from kjdms.models import AuditEvent, Region
 from kjdms.services.statistics import Table, compute_statistics, full_scope, region_tree
 from kjdms.services.stats_export import CSV_BOM, csv_bytes, export_tables, neutralise, xlsx_bytes
+from kjdms.vocabulary import REJECTABLE_ITEMS
 from tests.helpers import staff
 from tests.stats_data import Spec, insert
 
@@ -85,3 +86,25 @@ def test_the_pdf_summary_has_a_page_per_region_and_renders_without_missing_glyph
                                str(tmp_path / "page")], capture_output=True, text=True)
     assert rendered.returncode == 0 and "glyph" not in rendered.stderr.lower() and not rendered.stderr.strip()
     assert len(list(tmp_path.glob("page*.png"))) == 2
+
+
+def test_the_rule_panels_are_exported_with_their_notes_and_counts(app, workflow):
+    for spec in (Spec(state="rejected", rejections=[(2, ["phone", "attachment:basic_info_form"])]),
+                 Spec(job_started_days_ago=90, created_days_ago=10)):
+        insert(spec)
+    tree = region_tree(db.session)
+    stats = compute_statistics(db.session, workflow, full_scope(tree), tree, None)
+    book = openpyxl.load_workbook(io.BytesIO(xlsx_bytes(stats.tables, stats.day)))
+    reasons = next(s for s in book.worksheets if s["A1"].value.startswith("退回原因（按项目）"))
+    assert reasons["A2"].value.startswith("说明：截至当日的全部退回")
+    assert reasons["A3"].value == "有问题的项目" and reasons._charts
+    width = 1 + len(stats.groups.keys)  # a column per region: add them up
+    counts = {reasons.cell(r, 1).value: sum(reasons.cell(r, c).value or 0 for c in range(2, width + 1))
+              for r in range(4, 4 + len(REJECTABLE_ITEMS) + 2)}
+    assert counts["联系电话"] == counts["基本信息表"] == 1 and counts["学历证书"] == 0 and counts["合计"] == 2
+    late = next(s for s in book.worksheets if s["A1"].value.startswith("逾期登记与逾期更新"))
+    assert late["A2"].value.startswith("说明：辽财会〔2019〕116号 三") and late["C3"].value == "逾期登记"
+    assert late.cell(4 + len(stats.groups.keys), 1).value == "合计" and late.cell(4 + len(stats.groups.keys), 3).value == 1
+    rows = list(csv.reader(io.StringIO(csv_bytes(stats.tables, stats.day).decode("utf-8-sig"))))
+    title = next(i for i, row in enumerate(rows) if row and row[0].startswith("退回原因（按项目）"))
+    assert rows[title + 1][0].startswith("说明：") and rows[title + 2][0] == "有问题的项目"

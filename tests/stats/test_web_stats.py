@@ -29,6 +29,15 @@ def test_the_city_drills_down_and_the_province_sees_every_city(people, auth):
     assert "沈阳市" in province and "2019-06-30" in province
 
 
+def test_the_rule_panels_show_their_counts_and_notes(people, auth):
+    insert(Spec(state="rejected", rejections=[(1, ["phone"])], job_started_days_ago=90, created_days_ago=10))
+    page = auth("reviewer").get("/stats/")
+    text = page.get_data(as_text=True)
+    for title in ("退回原因（按项目）", "逾期登记与逾期更新（一个月规则）", "说明：辽财会〔2019〕116号 三", "未勾选具体项目"):
+        assert title in text
+    assert '"collection_rejection_items"' in text and '"collection_late"' in text  # their charts' data
+
+
 def test_applicants_are_refused_and_the_library_is_served_locally(people, auth, client):
     assert auth("owner").get("/stats/").status_code == 403
     library = client.get("/stats/plotly.min.js")
