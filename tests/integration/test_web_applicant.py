@@ -125,7 +125,7 @@ class TestEdit:
         ("phone", "12345", "联系电话："),
         ("employer_uscc", USCC_SHUANGTA[:-1] + ("0" if USCC_SHUANGTA[-1] != "0" else "1"), "统一社会信用代码：校验位错误"),
         ("employer_org_code", "12345678-0", "组织机构代码："),
-        ("name", "Zhang3", "姓名：应为2至30个汉字"),
+        ("name", "Zhang3", "姓名：不能包含“Z”，应为2至30个汉字"),
         ("name", "", "姓名：必填"),
         ("education", "phd", "学历：“phd”不是可选项"),
         ("employer_region", "211300", "工作单位所在地区：请选择到朝阳市下属的县（市、区）或市本级"),
