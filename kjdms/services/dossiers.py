@@ -254,7 +254,7 @@ def update_basic_information(session, workflow: WorkflowEngine, dossier: Dossier
                              changes: dict, actor: Actor) -> list[str]:
     """Change fields of dossier if its state lets actor edit; return the names of the fields changed."""
     require(workflow, actor, "edit", dossier)
-    cleaned = clean_fields(session, changes, birth_date=dossier.person.birth_date)
+    cleaned = clean_fields(session, _derived_code_follows(dossier, changes), birth_date=dossier.person.birth_date)
     changed = [field for field, value in cleaned.items() if _current(dossier, field) != value]
     if not changed:
         return []
@@ -263,6 +263,26 @@ def update_basic_information(session, workflow: WorkflowEngine, dossier: Dossier
         # Field names only: the audit trail must not become a second copy of personal data.
         audit.record(session, actor, "dossier.update", "dossier", dossier.id, fields=changed)
     return changed
+
+
+def _derived_code_follows(dossier: Dossier, changes: dict) -> dict:
+    """Drop an organisation code that was derived from the USCC being replaced: the new USCC derives its own."""
+    old_uscc, old_code = dossier.employer_uscc, dossier.employer_org_code
+    new_uscc, typed_code = changes.get("employer_uscc"), changes.get("employer_org_code")
+    if not (old_uscc and old_code == old_uscc[8:17] and new_uscc and typed_code):
+        return changes
+    # The edit page sends the stored code back as it was shown; unchanged, it is still the old USCC's.
+    if str(typed_code).upper().replace("-", "").strip() != old_code or _uscc_or_none(new_uscc) == old_uscc:
+        return changes
+    return {**changes, "employer_org_code": ""}
+
+
+def _uscc_or_none(value) -> str | None:
+    """Return the normalised USCC, or None when it is not one (clean_fields then names the mistake)."""
+    try:
+        return validate_uscc(value)
+    except ValidationError:
+        return None
 
 
 def _current(dossier: Dossier, field: str):

@@ -122,7 +122,7 @@ def documents():
         "applicant/documents.html", dossier=dossier, slots=ATTACHMENT_SLOTS.values(),
         required=set(required_slots(dossier)), form=UploadForm(),
         can_upload=can(get_workflow(), current_user, "add_attachment", dossier),
-        max_size=size_label(get_config().MAX_UPLOAD_BYTES),
+        max_size=size_label(get_config().MAX_UPLOAD_BYTES), max_bytes=get_config().MAX_UPLOAD_BYTES,
     )
 
 

@@ -304,6 +304,9 @@ class TestUploadSizeCap:
         before = database_snapshot()
         response = browser.upload("basic_info_form", sample_pdf("x" * (3 * SMALL_CAP)), "huge.pdf")
         assert response.status_code == 413 and "文件过大" in text(response)
+        # The limit, and the way back to the form: not a bare refusal.
+        assert f"单个文件不超过 {SMALL_CAP // 1024} KB" in text(response)
+        assert 'href="/me/documents"' in text(response) and "返回证明材料页面" in text(response)
         assert database_snapshot() == before
 
 
