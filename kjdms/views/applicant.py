@@ -15,6 +15,8 @@ from ..permissions import PermissionDenied, can
 from ..services.attachments import add_attachment_version, size_label
 from ..services import settings
 from ..services.credit import credit_file
+from ..services.deadline_purge import deadline_passed
+from ..services.regions import contact_office
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
                                  update_basic_information)
 from ..services.transaction import ConflictError
@@ -24,7 +26,7 @@ from ..vocabulary import ATTACHMENT_SLOTS, DRAFT_STATE, OWNER_ROLE, PURGED_STATE
 from . import applicant_required, post_transition, show_errors
 from .credit import credit_pdf_response, downloadable_versions
 from .files import download_response
-from ..local_time import BEIJING
+from ..local_time import BEIJING, local_date
 
 bp = Blueprint("applicant", __name__, url_prefix="/me")
 OWNER_TRANSITIONS = ("submit", "retract", "revise")
@@ -61,9 +63,18 @@ def index():
         missing=missing_items(working) if working.state == DRAFT_STATE else [],
         transitions=[t for t in get_workflow().available_transitions(working, {OWNER_ROLE})
                      if t.name in OWNER_TRANSITIONS],
-        changes=changes(copy) if copy else [], deadline=settings.effective(db.session, get_config()).CONFIRMATION_DEADLINE,
-        workflow=get_workflow(), form=TransitionForm(), action_form=ActionForm(),
+        changes=changes(copy) if copy else [], workflow=get_workflow(), form=TransitionForm(), action_form=ActionForm(),
+        **_confirmation(dossier),
     )
+
+
+def _confirmation(dossier: Dossier) -> dict:
+    """Return what the page says about the legacy confirmation deadline: ahead, or passed and what that means."""
+    deadline = settings.effective(db.session, get_config()).CONFIRMATION_DEADLINE
+    return {"deadline": deadline, "deadline_passed": deadline_passed(deadline),
+            # A record imported after the deadline had no chance to confirm in time: it is not purged for it.
+            "imported_after_deadline": local_date(dossier.created_at) > deadline,
+            "contact": contact_office(dossier.region or dossier.household_region)}
 
 
 def _form_data(dossier: Dossier) -> dict:

@@ -190,7 +190,7 @@ class TestLegacyFirstSignIn:
         response = client.submit("/login/first-password", {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
         assert response.status_code == 302 and response.headers["Location"] == "/me/"
         assert signed_in(client)
-        assert "请在 <strong>2020年12月31日</strong> 前更新并确认信息" in text(client.get("/me/"))
+        assert 'id="confirmation-deadline"' in text(client.get("/me/"))  # test_web_deadline_notice says what it says
 
     def test_the_new_password_works_the_next_time(self, client, browser, legacy):
         client.submit("/login", applicant_login(legacy, password=""))
