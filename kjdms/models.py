@@ -303,6 +303,8 @@ class WorkflowHistory(db.Model):
     # The role the actor acted in; survives the actor's account (a purged owner has none).
     actor_role: Mapped[str] = mapped_column(String(32))
     comment: Mapped[str | None] = mapped_column(Text)
+    # A rejection's items at fault (vocabulary.REJECTABLE_ITEMS codes): the applicant's to-do list and the statistics.
+    flagged: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     dossier: Mapped[Dossier] = relationship(back_populates="history")

@@ -131,3 +131,12 @@ DOSSIER_LABELS = {
     "job_started_on": "从事会计工作日期",
     "information_changed_on": "信息变更日期",
 }
+# The items a reviewer can point at when rejecting (WorkflowHistory.flagged): the fields a person fills in
+# (sex and birth date come from the ID number) and each document, as "attachment:<slot>".
+REJECTABLE_ITEMS = {**{name: label for name, label in DOSSIER_LABELS.items() if name not in ("sex", "birth_date")},
+                    **{f"attachment:{code}": slot.title for code, slot in ATTACHMENT_SLOTS.items()}}
+
+
+def flagged_titles(codes) -> list[str]:
+    """Return the Chinese names of flagged items, an unknown code as itself."""
+    return [REJECTABLE_ITEMS.get(code, code) for code in codes or ()]

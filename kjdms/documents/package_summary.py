@@ -13,6 +13,12 @@ _MARGIN = 12
 _HEADING = FontFace(fill_color=(238, 238, 238))
 
 
+def _reason(row: dict) -> str:
+    """Return a history row's comment followed by the items it flagged (packages made before flags have none)."""
+    items = "、".join(row.get("flagged_titles") or ())
+    return (row["comment"] or "") + (f"（有问题的项目：{items}）" if items else "")
+
+
 def _local(moment: str | None) -> str:
     """Return an ISO UTC time from the manifest as Beijing time."""
     if not moment:
@@ -66,7 +72,7 @@ def summary_pdf(manifest: dict, fields: list[tuple[str, str]]) -> bytes:
 
     pdf.heading("三、办理记录")
     pdf.rows((32, 22, 22, 26, 84), ("时间", "操作", "办理后状态", "办理人角色", "意见"),
-             [(_local(row["at"]), row["title"], row["to_state_title"], row["actor_role_title"], row["comment"])
+             [(_local(row["at"]), row["title"], row["to_state_title"], row["actor_role_title"], _reason(row))
               for row in manifest["history"]])
 
     pdf.heading("四、个人信用档案记录")

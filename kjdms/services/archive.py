@@ -21,7 +21,7 @@ from ..blobs import BlobStore
 from ..blobs.base import CHUNK_SIZE, BlobNotFound
 from ..display import mask_id_number
 from ..models import CreditRecord, Dossier, DossierRevision, User, WorkflowHistory, as_utc, utcnow
-from ..vocabulary import ARCHIVIST_ROLE, ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS
+from ..vocabulary import ARCHIVIST_ROLE, ATTACHMENT_SLOTS, CREDIT_ACTIONS, CREDIT_KINDS, flagged_titles
 from ..workflow import WorkflowEngine
 from ..local_time import BEIJING as LOCAL_ZONE
 from .revisions import shown_fields, snapshot_fields
@@ -108,7 +108,8 @@ def _history(session, dossier: Dossier, workflow: WorkflowEngine) -> list[dict]:
              "from_state": row.from_state, "to_state": row.to_state,
              "to_state_title": workflow.definition.states[row.to_state].title, "actor_role": row.actor_role,
              "actor_role_title": workflow.definition.roles.get(row.actor_role, row.actor_role),
-             "actor": row.actor.label if row.actor is not None else None, "comment": row.comment} for row in rows]
+             "actor": row.actor.label if row.actor is not None else None, "comment": row.comment,
+             "flagged": list(row.flagged or []), "flagged_titles": flagged_titles(row.flagged)} for row in rows]
 
 
 def _credit_records(session, dossier: Dossier) -> list[dict]:

@@ -9,7 +9,7 @@ from ..blobs import BlobStore
 from ..models import AttachmentVersion, Dossier, DossierRevision, Tombstone, WorkflowHistory, utcnow
 from ..permissions import Actor, roles_on
 from ..validators import ValidationError, check_text
-from ..vocabulary import APPROVED_STATE
+from ..vocabulary import APPROVED_STATE, REJECTABLE_ITEMS
 from ..workflow import TransitionRefused, WorkflowEngine
 from . import audit, login_throttle
 from .identity import id_number_hash
@@ -31,12 +31,33 @@ def _acting_role(roles, transition) -> str:
     return next((role for role in sorted(roles) if role in allowed), "")
 
 
-def _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version):
+def checked_flags(workflow, name: str, flagged) -> list[str]:
+    """Return the flagged item codes in the vocabulary's order, or refuse unknown ones and flags on the wrong transition.
+
+    Items at fault accompany a reviewer's transition that needs a reason and leaves the review queue (a rejection;
+    statistics.workflow_names finds it the same way).
+    """
+    codes = list(dict.fromkeys(flagged or ()))
+    if not codes:
+        return []
+    unknown = [code for code in codes if code not in REJECTABLE_ITEMS]
+    if unknown:
+        raise TransitionRefused(f"有问题的项目：没有“{unknown[0][:40]}”这一项", field="fields")
+    transition = workflow.definition.transitions.get(name)
+    queue = {worklist.state for worklist in workflow.definition.worklists.values()}
+    if (transition is None or not transition.comment_required or not transition.guard.permissions
+            or not queue & set(transition.sources)):
+        raise TransitionRefused("有问题的项目：只有退回时才能勾选", field="fields")
+    return [code for code in REJECTABLE_ITEMS if code in codes]
+
+
+def _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version, flagged=()):
     """Fire name on dossier and add its history and audit rows, without committing."""
     if expected_version is not None and dossier.lock_version != expected_version:
         raise ConflictError()
     if dossier.checked_in_at is not None:
         raise TransitionRefused("该信息变更已审核确认并入档案，不能再操作")
+    flagged = checked_flags(workflow, name, flagged)
     roles = roles_on(actor, dossier)
     result = workflow.fire(dossier, name, roles, comment)
     dossier.state_changed_at = utcnow()
@@ -44,10 +65,10 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
     session.add(WorkflowHistory(
         dossier=dossier, action=name, from_state=result.from_state, to_state=result.to_state,
         actor_id=getattr(actor, "id", None), actor_role=_acting_role(roles, result.transition),
-        comment=comment,
+        comment=comment, flagged=flagged,
     ))
     audit.record(session, actor, f"workflow.{name}", "dossier", dossier.id,
-                 from_state=result.from_state, to_state=result.to_state)
+                 from_state=result.from_state, to_state=result.to_state, **({"flagged": flagged} if flagged else {}))
     if dossier.is_working_copy and result.to_state == APPROVED_STATE:
         check_in(session, dossier, actor)
     # 二（三）: a legacy person confirms by submitting; retracting before any approval takes it back.
@@ -60,8 +81,10 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
 
 
 def fire_transition(session, workflow: WorkflowEngine, dossier: Dossier, name: str, actor: Actor,
-                    comment: str | None = None, expected_version: int | None = None):
+                    comment: str | None = None, expected_version: int | None = None, flagged=()):
     """Fire transition name on dossier as actor; state, history and audit commit together or not at all.
+
+    flagged: on a rejection, the REJECTABLE_ITEMS codes of the items at fault (stored as codes, not in the comment).
 
     The same commit queues the dossier's search-index outbox row and writes its revision: see
     services/change_tracking.py, whose session hooks create_app installs.
@@ -73,7 +96,7 @@ def fire_transition(session, workflow: WorkflowEngine, dossier: Dossier, name: s
     except ValidationError as error:
         raise TransitionRefused(error.message) from None  # the views show a refused transition's reason
     with committing(session):
-        return _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version)
+        return _transition_in_session(session, workflow, dossier, name, actor, comment, expected_version, flagged)
 
 
 def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: Dossier, actor: Actor,

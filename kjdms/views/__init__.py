@@ -90,7 +90,7 @@ class TransitionPost:
 
 
 def post_transition(dossier: Dossier, name: str, form: TransitionForm, *, comment: str | None = None,
-                    comment_label: str = "意见") -> TransitionPost:
+                    comment_label: str = "意见", flagged=()) -> TransitionPost:
     """Fire transition name on dossier from a posted TransitionForm, with the same checks and messages on every page.
 
     A form without the numeric version of the page it came from was not sent by a page: 400. A bad
@@ -103,7 +103,7 @@ def post_transition(dossier: Dossier, name: str, form: TransitionForm, *, commen
     typed = comment if comment is not None else (form.comment.data or "").strip()
     try:
         fire_transition(db.session, get_workflow(), dossier, name, current_user, typed or None,
-                        expected_version=int(form.lock_version.data))
+                        expected_version=int(form.lock_version.data), flagged=flagged)
     except ConflictError as error:
         flash(str(error), "danger")
         db.session.expire_all()  # the page shows the dossier as it now stands
@@ -111,6 +111,8 @@ def post_transition(dossier: Dossier, name: str, form: TransitionForm, *, commen
     except TransitionRefused as error:
         if error.field == "comment":
             form.comment.errors = [f"{comment_label}：{error.message}"]
+        elif error.field == "fields" and hasattr(form, "fields"):
+            form.fields.errors = [error.message]
         else:
             flash(error.message, "danger")
         return TransitionPost(422, form)

@@ -9,6 +9,7 @@ from ..local_time import local_text
 from ..models import as_utc, utcnow
 from ..extensions import db
 from ..services import settings, time_rules
+from ..vocabulary import flagged_titles as item_titles
 
 bp = Blueprint("filters", __name__)
 
@@ -56,6 +57,12 @@ def text_status(version):
 def late_flags(dossier):
     """Return the one-month rules (三) the dossier broke: 逾期登记, 逾期更新."""
     return time_rules.late_flags(dossier)
+
+
+@bp.app_template_filter("flagged_titles")
+def flagged_titles(codes) -> list[str]:
+    """Render a rejection's flagged item codes as their Chinese names."""
+    return item_titles(codes)
 
 
 @bp.app_template_filter("acted_by")

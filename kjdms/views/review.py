@@ -12,14 +12,11 @@ from ..permissions import can, roles_on
 from ..services import disclosures
 from ..services.worklist import queue_roles, reviewer_queue
 from ..services.working_copy import changes
-from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, REVEAL_ID_NUMBER, STAFF_ROLES
+from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, REJECTABLE_ITEMS, REVEAL_ID_NUMBER, STAFF_ROLES
 from . import dossier_or_404, int_arg, post_transition, staff_role_required
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 WAITING_CHOICES = {0: "不限", 3: "超过3天", 7: "超过7天", 15: "超过15天", 30: "超过30天"}
-# The fields a reviewer can point at when rejecting, besides the documents.
-REJECTABLE_FIELDS = {**{field: label for field, label in DOSSIER_LABELS.items() if field not in ("sex", "birth_date")},
-                     **{f"attachment:{code}": slot.title for code, slot in ATTACHMENT_SLOTS.items()}}
 
 
 @bp.get("/")
@@ -35,7 +32,7 @@ def worklist():
 
 def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool = False, status: int = 200):
     form = form or TransitionForm(lock_version=dossier.lock_version)
-    form.fields.choices = REJECTABLE_FIELDS
+    form.fields.choices = REJECTABLE_ITEMS
     workflow = get_workflow()
     roles = roles_on(current_user, dossier)
     return render_template(
@@ -73,14 +70,12 @@ def decide(dossier_id, name):
     """Approve, or reject with a reason; a decision based on a stale page is refused as a conflict."""
     record = dossier_or_404(dossier_id)
     form = TransitionForm()
-    form.fields.choices = REJECTABLE_FIELDS
+    form.fields.choices = REJECTABLE_ITEMS
     # The page offers only these markers; any other value was not sent by it.
-    if any(field not in REJECTABLE_FIELDS for field in form.fields.data or ()):
+    if any(field not in REJECTABLE_ITEMS for field in form.fields.data or ()):
         abort(400)
-    comment = (form.comment.data or "").strip()
-    if name == "reject" and form.fields.data and comment:
-        comment = "".join(f"【{REJECTABLE_FIELDS[field]}】" for field in form.fields.data) + comment
-    posted = post_transition(record, name, form, comment=comment, comment_label="退回理由")
+    # The items go to the history row's own column (WorkflowHistory.flagged); the comment stays as typed.
+    posted = post_transition(record, name, form, comment_label="退回理由", flagged=form.fields.data or ())
     if posted.status == 409:
         # Keep what the reviewer typed, on the page as it now stands.
         return _render(db.session.get(Dossier, dossier_id), form=_keep_typed(form, dossier_id), status=409)

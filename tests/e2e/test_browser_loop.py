@@ -194,7 +194,7 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         # 4. The applicant reads the reason, revises, uploads a clearer certificate, submits again.
         sign_in_applicant(applicant, site, id_number)
         expect_state(applicant, "已退回")
-        expect(applicant.get_by_role("row").filter(has_text=REASON)).to_contain_text("【学历证书】")
+        expect(applicant.get_by_role("row").filter(has_text=REASON)).to_contain_text("有问题的项目：学历证书")
         camera.shoot(applicant, "status-rejected")
         camera.shoot(applicant, "status-rejected-phone", viewport=PHONE)
         applicant.get_by_role("button", name="修改").click()

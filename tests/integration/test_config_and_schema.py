@@ -1,5 +1,7 @@
 """Configuration defaults, the SQLite settings, and migrations that match the models on both databases."""
+import json
 import stat
+from contextlib import contextmanager
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -63,26 +65,35 @@ def test_the_database_refuses_a_user_that_is_both_applicant_and_staff(app):
     db.session.rollback()
 
 
-def test_upgrading_from_the_first_schema_keeps_existing_dossiers(tmp_path):
+@contextmanager
+def schema_at(tmp_path, revision: str, dossier_state: str, **dated):
+    """Yield inside an app whose database was migrated to revision, holding one person and one dossier."""
     from flask_migrate import upgrade
 
     from tests.conftest import make_config
 
     application = create_app(make_config(tmp_path))
     with application.app_context():
-        upgrade(revision="0001")
+        upgrade(revision=revision)
         db.session.execute(text("INSERT INTO persons (id, id_number, is_legacy, created_at) "
                                 "VALUES (1, '11010519491231002X', 0, '2019-05-01 08:00:00')"))
+        columns = "".join(f", {name}" for name in dated)
+        values = "".join(f", '{value}'" for value in dated.values())
         db.session.execute(text(
             "INSERT INTO dossiers (id, person_id, state, job_types, is_student, qualification_level, to_confirm, "
-            "created_at, updated_at, lock_version) VALUES (1, 1, 'submitted', '[]', 0, 'none', 0, "
-            "'2019-05-01 08:00:00', '2019-05-02 09:30:00', 1)"))
+            f"created_at, lock_version{columns}) VALUES (1, 1, :state, '[]', 0, 'none', 0, "
+            f"'2019-05-01 08:00:00', 1{values})"), {"state": dossier_state})
+        yield upgrade
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_upgrading_from_the_first_schema_keeps_existing_dossiers(tmp_path):
+    with schema_at(tmp_path, "0001", "submitted", updated_at="2019-05-02 09:30:00") as upgrade:
         db.session.commit()
         upgrade()
         row = db.session.execute(text("SELECT state_changed_at, baseline_id FROM dossiers")).one()
         assert str(row.state_changed_at).startswith("2019-05-02 09:30:00") and row.baseline_id is None
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_secure_cookies_are_a_setting_for_deployments_behind_https(tmp_path):
@@ -90,3 +101,21 @@ def test_secure_cookies_are_a_setting_for_deployments_behind_https(tmp_path):
     secure = Config(environ={"KJDMS_STORAGE_DIR": str(tmp_path), "KJDMS_SECURE_COOKIES": "1"}).flask_settings()
     assert (plain["SESSION_COOKIE_SECURE"], secure["SESSION_COOKIE_SECURE"]) == (False, True)
     assert secure["SESSION_COOKIE_HTTPONLY"] and secure["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_upgrading_moves_the_old_rejection_markers_into_the_flagged_column(tmp_path):
+    moment = "2019-05-02 09:30:00"
+    with schema_at(tmp_path, "0010", "rejected", updated_at=moment, state_changed_at=moment) as upgrade:
+        for row_id, action, comment in ((1, "reject", "【联系电话】【学历证书】号码不一致"),
+                                        (2, "reject", "【材料】模糊，系审核人员自己输入"),
+                                        (3, "approve", "【联系电话】无误")):
+            db.session.execute(text(
+                "INSERT INTO workflow_history (id, dossier_id, action, from_state, to_state, actor_role, comment, "
+                "created_at) VALUES (:id, 1, :action, 'submitted', 'rejected', 'reviewer', :comment, :moment)"),
+                {"id": row_id, "action": action, "comment": comment, "moment": moment})
+        db.session.commit()
+        upgrade()
+        rows = db.session.execute(text("SELECT comment, flagged FROM workflow_history ORDER BY id")).all()
+        assert [(comment, json.loads(flagged)) for comment, flagged in rows] == [
+            ("号码不一致", ["phone", "attachment:education_certificate"]),
+            ("【材料】模糊，系审核人员自己输入", []), ("【联系电话】无误", [])]

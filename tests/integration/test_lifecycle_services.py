@@ -167,6 +167,42 @@ class TestTransitions:
         assert [row[0] for row in snapshot(dossier)[2]] == ["submit", "approve"]
 
 
+class TestRejectionFlags:
+    """A rejection's items at fault are stored as codes on its history row, apart from the reason as typed."""
+
+    def test_the_items_are_stored_in_the_vocabulary_order_once_each(self, app, workflow, blobs, people):
+        dossier = submitted(people, workflow, blobs)
+        fire_transition(db.session, workflow, dossier, "reject", people["reviewer"], "证书模糊",
+                        flagged=["attachment:education_certificate", "phone", "phone"])
+        row = db.session.scalars(select(WorkflowHistory).filter_by(dossier_id=dossier.id, action="reject")).one()
+        assert (row.comment, row.flagged) == ("证书模糊", ["phone", "attachment:education_certificate"])
+        assert workflow_events(dossier.id)[-1][1]["flagged"] == ["phone", "attachment:education_certificate"]
+
+    def test_a_rejection_without_items_stores_an_empty_list(self, app, workflow, blobs, people):
+        dossier = submitted(people, workflow, blobs)
+        fire_transition(db.session, workflow, dossier, "reject", people["reviewer"], "材料不全")
+        assert db.session.scalars(select(WorkflowHistory.flagged).filter_by(action="reject")).one() == []
+        assert db.session.scalars(select(WorkflowHistory.flagged).filter_by(action="submit")).one() == []
+
+    @pytest.mark.parametrize("codes", [["secret_column"], ["phone", "attachment:passport"], ["sex"]])
+    def test_an_unknown_item_is_refused_naming_the_field(self, app, workflow, blobs, people, codes):
+        dossier = submitted(people, workflow, blobs)
+        before = snapshot(dossier)
+        with pytest.raises(TransitionRefused) as caught:
+            fire_transition(db.session, workflow, dossier, "reject", people["reviewer"], "不符", flagged=codes)
+        assert caught.value.field == "fields" and "有问题的项目：没有" in caught.value.message
+        assert snapshot(dossier) == before
+
+    @pytest.mark.parametrize("name, who", [("approve", "reviewer"), ("retract", "owner")])
+    def test_items_on_any_other_transition_are_refused(self, app, workflow, blobs, people, name, who):
+        dossier = submitted(people, workflow, blobs)
+        before = snapshot(dossier)
+        with pytest.raises(TransitionRefused) as caught:
+            fire_transition(db.session, workflow, dossier, name, people[who], "好", flagged=["phone"])
+        assert caught.value.field == "fields" and caught.value.message == "有问题的项目：只有退回时才能勾选"
+        assert snapshot(dossier) == before
+
+
 class TestOptimisticLocking:
     def test_a_stale_expected_version_is_a_conflict_even_in_the_same_state(self, app, workflow, blobs, people):
         dossier, owner = submitted(people, workflow, blobs), people["owner"]

@@ -250,16 +250,27 @@ class TestReject:
         assert "退回理由：「退回」必须填写理由" in text(response)
         assert database_snapshot() == before
 
-    def test_a_reason_with_field_markers_is_recorded_and_shown_to_the_owner(self, auth, queue, browser):
+    def test_the_marked_items_are_stored_apart_from_the_reason_and_shown_to_the_owner(self, auth, queue, browser):
         dossier = queue["赵一"]
         response = decide(auth("reviewer"), dossier.id, "reject", comment="号码与单位证明不一致",
-                          fields=["phone", "attachment:basic_info_form"])
+                          fields=["attachment:basic_info_form", "phone"])
         assert response.status_code == 302
         dossier = fresh(Dossier, dossier.id)
         assert dossier.state == "rejected"
-        assert dossier.history[-1].comment == "【联系电话】【基本信息表】号码与单位证明不一致"
+        assert (dossier.history[-1].comment, dossier.history[-1].flagged) == (
+            "号码与单位证明不一致", ["phone", "attachment:basic_info_form"])
         owner_page = text(browser().enter_as(dossier.person.user).get("/me/"))
-        assert "已退回" in owner_page and "【联系电话】【基本信息表】号码与单位证明不一致" in owner_page
+        assert "已退回" in owner_page and "号码与单位证明不一致" in owner_page
+        assert "有问题的项目：联系电话、基本信息表" in owner_page and "【" not in owner_page
+
+    def test_marked_items_on_an_approval_are_refused_on_the_open_list(self, auth, queue):
+        browser = auth("reviewer")
+        before = database_snapshot()
+        response = decide(browser, queue["赵一"].id, "approve", comment="", fields=["phone"])
+        assert response.status_code == 422
+        page = text(response)
+        assert "有问题的项目：只有退回时才能勾选" in page and "<details class=\"mb-3\" open>" in response.get_data(True)
+        assert database_snapshot() == before
 
     def test_the_page_offers_every_field_and_document_to_mark(self, auth, queue):
         page = text(auth("reviewer").get(f"/review/{queue['赵一'].id}"))
