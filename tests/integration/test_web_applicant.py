@@ -170,7 +170,7 @@ class TestEdit:
         fire_transition(db.session, workflow, people["dossier"], "submit", people["owner"])
         browser = auth("owner")
         page = browser.get("/me/edit")
-        assert page.status_code == 200 and "当前状态下不能修改基本信息" in text(page) and "<fieldset disabled>" in text(page)
+        assert page.status_code == 200 and "暂不能修改基本信息" in text(page) and "<fieldset disabled>" in text(page)
         before = database_snapshot()
         assert browser.submit("/me/edit", basic_information(employer_name="别的单位")).status_code == 403
         assert database_snapshot() == before
@@ -262,7 +262,7 @@ class TestDocuments:
         upload_required(workflow, blobs, people["dossier"], people["owner"])
         fire_transition(db.session, workflow, people["dossier"], "submit", people["owner"])
         browser = auth("owner")
-        assert "当前状态下不能上传材料" in text(browser.get("/me/documents"))
+        assert "暂不能上传材料" in text(browser.get("/me/documents"))
         before = database_snapshot()
         assert browser.upload("other", sample_pdf(), "other.pdf").status_code == 403
         assert database_snapshot() == before
