@@ -159,7 +159,7 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         upload(applicant, "会计专业技术资格证书", files / "资格证书.pdf")
         expect(applicant.get_by_text("已上传", exact=True)).to_have_count(4)
         camera.shoot(applicant, "documents")
-        applicant.get_by_role("link", name="我的档案").click()
+        applicant.locator("#nav").get_by_role("link", name="我的档案").click()
         expect(applicant.get_by_text("资料已齐全，可以提交审核。")).to_be_visible()
         applicant.get_by_role("button", name="提交审核").click()
         flash(applicant, "已提交审核。")
@@ -198,19 +198,20 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         camera.shoot(applicant, "status-rejected")
         camera.shoot(applicant, "status-rejected-phone", viewport=PHONE)
         applicant.get_by_role("button", name="修改").click()
-        flash(applicant, "已修改")
+        flash(applicant, "档案已重新打开，可以修改了")
         expect_state(applicant, "填报中")
         applicant.get_by_role("link", name="上传证明材料").click()
         upload(applicant, "学历证书", files / "学历证书-清晰.png")
         expect(applicant.get_by_text("第2版")).to_be_visible()
         camera.shoot(applicant, "documents-revised")
-        applicant.get_by_role("link", name="我的档案").click()
+        applicant.locator("#nav").get_by_role("link", name="我的档案").click()
         applicant.get_by_role("button", name="提交审核").click()
         flash(applicant, "已提交审核。")
 
         # 5. The reviewer approves.
         open_from_queue(reviewer, site, camera, "reviewer-again")
-        expect(reviewer.get_by_role("link", name="第1版")).to_be_visible()  # the rejected certificate, one click away
+        # The rejected certificate, one click away, in the comparison with the rejected submission.
+        expect(reviewer.locator("#resubmission").get_by_role("link", name="第1版")).to_be_visible()
         reviewer.get_by_role("button", name="审核确认").click()
         flash(reviewer, f"已审核确认：{NAME}")
 
@@ -241,7 +242,7 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         download_info.value.save_as(reprinted)
         applicant.get_by_role("link", name="上传证明材料").click()
         upload(applicant, "基本信息表", reprinted)
-        applicant.get_by_role("link", name="我的档案").click()
+        applicant.locator("#nav").get_by_role("link", name="我的档案").click()
         expect(applicant.get_by_text("资料已齐全，可以提交审核。")).to_be_visible()
         applicant.get_by_role("button", name="提交审核").click()
         flash(applicant, "已提交审核。")
