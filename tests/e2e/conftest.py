@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass
@@ -118,3 +119,26 @@ def sign_in_staff(page, site: Site, username: str = REVIEWER) -> None:
     pane.get_by_label("用户名", exact=True).fill(username)
     pane.get_by_label("密码", exact=True).fill(STAFF_PASSWORD)
     pane.get_by_role("button", name="登录").click()
+
+
+def watch(page, problems: list):
+    """Collect the page's failed requests and script errors into problems."""
+    page.set_default_timeout(10_000)
+    page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    return page
+
+
+def sign_in_applicant(page, site: Site, name: str, id_number: str, password: str) -> None:
+    """Sign in from the home page's link on the accounting-person tab by name, ID number and password."""
+    from playwright.sync_api import expect  # here, as in chromium(): without playwright the tests skip
+
+    page.goto(site.url + "/")
+    page.get_by_role("link", name="登录（含原系统登记人员）").click()
+    pane = page.locator("#applicant")
+    pane.get_by_label("姓名", exact=True).fill(name)
+    pane.get_by_label("身份证号", exact=True).fill(id_number)
+    pane.get_by_label("密码", exact=True).fill(password)
+    pane.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("heading", name=re.compile("^我的档案"))).to_be_visible()

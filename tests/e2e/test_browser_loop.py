@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from kjdms.samples import sample_pdf, sample_png
-from tests.e2e.conftest import DESKTOP, PHONE, REVIEWER
+from tests.e2e.conftest import DESKTOP, PHONE, REVIEWER, sign_in_applicant, watch
 from tests.helpers import STAFF_PASSWORD, USCC_SHUANGTA, make_id_number
 
 NAME = "王晓梅"
@@ -19,15 +19,6 @@ REASON = "学历证书照片不清晰，请重新上传"
 expect.set_options(timeout=10_000)
 
 
-def watch(page: Page, problems: list) -> Page:
-    """Collect the page's failed requests and script errors into problems."""
-    page.set_default_timeout(10_000)
-    page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
-            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    return page
-
-
 def flash(page: Page, text: str) -> None:
     """Expect the flashed message containing text."""
     expect(page.get_by_role("alert").filter(has_text=text)).to_be_visible()
@@ -36,18 +27,6 @@ def flash(page: Page, text: str) -> None:
 def expect_state(page: Page, title: str) -> None:
     """Expect the state badge at the top of a dossier page to read title."""
     expect(page.locator("main > div.d-flex > div > .badge")).to_have_text(title)
-
-
-def sign_in_applicant(page: Page, site, id_number: str) -> None:
-    """Sign in on the accounting-person tab by name, ID number and password."""
-    page.goto(site.url + "/")
-    page.get_by_role("link", name="登录（含原系统登记人员）").click()
-    pane = page.locator("#applicant")
-    pane.get_by_label("姓名", exact=True).fill(NAME)
-    pane.get_by_label("身份证号", exact=True).fill(id_number)
-    pane.get_by_label("密码", exact=True).fill(PASSWORD)
-    pane.get_by_role("button", name="登录").click()
-    expect(page.get_by_role("heading", name=re.compile("^我的档案"))).to_be_visible()
 
 
 def sign_out(page: Page) -> None:
@@ -192,7 +171,7 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         camera.shoot(reviewer, "worklist-after-reject")
 
         # 4. The applicant reads the reason, revises, uploads a clearer certificate, submits again.
-        sign_in_applicant(applicant, site, id_number)
+        sign_in_applicant(applicant, site, NAME, id_number, PASSWORD)
         expect_state(applicant, "已退回")
         expect(applicant.get_by_role("row").filter(has_text=REASON)).to_contain_text("有问题的项目：学历证书")
         camera.shoot(applicant, "status-rejected")

@@ -13,7 +13,7 @@ from kjdms.backends import get_blob_store, get_workflow
 from kjdms.extensions import db
 from kjdms.samples import sample_png
 from kjdms.services.lifecycle import fire_transition
-from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, Camera, sign_in_staff
+from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, Camera, sign_in_applicant, sign_in_staff, watch
 from tests.helpers import APPLICANT_PASSWORD, applicant, upload_required
 
 NAME = "阿依古丽·买买提"
@@ -42,24 +42,6 @@ def submitted(site):
         found = dossier.id, dossier.person.id_number
         db.session.remove()
     return found
-
-
-def watch(page: Page, problems: list) -> Page:
-    """Collect failed requests and script errors."""
-    page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
-            if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    return page
-
-
-def sign_in_applicant(page: Page, site, id_number: str) -> None:
-    page.goto(site.url + "/login")
-    pane = page.locator("#applicant")
-    pane.get_by_label("姓名", exact=True).fill(NAME)
-    pane.get_by_label("身份证号", exact=True).fill(id_number)
-    pane.get_by_label("密码", exact=True).fill(APPLICANT_PASSWORD)
-    pane.get_by_role("button", name="登录").click()
-    expect(page.get_by_role("heading", name=re.compile("^我的档案"))).to_be_visible()
 
 
 def both_widths(camera: Camera, page: Page, name: str) -> None:
@@ -96,7 +78,7 @@ def test_reject_with_flags_fix_and_approve(chromium, site, submitted, journey_ca
         expect(reviewer.get_by_role("alert").filter(has_text=f"已退回：{NAME}")).to_be_visible()
 
         # 2. The applicant sees the reason and the flags on every page, with the way on.
-        sign_in_applicant(person, site, id_number)
+        sign_in_applicant(person, site, NAME, id_number, APPLICANT_PASSWORD)
         expect_rejection_shown(person)
         both_widths(camera, person, "me-rejected")
         for path, action in (("/me/edit", "修改基本信息"), ("/me/documents", "上传材料")):
