@@ -50,7 +50,7 @@ class ActionForm(Form):
 class ApplicantLoginForm(Form):
     """Sign-in of an accounting person by own name and ID number."""
 
-    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
+    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 64)])
     id_number = StringField("身份证号", validators=[required("身份证号"), at_most("身份证号", 20)])
     password = PasswordField("密码", validators=[Optional()],
                              description="原系统登记人员首次登录时不填密码，登录后设置。")
@@ -72,7 +72,7 @@ class PasswordMixin:
 class RegisterForm(PasswordMixin, Form):
     """Registration of a new accounting person."""
 
-    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
+    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 64)])
     id_number = StringField("身份证号", validators=[required("身份证号"), at_most("身份证号", 20)],
                             description="18位居民身份证号码。")
 
@@ -106,7 +106,7 @@ EMPTY = {"": "请选择"}
 class BasicInformationForm(Form):
     """Every field of the dossier's basic information (辽财会〔2019〕116号 一、二)."""
 
-    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 30)])
+    name = StringField("姓名", validators=[required("姓名"), at_most("姓名", 64)])
     phone = StringField("联系电话", validators=[Optional(), at_most("联系电话", 32)], description="手机号或带区号的固定电话。")
     education = SelectField("学历", choices={**EMPTY, **EDUCATION_LEVELS}, validators=[Optional()],
                             validate_choice=False)

@@ -100,7 +100,7 @@ def validate_id_number(value: str) -> str:
         raise _error(
             field,
             "不接受15位旧身份证号（15位号码没有校验位，出生年份只有两位），"
-            "请使用18位居民身份证号码（1999年起换发的二代证）",
+            "请使用18位的第二代居民身份证号码（GB 11643-1999，2004年起换发）",
         )
     if len(number) != 18:
         raise _error(field, f"应为18位，当前为 {len(number)} 位")
@@ -121,7 +121,8 @@ def validate_id_number(value: str) -> str:
         raise _error(field, f"出生日期 {digits} 早于1900年")
     expected = id_number_check_digit(number[:17])
     if number[17] != expected:
-        raise _error(field, f"校验位错误，应为 {expected}")
+        # Never the right digit: that would turn a mistyped or made-up number into a valid-looking one.
+        raise _error(field, "校验位错误（第18位与前17位不符），请对照身份证逐位核对")
     return number
 
 
@@ -184,7 +185,7 @@ def validate_org_code(value: str) -> str:
             raise _error(field, f"含有非法字符“{char}”，只能是数字或大写字母")
     expected = org_code_check_char(code[:8])
     if code[8] != expected:
-        raise _error(field, f"校验位错误，应为 {expected}")
+        raise _error(field, "校验位错误（第9位与前8位不符），请对照证书逐位核对")
     return code
 
 
@@ -212,7 +213,7 @@ def validate_uscc(value: str) -> str:
         raise _error(field, "第2-8位机构类别代码和行政区划码应为数字")
     expected = uscc_check_char(code[:17])
     if code[17] != expected:
-        raise _error(field, f"校验位错误，应为 {expected}")
+        raise _error(field, "校验位错误（第18位与前17位不符），请对照营业执照或登记证书逐位核对")
     if org_code_check_char(code[8:16]) != code[16]:
         raise _error(field, f"第9-17位组织机构代码 {code[8:17]} 校验位错误")
     return code

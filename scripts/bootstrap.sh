@@ -46,8 +46,9 @@ ensure_venv() {
 }
 
 # The Debian packages the application needs at run time.
-# fonts-wqy-microhei: the CJK font embedded in the printed basic-information form (kjdms.printing).
-RUNTIME_PACKAGES=(libmagic1 fonts-wqy-microhei)
+# fonts-wqy-microhei: the CJK font embedded in the printed documents (kjdms/documents/base.py);
+# fonts-hanazono, fonts-babelstone-han: its fallbacks for names in the ideograph extensions (A-H).
+RUNTIME_PACKAGES=(libmagic1 fonts-wqy-microhei fonts-hanazono fonts-babelstone-han)
 # And those its tests need besides.
 # tesseract-ocr-chi-sim: OCR of scans (kjdms.extraction); it only recommends tesseract-ocr, which
 # --no-install-recommends skips, so the engine is named too.

@@ -145,7 +145,8 @@ def decide(browser, dossier_id, name, comment="", fields=(), page=None):
 PUBLIC_PAGES = ("/", "/contacts", "/account/password", "/login", "/login?next=/me/", "/register", "/login/first-password",
                 "/bootstrap/static/css/bootstrap.min.css", "/no-such-page")
 APPLICANT_PAGES = ("/me/", "/me/edit", "/me/form.pdf", "/me/documents", "/me/credit", "/me/credit.pdf")
-REVIEW_PAGES = ("/review/", "/review/?waited=7", "/review/?page=2", "/review/?region={region}", "/review/{dossier}")
+REVIEW_PAGES = ("/review/", "/review/?waited=7", "/review/?page=2", "/review/?region={region}", "/review/{dossier}",
+                "/review/decided", "/review/decided?action=reject&page=2", "/review/decided?action=forged")
 FILE_PAGES = ("/files/{version}", "/files/{version}/preview.png")
 # The site has no credit record: record 1 is a missing one (test_web_credit covers the pages with records).
 CREDIT_PAGES = ("/credit/", "/credit/dossiers", "/credit/dossiers?page=2", "/credit/dossier/{dossier}", "/credit/dossier/{dossier}/records/1/correct")

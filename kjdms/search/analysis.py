@@ -44,7 +44,7 @@ _CJK_RANGES = (
     "\uac00-\ud7af"  # Hangul syllables
     "\ue000-\uf8ff"  # private use: where older GBK systems put rare characters of names
     "\uf900-\ufaff"  # Han compatibility (NFKC maps most of them to the unified ones)
-    "\U00020000-\U0003134f"  # Han extensions B-G: rare characters in names
+    "\U00020000-\U000323af"  # Han extensions B-I and the compatibility supplement: rare characters in names
 )
 # Control and format characters (zero-width space, BOM, soft hyphen) separate like spaces.
 _SPACES = r"\s\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff"

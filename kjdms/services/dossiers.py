@@ -7,7 +7,9 @@ import re
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..documents.base import unprintable
 from ..models import Dossier, Person, Region, User
+from ..names import name_problem, normalize_name
 from ..permissions import Actor, require
 from ..validators import (ValidationError, ValidationErrors, check_sex_and_birth_date, check_text,
                           id_number_birth_date, id_number_sex, validate_id_number,
@@ -29,8 +31,6 @@ DATE_FIELDS = ("job_started_on", "information_changed_on")
 EDITABLE_FIELDS = tuple(field for field in DOSSIER_LABELS if field not in ("id_number", "sex", "birth_date"))
 REGION_FIELDS = ("employer_region", "household_region", "school_region")
 
-# Han characters, the middle dot of minority and foreign names, Latin letters and spaces.
-_NAME = re.compile(r"[\u3400-\u9fff\uf900-\ufaff·•．.A-Za-z ]{2,30}")
 _CERTIFICATE = re.compile(r"[0-9A-Za-z\-]{4,32}")
 DUPLICATE_MESSAGE = "身份证号：该身份证号已登记，请直接登录"
 DALIAN_MESSAGE = "大连地区会计人员的信息采集按大连市财政局相关要求执行（辽财会〔2019〕116号 二（五）），请向大连市财政局咨询"
@@ -42,12 +42,17 @@ def _fail(field: str, detail: str) -> ValidationError:
 
 def validate_name(value) -> str:
     """Return the cleaned name or raise a ValidationError naming 姓名."""
-    name = re.sub(r"\s+", " ", str(value or "")).strip()
+    name = normalize_name(value)
     if not name:
         raise _fail("name", "必填")
-    if not _NAME.fullmatch(name):
-        raise _fail("name", "应为2至30个汉字，少数民族姓名可用“·”分隔")
-    return name.replace("•", "·").replace("．", "·")
+    problem = name_problem(name)
+    if problem:
+        raise _fail("name", problem)
+    # Accepted means printed: the form the person signs must show every character of the name.
+    missing = unprintable(name)
+    if missing:
+        raise _fail("name", f"“{'、'.join(missing)}”字尚无可打印的字形，基本信息表无法打印，请联系归属地区财政部门")
+    return name
 
 
 def _choice(field: str, value, choices: dict) -> str | None:
@@ -198,21 +203,7 @@ def register_person(session, *, name, id_number, actor: Actor | None = None, sex
 
     The account has no password until one is set: a legacy person sets it at first sign-in.
     """
-    errors = []
-    try:
-        id_number = validate_id_number(id_number)
-        check_sex_and_birth_date(id_number, sex=sex or None, birth_date=birth_date or None)
-    except ValidationError as error:
-        errors.append(error)
-    try:
-        born = id_number_birth_date(id_number) if not errors else None
-        cleaned = clean_fields(session, {"name": name, **fields}, birth_date=born)
-    except ValidationErrors as failure:
-        errors.extend(failure.errors)
-    if not errors and session.scalar(select(Person.id).where(Person.id_number == id_number)):
-        errors.append(ValidationError("id_number", DUPLICATE_MESSAGE))
-    if errors:
-        raise ValidationErrors(errors)
+    id_number, cleaned = _registration(session, name, id_number, sex, birth_date, fields)
     person = Person(id_number=id_number, sex=id_number_sex(id_number),
                     birth_date=id_number_birth_date(id_number), is_legacy=is_legacy)
     person.user = User(password_hash=password_hash)
@@ -229,11 +220,41 @@ def register_person(session, *, name, id_number, actor: Actor | None = None, sex
     return dossier
 
 
+def registration_errors(session, *, name, id_number) -> list[ValidationError]:
+    """Return every reason the name and ID number cannot be registered (none: they can), saving nothing."""
+    try:
+        _registration(session, name, id_number, None, None, {})
+    except ValidationErrors as failure:
+        return failure.errors
+    return []
+
+
+def _registration(session, name, id_number, sex, birth_date, fields: dict) -> tuple[str, dict]:
+    """Return the normalised ID number and the cleaned fields; raise ValidationErrors listing every failure."""
+    errors = []
+    try:
+        id_number = validate_id_number(id_number)
+        check_sex_and_birth_date(id_number, sex=sex or None, birth_date=birth_date or None)
+    except ValidationError as error:
+        errors.append(error)
+    cleaned = {}
+    try:
+        born = id_number_birth_date(id_number) if not errors else None
+        cleaned = clean_fields(session, {"name": name, **fields}, birth_date=born)
+    except ValidationErrors as failure:
+        errors.extend(failure.errors)
+    if not errors and session.scalar(select(Person.id).where(Person.id_number == id_number)):
+        errors.append(ValidationError("id_number", DUPLICATE_MESSAGE))
+    if errors:
+        raise ValidationErrors(errors)
+    return id_number, cleaned
+
+
 def update_basic_information(session, workflow: WorkflowEngine, dossier: Dossier,
                              changes: dict, actor: Actor) -> list[str]:
     """Change fields of dossier if its state lets actor edit; return the names of the fields changed."""
     require(workflow, actor, "edit", dossier)
-    cleaned = clean_fields(session, changes, birth_date=dossier.person.birth_date)
+    cleaned = clean_fields(session, _derived_code_follows(dossier, changes), birth_date=dossier.person.birth_date)
     changed = [field for field, value in cleaned.items() if _current(dossier, field) != value]
     if not changed:
         return []
@@ -242,6 +263,26 @@ def update_basic_information(session, workflow: WorkflowEngine, dossier: Dossier
         # Field names only: the audit trail must not become a second copy of personal data.
         audit.record(session, actor, "dossier.update", "dossier", dossier.id, fields=changed)
     return changed
+
+
+def _derived_code_follows(dossier: Dossier, changes: dict) -> dict:
+    """Drop an organisation code that was derived from the USCC being replaced: the new USCC derives its own."""
+    old_uscc, old_code = dossier.employer_uscc, dossier.employer_org_code
+    new_uscc, typed_code = changes.get("employer_uscc"), changes.get("employer_org_code")
+    if not (old_uscc and old_code == old_uscc[8:17] and new_uscc and typed_code):
+        return changes
+    # The edit page sends the stored code back as it was shown; unchanged, it is still the old USCC's.
+    if str(typed_code).upper().replace("-", "").strip() != old_code or _uscc_or_none(new_uscc) == old_uscc:
+        return changes
+    return {**changes, "employer_org_code": ""}
+
+
+def _uscc_or_none(value) -> str | None:
+    """Return the normalised USCC, or None when it is not one (clean_fields then names the mistake)."""
+    try:
+        return validate_uscc(value)
+    except ValidationError:
+        return None
 
 
 def _current(dossier: Dossier, field: str):

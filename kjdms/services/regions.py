@@ -100,6 +100,11 @@ def delete_region(session, actor, region: Region) -> None:
         session.delete(region)
 
 
+def contact_office(region: Region | None) -> Region | None:
+    """Return the nearest finance office at or above region that publishes a consultation phone."""
+    return next((r for r in (region.ancestors_and_self() if region else []) if r.phone), None)
+
+
 def contact_offices(session) -> list[Region]:
     """Return every finance office in tree order (cities, then the offices under each), for /contacts."""
     regions = session.scalars(select(Region)).all()

@@ -15,19 +15,24 @@ from ..permissions import PermissionDenied, can
 from ..services.attachments import add_attachment_version, size_label
 from ..services import settings
 from ..services.credit import credit_file
+from ..services.deadline_purge import deadline_passed
+from ..services.regions import contact_office
+from ..services.resubmission import pending_rejection
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
                                  update_basic_information)
 from ..services.transaction import ConflictError
 from ..services.working_copy import cancel_working_copy, changes, open_working_copy, start_working_copy
 from ..validators import ValidationError, ValidationErrors
-from ..vocabulary import ATTACHMENT_SLOTS, DRAFT_STATE, OWNER_ROLE, PURGED_STATE, REJECTED_STATE
+from ..vocabulary import ATTACHMENT_SLOTS, DRAFT_STATE, OWNER_ROLE, PURGED_STATE
 from . import applicant_required, post_transition, show_errors
 from .credit import credit_pdf_response, downloadable_versions
 from .files import download_response
-from ..local_time import BEIJING
+from ..local_time import BEIJING, local_date
 
 bp = Blueprint("applicant", __name__, url_prefix="/me")
 OWNER_TRANSITIONS = ("submit", "retract", "revise")
+# "修改" only opens the dossier again: nothing is changed yet, so the message must not say "已修改".
+REVISE_MESSAGE = "档案已重新打开，可以修改了：请按退回意见修改标出的项目（基本信息或证明材料），然后重新提交审核。"
 
 
 def effective_dossier() -> Dossier:
@@ -54,16 +59,24 @@ def index():
     # Checked-in working copies too: the reviewers' comments on earlier changes stay readable.
     history = sorted((row for record in dossier.person.dossiers for row in record.history),
                      key=lambda row: row.id, reverse=True)
-    rejection = next((row for row in working.history[::-1] if row.action == "reject"), None)
     return render_template(
         "applicant/index.html", dossier=dossier, copy=copy, working=working, history=history,
-        rejection=rejection if working.state == REJECTED_STATE else None,
+        rejection=pending_rejection(working),
         missing=missing_items(working) if working.state == DRAFT_STATE else [],
         transitions=[t for t in get_workflow().available_transitions(working, {OWNER_ROLE})
                      if t.name in OWNER_TRANSITIONS],
-        changes=changes(copy) if copy else [], deadline=settings.effective(db.session, get_config()).CONFIRMATION_DEADLINE,
-        workflow=get_workflow(), form=TransitionForm(), action_form=ActionForm(),
+        changes=changes(copy) if copy else [], workflow=get_workflow(), form=TransitionForm(), action_form=ActionForm(),
+        **_confirmation(dossier),
     )
+
+
+def _confirmation(dossier: Dossier) -> dict:
+    """Return what the page says about the legacy confirmation deadline: ahead, or passed and what that means."""
+    deadline = settings.effective(db.session, get_config()).CONFIRMATION_DEADLINE
+    return {"deadline": deadline, "deadline_passed": deadline_passed(deadline),
+            # A record imported after the deadline had no chance to confirm in time: it is not purged for it.
+            "imported_after_deadline": local_date(dossier.created_at) > deadline,
+            "contact": contact_office(dossier.region or dossier.household_region)}
 
 
 def _form_data(dossier: Dossier) -> dict:
@@ -100,7 +113,15 @@ def edit():
     elif request.method == "POST" and not editable:
         abort(403)
     status = 422 if request.method == "POST" else 200
-    return render_template("applicant/edit.html", form=form, dossier=dossier, editable=editable), status
+    return render_template("applicant/edit.html", form=form, dossier=dossier, editable=editable,
+                           **_rejection_context(dossier)), status
+
+
+def _rejection_context(dossier: Dossier) -> dict:
+    """Return the rejection still to be answered and its flagged item codes, for the pages that must show them."""
+    rejection = pending_rejection(dossier)
+    return {"rejection": rejection, "flagged_codes": set(rejection.flagged or ()) if rejection else set(),
+            "revise_form": TransitionForm(lock_version=dossier.lock_version)}
 
 
 @bp.get("/form.pdf")
@@ -122,7 +143,8 @@ def documents():
         "applicant/documents.html", dossier=dossier, slots=ATTACHMENT_SLOTS.values(),
         required=set(required_slots(dossier)), form=UploadForm(),
         can_upload=can(get_workflow(), current_user, "add_attachment", dossier),
-        max_size=size_label(get_config().MAX_UPLOAD_BYTES),
+        max_size=size_label(get_config().MAX_UPLOAD_BYTES), max_bytes=get_config().MAX_UPLOAD_BYTES,
+        **_rejection_context(dossier),
     )
 
 
@@ -169,7 +191,8 @@ def transition(name):
         for message in messages:
             flash(message, "danger")
     if posted.fired:
-        flash(f"已{get_workflow().definition.transitions[name].title}。", "success")
+        flash(REVISE_MESSAGE if name == "revise" else f"已{get_workflow().definition.transitions[name].title}。",
+              "success")
     return redirect(url_for("applicant.index"))
 
 

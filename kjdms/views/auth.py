@@ -3,18 +3,20 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
+from wtforms.widgets import PasswordInput
 
 from ..backends import get_config, get_workflow
 from ..extensions import db
 from ..forms import ActionForm, ApplicantLoginForm, RegisterForm, SetPasswordForm, StaffLoginForm
 from ..models import Person, User, utcnow
+from ..names import normalize_name
 from ..services import login_throttle, sessions
-from ..services.accounts import PASSWORD_POLICY, hash_password, password_matches, set_password
+from ..services.accounts import PASSWORD_POLICY, check_password, hash_password, password_matches, set_password
 from ..services.credit import recorders
-from ..services.dossiers import register_person
+from ..services.dossiers import register_person, registration_errors
 from ..services.worklist import queue_roles
 from ..validators import ValidationError, ValidationErrors, normalize_id_number
 from ..vocabulary import ADMINISTRATOR_ROLE, ARCHIVIST_ROLE
@@ -88,7 +90,7 @@ def login():
         if not _throttled(id_number):
             person = db.session.scalar(select(Person).where(Person.id_number == id_number))
             user = person.user if person is not None else None
-            name_matches = person is not None and person.name == form.name.data.strip()
+            name_matches = person is not None and person.name == normalize_name(form.name.data)
             if user is not None and user.is_active and name_matches and user.password_hash is None:
                 # 二（三）: a person of the old system signs in with name and ID number, then sets a password.
                 session[PENDING_PASSWORD] = user.id
@@ -166,25 +168,45 @@ def insist_on_own_password():
 
 @bp.route("/register", methods=["GET", "POST"])
 def register():
-    """Register a new accounting person with name, ID number and a password."""
+    """Register a new accounting person with name, ID number and a password, naming every mistake at once."""
     form = RegisterForm()
-    if form.validate_on_submit():
-        if not login_throttle.registration_allowed(db.session, get_config().ID_HASH_KEY, request.remote_addr or ""):
-            flash(login_throttle.REGISTRATION_MESSAGE, "danger")
-            return render_template("auth/register.html", form=form), 429
+    if request.method == "GET":
+        return render_template("auth/register.html", form=form)
+    form.validate_on_submit()  # CSRF is checked before the view; this collects the form's own errors
+    if not login_throttle.registration_allowed(db.session, get_config().ID_HASH_KEY, request.remote_addr or ""):
+        flash(login_throttle.REGISTRATION_MESSAGE, "danger")
+        return render_template("auth/register.html", form=form), 429
+    if not (form.name.errors or form.id_number.errors):
+        show_errors(form, registration_errors(db.session, name=form.name.data, id_number=form.id_number.data))
+    if not form.password.errors:
         try:
-            dossier = register_person(db.session, name=form.name.data, id_number=form.id_number.data,
-                                      password_hash=hash_password(form.password.data))
+            check_password(form.password.data or "")
         except ValidationError as error:
-            show_errors(form, [error])
-        except ValidationErrors as errors:
-            show_errors(form, errors.errors)
-        else:
-            response = _sign_in(dossier.person.user, dossier.person.id_number)
-            # After _sign_in: it starts a fresh session, which would drop a message flashed before.
-            flash("注册成功，请填写基本信息。", "success")
-            return response
-    return render_template("auth/register.html", form=form), 200 if request.method == "GET" else 422
+            form.password.errors.append(error.message)
+    if any(field.errors for field in form):
+        return _registration_refused(form)
+    try:
+        dossier = register_person(db.session, name=form.name.data, id_number=form.id_number.data,
+                                  password_hash=hash_password(form.password.data))
+    except ValidationErrors as errors:  # registered by someone else a moment ago
+        show_errors(form, errors.errors)
+        return _registration_refused(form)
+    response = _sign_in(dossier.person.user, dossier.person.id_number)
+    # After _sign_in: it starts a fresh session, which would drop a message flashed before.
+    flash("注册成功，请填写基本信息。", "success")
+    return response
+
+
+def _registration_refused(form: RegisterForm):
+    """Show the form again with every error; keep passwords that were fine, so only mistakes are retyped."""
+    keep = not (form.password.errors or form.password_confirm.errors)
+    if keep:
+        for field in (form.password, form.password_confirm):
+            field.widget = PasswordInput(hide_value=False)
+    response = make_response(render_template("auth/register.html", form=form, keep_passwords=keep), 422)
+    # The kept password is in this page: no cache, history or proxy may store it.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/logout")

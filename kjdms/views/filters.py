@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from ..backends import get_config
+from ..backends import get_config, get_workflow
 from ..display import extraction_status, field_value, mask_id_number
 from ..local_time import local_text
 from ..models import as_utc, utcnow
@@ -69,7 +69,9 @@ def flagged_titles(codes) -> list[str]:
 def acted_by(row) -> str:
     """Name who fired a history row as people see it: the office (双塔区财政局), the person, or the system."""
     if row.actor is not None and not row.actor.is_applicant:
-        return row.actor.office_label
+        # The office and the role it acted in: 双塔区财政局 · 审核人员 (the title without its gloss in brackets).
+        role = get_workflow().definition.roles.get(row.actor_role, "")
+        return f"{row.actor.office_label} · {role.split('（')[0]}" if role else row.actor.office_label
     return {"owner": "本人", "system": "系统"}.get(row.actor_role, "—")
 
 

@@ -1,10 +1,12 @@
 """The public pages: what the site is, the consultation contacts, and the error pages."""
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template, request, url_for
 from sqlalchemy import select
 
+from ..backends import get_config
 from ..extensions import db
 from ..models import Region
 from ..validators import ValidationError, check_text, clean_filename
+from ..services.attachments import size_label
 from ..services.regions import contact_offices
 
 bp = Blueprint("home", __name__)
@@ -69,7 +71,13 @@ def refuse_control_characters_in_the_address():
 def error_page(error):
     """Render an HTTP error in Chinese, revealing nothing about what was asked for."""
     title, message = ERRORS.get(error.code, ("出错了", "请稍后再试。"))
-    return render_template("home/error.html", code=error.code, title=title, message=message), error.code
+    back = None
+    if error.code == 413:
+        message = (f"上传的文件超过大小上限：单个文件不超过 {size_label(get_config().MAX_UPLOAD_BYTES)}。"
+                   "请压缩图片、降低扫描分辨率（200 dpi 已足够清晰）或分页扫描后重新上传。")
+        if request.path.startswith("/me/documents"):
+            back = (url_for("applicant.documents"), "返回证明材料页面，重新选择文件")
+    return render_template("home/error.html", code=error.code, title=title, message=message, back=back), error.code
 
 
 @bp.after_app_request

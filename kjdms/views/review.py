@@ -1,7 +1,7 @@
 """The reviewer's pages: the queue of their regions, the review page, approve and reject, reveal an ID number."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..backends import get_workflow
@@ -10,7 +10,9 @@ from ..forms import ActionForm, TransitionForm
 from ..models import Dossier, utcnow
 from ..permissions import can, roles_on
 from ..services import disclosures
+from ..services.decisions import DECISIONS, decisions_of
 from ..services.worklist import queue_roles, reviewer_queue
+from ..services.resubmission import resubmission
 from ..services.working_copy import changes
 from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, REJECTABLE_ITEMS, REVEAL_ID_NUMBER, STAFF_ROLES
 from . import dossier_or_404, int_arg, post_transition, staff_role_required
@@ -30,6 +32,19 @@ def worklist():
                            waiting_choices=WAITING_CHOICES, now=utcnow())
 
 
+@bp.get("/decided")
+@staff_role_required(lambda: queue_roles(get_workflow()))
+def decided():
+    """List the dossiers the reviewer has approved or rejected, newest decision first."""
+    action = request.args.get("action") if request.args.get("action") in DECISIONS else None
+    listing = decisions_of(db.session, current_user, action=action, page=int_arg("page") or 1)
+    workflow = get_workflow()
+    # A dossier since moved out of the reviewer's regions (or purged) is listed by number only.
+    viewable = {row.dossier_id for row in listing.rows if can(workflow, current_user, "view", row.dossier)}
+    return render_template("review/decided.html", listing=listing, action=action, decisions=DECISIONS,
+                           viewable=viewable, workflow=workflow)
+
+
 def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool = False, status: int = 200):
     form = form or TransitionForm(lock_version=dossier.lock_version)
     form.fields.choices = REJECTABLE_ITEMS
@@ -40,6 +55,9 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
         slots=ATTACHMENT_SLOTS.values(), workflow=workflow,
         transitions=[t for t in workflow.available_transitions(dossier, roles) if t.name in ("approve", "reject")],
         changes=changes(dossier) if dossier.is_working_copy else [], labels=DOSSIER_LABELS,
+        # While it waits for review: the reviewer checks the answer to the earlier rejection.
+        resubmitted=resubmission(db.session, dossier) if dossier.state in {
+            worklist.state for worklist in workflow.definition.worklists.values()} else None,
         may_reveal=can(workflow, current_user, REVEAL_ID_NUMBER, dossier),
     ), status
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -159,3 +160,17 @@ def sign_in_staff(page, site: Site, username: str = REVIEWER, password: str | No
     pane.get_by_label("用户名", exact=True).fill(username)
     pane.get_by_label("密码", exact=True).fill(password or STAFF_PASSWORD)
     pane.get_by_role("button", name="登录").click()
+
+
+def sign_in_applicant(page, site: Site, name: str, id_number: str, password: str) -> None:
+    """Sign in from the home page's link on the accounting-person tab by name, ID number and password."""
+    from playwright.sync_api import expect  # here, as in chromium(): without playwright the tests skip
+
+    page.goto(site.url + "/")
+    page.get_by_role("link", name="登录（含原系统登记人员）").click()
+    pane = page.locator("#applicant")
+    pane.get_by_label("姓名", exact=True).fill(name)
+    pane.get_by_label("身份证号", exact=True).fill(id_number)
+    pane.get_by_label("密码", exact=True).fill(password)
+    pane.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("heading", name=re.compile("^我的档案"))).to_be_visible()

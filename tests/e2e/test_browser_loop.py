@@ -6,7 +6,7 @@ import re
 from playwright.sync_api import Page, expect
 
 from kjdms.samples import sample_pdf, sample_png
-from tests.e2e.conftest import PHONE, REVIEWER, watched_pages
+from tests.e2e.conftest import PHONE, REVIEWER, sign_in_applicant, watched_pages
 from tests.helpers import STAFF_PASSWORD, USCC_SHUANGTA, make_id_number
 
 NAME = "王晓梅"
@@ -26,18 +26,6 @@ def flash(page: Page, text: str) -> None:
 def expect_state(page: Page, title: str) -> None:
     """Expect the state badge at the top of a dossier page to read title."""
     expect(page.locator("main > div.d-flex > div > .badge")).to_have_text(title)
-
-
-def sign_in_applicant(page: Page, site, id_number: str) -> None:
-    """Sign in on the accounting-person tab by name, ID number and password."""
-    page.goto(site.url + "/")
-    page.get_by_role("link", name="登录（含原系统登记人员）").click()
-    pane = page.locator("#applicant")
-    pane.get_by_label("姓名", exact=True).fill(NAME)
-    pane.get_by_label("身份证号", exact=True).fill(id_number)
-    pane.get_by_label("密码", exact=True).fill(PASSWORD)
-    pane.get_by_role("button", name="登录").click()
-    expect(page.get_by_role("heading", name=re.compile("^我的档案"))).to_be_visible()
 
 
 def sign_out(page: Page) -> None:
@@ -144,7 +132,7 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         upload(applicant, "会计专业技术资格证书", files / "资格证书.pdf")
         expect(applicant.get_by_text("已上传", exact=True)).to_have_count(4)
         camera.shoot(applicant, "documents")
-        applicant.get_by_role("link", name="我的档案").click()
+        applicant.locator("#nav").get_by_role("link", name="我的档案").click()
         expect(applicant.get_by_text("资料已齐全，可以提交审核。")).to_be_visible()
         applicant.get_by_role("button", name="提交审核").click()
         flash(applicant, "已提交审核。")
@@ -177,25 +165,26 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         camera.shoot(reviewer, "worklist-after-reject")
 
         # 4. The applicant reads the reason, revises, uploads a clearer certificate, submits again.
-        sign_in_applicant(applicant, site, id_number)
+        sign_in_applicant(applicant, site, NAME, id_number, PASSWORD)
         expect_state(applicant, "已退回")
         expect(applicant.get_by_role("row").filter(has_text=REASON)).to_contain_text("有问题的项目：学历证书")
         camera.shoot(applicant, "status-rejected")
         camera.shoot(applicant, "status-rejected-phone", viewport=PHONE)
         applicant.get_by_role("button", name="修改").click()
-        flash(applicant, "已修改")
+        flash(applicant, "档案已重新打开，可以修改了")
         expect_state(applicant, "填报中")
         applicant.get_by_role("link", name="上传证明材料").click()
         upload(applicant, "学历证书", files / "学历证书-清晰.png")
         expect(applicant.get_by_text("第2版")).to_be_visible()
         camera.shoot(applicant, "documents-revised")
-        applicant.get_by_role("link", name="我的档案").click()
+        applicant.locator("#nav").get_by_role("link", name="我的档案").click()
         applicant.get_by_role("button", name="提交审核").click()
         flash(applicant, "已提交审核。")
 
         # 5. The reviewer approves.
         open_from_queue(reviewer, site, camera, "reviewer-again")
-        expect(reviewer.get_by_role("link", name="第1版")).to_be_visible()  # the rejected certificate, one click away
+        # The rejected certificate, one click away, in the comparison with the rejected submission.
+        expect(reviewer.locator("#resubmission").get_by_role("link", name="第1版")).to_be_visible()
         reviewer.get_by_role("button", name="审核确认").click()
         flash(reviewer, f"已审核确认：{NAME}")
 
@@ -226,7 +215,7 @@ def test_register_submit_reject_revise_approve_and_change(chromium, site, camera
         download_info.value.save_as(reprinted)
         applicant.get_by_role("link", name="上传证明材料").click()
         upload(applicant, "基本信息表", reprinted)
-        applicant.get_by_role("link", name="我的档案").click()
+        applicant.locator("#nav").get_by_role("link", name="我的档案").click()
         expect(applicant.get_by_text("资料已齐全，可以提交审核。")).to_be_visible()
         applicant.get_by_role("button", name="提交审核").click()
         flash(applicant, "已提交审核。")

@@ -92,7 +92,7 @@ class TestRegistration:
         assert dossier.job_types == []
 
     @pytest.mark.parametrize("id_number, fragment", [
-        pytest.param("21130219900101001" + "X", "校验位错误，应为 7", id="wrong check digit"),
+        pytest.param("21130219900101001" + "X", "校验位错误（第18位与前17位不符）", id="wrong check digit"),
         pytest.param("211302900101001", "不接受15位旧身份证号", id="15 digits"),
         pytest.param("21130219900230001" + id_number_check_digit("21130219900230001"),
                      "出生日期 19900230 不存在", id="no such birth date"),
@@ -140,7 +140,7 @@ class TestRegistration:
     @pytest.mark.parametrize("field, value, fragment", [
         pytest.param("employer_uscc", USCC_SHUANGTA[:17] + "0", "统一社会信用代码：校验位错误", id="uscc check character"),
         pytest.param("employer_uscc", "91211302MA0Y8K3L", "统一社会信用代码：应为18位", id="uscc length"),
-        pytest.param("employer_org_code", "MA0Y8K3L0", "组织机构代码：校验位错误，应为 7", id="org code check character"),
+        pytest.param("employer_org_code", "MA0Y8K3L0", "组织机构代码：校验位错误（第9位与前8位不符）", id="org code check character"),
         pytest.param("phone", "0421-123", "联系电话：格式不正确", id="phone"),
         pytest.param("employer_region", "999999", "工作单位所在地区：没有代码为“999999”的地区", id="unknown region"),
         pytest.param("employer_region", "211300", "工作单位所在地区：请选择到朝阳市下属的县（市、区）或市本级",

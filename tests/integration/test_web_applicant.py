@@ -125,7 +125,7 @@ class TestEdit:
         ("phone", "12345", "联系电话："),
         ("employer_uscc", USCC_SHUANGTA[:-1] + ("0" if USCC_SHUANGTA[-1] != "0" else "1"), "统一社会信用代码：校验位错误"),
         ("employer_org_code", "12345678-0", "组织机构代码："),
-        ("name", "Zhang3", "姓名：应为2至30个汉字"),
+        ("name", "Zhang3", "姓名：不能包含“Z”，应为2至30个汉字"),
         ("name", "", "姓名：必填"),
         ("education", "phd", "学历：“phd”不是可选项"),
         ("employer_region", "211300", "工作单位所在地区：请选择到朝阳市下属的县（市、区）或市本级"),
@@ -170,7 +170,7 @@ class TestEdit:
         fire_transition(db.session, workflow, people["dossier"], "submit", people["owner"])
         browser = auth("owner")
         page = browser.get("/me/edit")
-        assert page.status_code == 200 and "当前状态下不能修改基本信息" in text(page) and "<fieldset disabled>" in text(page)
+        assert page.status_code == 200 and "暂不能修改基本信息" in text(page) and "<fieldset disabled>" in text(page)
         before = database_snapshot()
         assert browser.submit("/me/edit", basic_information(employer_name="别的单位")).status_code == 403
         assert database_snapshot() == before
@@ -262,7 +262,7 @@ class TestDocuments:
         upload_required(workflow, blobs, people["dossier"], people["owner"])
         fire_transition(db.session, workflow, people["dossier"], "submit", people["owner"])
         browser = auth("owner")
-        assert "当前状态下不能上传材料" in text(browser.get("/me/documents"))
+        assert "暂不能上传材料" in text(browser.get("/me/documents"))
         before = database_snapshot()
         assert browser.upload("other", sample_pdf(), "other.pdf").status_code == 403
         assert database_snapshot() == before
@@ -304,6 +304,9 @@ class TestUploadSizeCap:
         before = database_snapshot()
         response = browser.upload("basic_info_form", sample_pdf("x" * (3 * SMALL_CAP)), "huge.pdf")
         assert response.status_code == 413 and "文件过大" in text(response)
+        # The limit, and the way back to the form: not a bare refusal.
+        assert f"单个文件不超过 {SMALL_CAP // 1024} KB" in text(response)
+        assert 'href="/me/documents"' in text(response) and "返回证明材料页面" in text(response)
         assert database_snapshot() == before
 
 

@@ -1,4 +1,5 @@
 """Sign-up, sign-in, first password, sign-out, throttling, next redirects and the session cookie, through the pages."""
+import re
 from datetime import timedelta
 
 import pytest
@@ -64,7 +65,8 @@ class TestRegister:
         before = persons()
         response = client.submit("/register", registration(id_number=bad))
         assert response.status_code == 422
-        assert f"身份证号：校验位错误，应为 {good[-1]}" in text(response)
+        assert "身份证号：校验位错误（第18位与前17位不符）" in text(response)
+        assert "应为" not in text(response)
         assert persons() == before
 
     def test_a_short_id_number_is_refused_naming_the_field(self, client):
@@ -103,6 +105,35 @@ class TestRegister:
         assert response.status_code == 422
         for message in ("姓名：必填", "身份证号：必填", "密码：必填"):
             assert message in text(response)
+
+
+    def test_three_mistakes_are_named_in_one_round_trip(self, client):
+        good = make_id_number()
+        bad_id = good[:-1] + ("0" if good[-1] != "0" else "1")
+        response = client.submit("/register", registration(name="Li Na", id_number=bad_id, password="abcdefgh",
+                                                           password_confirm="abcdefgh"))
+        assert response.status_code == 422
+        page = text(response)
+        for message in ("姓名：不能包含“L”", "身份证号：校验位错误（第18位与前17位不符）", "密码：须同时包含字母和数字"):
+            assert message in page
+        # The refused password is not sent back; the page says both boxes were cleared and why.
+        assert 'value="abcdefgh"' not in page and "密码未通过检查，已清空两个密码框" in page
+
+    def test_good_passwords_are_kept_while_the_name_is_fixed(self, client):
+        response = client.submit("/register", registration(name="Li Na"))
+        assert response.status_code == 422
+        page = text(response)
+        assert page.count(f'value="{NEW_PASSWORD}"') == 2 and "已清空" not in page
+        # The page holds a password: nothing may keep a copy of it.
+        assert response.headers["Cache-Control"] == "no-store"
+        fixed = dict(registration(name="李娜"), id_number=re.search(r'name="id_number"[^>]*value="(\d{17}[\dX])"',
+                                                                    page).group(1))
+        assert client.submit("/register", fixed).status_code == 302
+
+    def test_a_registered_id_number_is_said_only_once_the_other_fields_are_right(self, client, people):
+        response = client.submit("/register", registration(name="Li Na", id_number=people["owner"].person.id_number))
+        assert response.status_code == 422
+        assert "姓名：不能包含" in text(response) and DUPLICATE_MESSAGE not in text(response)
 
 
 class TestApplicantLogin:
@@ -159,7 +190,7 @@ class TestLegacyFirstSignIn:
         response = client.submit("/login/first-password", {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
         assert response.status_code == 302 and response.headers["Location"] == "/me/"
         assert signed_in(client)
-        assert "请在 <strong>2020年12月31日</strong> 前更新并确认信息" in text(client.get("/me/"))
+        assert 'id="confirmation-deadline"' in text(client.get("/me/"))  # test_web_deadline_notice says what it says
 
     def test_the_new_password_works_the_next_time(self, client, browser, legacy):
         client.submit("/login", applicant_login(legacy, password=""))
