@@ -227,13 +227,11 @@ def snapshot(session, day: date):
                        jobs.label("job_types"),
                        case((_json_true(dialect, fields, "is_student"), 1), else_=0).label("is_student"),
                        case((func.coalesce(employer, "") != "", 1), else_=0).label("has_employer"),
-                       # Neither flag is part of a revision: the legacy origin never changes; to_confirm is today's.
-                       case((Person.is_legacy.is_(True), 1), else_=0).label("is_legacy"),
-                       case((Dossier.to_confirm.is_(True), 1), else_=0).label("to_confirm"))
+                       case((DossierRevision.is_legacy.is_(True), 1), else_=0).label("is_legacy"),
+                       case((DossierRevision.to_confirm.is_(True), 1), else_=0).label("to_confirm"))
                 .select_from(latest)
                 .join(DossierRevision, DossierRevision.id == latest.c.revision_id)
                 .join(Dossier, Dossier.id == latest.c.dossier_id)
-                .join(Person, Person.id == Dossier.person_id)
                 .outerjoin(Region, Region.code == _json_value(dialect, fields, "region"))
                 .where(Dossier.baseline_id.is_(None), Dossier.created_at < cutoff))
     never_revised = current((~exists().where(DossierRevision.dossier_id == Dossier.id),))

@@ -22,7 +22,8 @@ from tests.stats_data import REGION_CODES, Spec, insert
 STATES = ("draft", "submitted", "approved", "rejected", "archived", "purged")
 LEVELS = tuple(QUALIFICATION_LEVELS)
 
-revision = st.tuples(st.integers(1, 60), st.sampled_from(STATES), st.sampled_from(REGION_CODES), st.sampled_from(LEVELS))
+revision = st.tuples(st.integers(1, 60), st.sampled_from(STATES), st.sampled_from(REGION_CODES), st.sampled_from(LEVELS),
+                     st.booleans())
 specs = st.builds(
     Spec, region=st.sampled_from(REGION_CODES), state=st.sampled_from(STATES),
     sex=st.sampled_from(["male", "female", None]), birth=st.dates(date(1950, 1, 1), date(2004, 12, 31)),
@@ -48,7 +49,7 @@ def brute_force(workflow, groups, day):
     names = workflow_names(workflow)
     region_ids = {code: region_id for region_id, code in db.session.execute(select(Region.id, Region.code))}
     counts = {name: Counter() for name in WORKFORCE_DIMENSIONS}
-    counts["state"] = Counter()
+    counts["state"], counts["legacy"] = Counter(), Counter()
     for dossier in db.session.scalars(select(Dossier).where(Dossier.baseline_id.is_(None))):
         then = dossier_as_of(db.session, dossier, day)
         if not then.found:
@@ -58,6 +59,12 @@ def brute_force(workflow, groups, day):
         if key is None:
             continue
         counts["state"][(then.state, "count")] += 1
+        # The old-system flags of that day: the revision's, or today's for a dossier never revised.
+        flags = then.revision or dossier
+        is_legacy = then.revision.is_legacy if then.revision else dossier.person.is_legacy
+        if is_legacy:
+            status = "purged" if then.state == names.purged else "to_confirm" if flags.to_confirm else "confirmed"
+            counts["legacy"][(status, "count")] += 1
         if then.state != names.approved:
             continue
         values = {
@@ -65,7 +72,7 @@ def brute_force(workflow, groups, day):
             "qualification_level": fields["qualification_level"], "sex": fields["sex"],
             "age_band": age_band(fields["birth_date"], day), "is_student": "1" if fields["is_student"] else "0",
             "has_employer": "1" if fields["employer_name"] else "0",
-            "origin": "legacy" if dossier.person.is_legacy else "new",
+            "origin": "legacy" if is_legacy else "new",
         }
         for name, value in values.items():
             counts[name][(value if value is not None else UNKNOWN, "count")] += 1
@@ -97,6 +104,8 @@ def test_every_count_equals_a_brute_force_count(app, workflow, data, days_back, 
         assert nonzero(table.cells) == dict(expected[name]), table.title
     by_state = next(t for t in stats.collection if t.key == "collection_state")
     assert nonzero(by_state.cells) == dict(expected["state"])
+    legacy = next(t for t in stats.collection if t.key == "collection_legacy")
+    assert nonzero(legacy.cells) == dict(expected["legacy"])
     # A cross-tab's margins are the single counts.
     table = cross_tab(db.session, workflow, scope, tree, focus, day, "region", "qualification_level")
     margins = Counter()
