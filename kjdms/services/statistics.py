@@ -267,14 +267,17 @@ WORKFORCE_DIMENSIONS = {
 }
 
 
+def _years_before(day: date, years: int) -> date:
+    """Return the same calendar day years earlier (28 February for a 29th)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
 def _age_band(column, day: date):
     """Return the age band of a birth date at day, in SQL (date literals computed here, so both databases agree)."""
-    def years_before(years: int) -> date:
-        try:
-            return day.replace(year=day.year - years)
-        except ValueError:  # 29 February
-            return day.replace(year=day.year - years, day=28)
-    whens = [(column > years_before(limit), band) for band, limit in AGE_LIMITS]
+    whens = [(column > _years_before(day, limit), band) for band, limit in AGE_LIMITS]
     return case((column.is_(None), None), *whens, else_="60_over")
 
 
@@ -422,12 +425,78 @@ class Statistics:
         return self.workforce + self.collection + self.credit
 
 
+def _region_keys(groups: Groups) -> dict[int | None, str]:
+    """Return region id → the drill-down row it counts in (None: the unplaced row, when shown)."""
+    keys = {region_id: key for key in groups.keys for region_id in groups.members.get(key, ())}
+    if groups.unplaced:
+        keys[None] = NO_REGION
+    return keys
+
+
+def _workforce_sums(snap, day: date) -> dict[tuple[str, str | None], object]:
+    """Return (dimension, value) → the SQL sum counting the rows with that value (None: not filled in)."""
+    c = snap.c
+    sums = {}
+
+    def counted(condition):
+        return func.sum(case((condition, 1), else_=0))
+    for name in ("scope_category", "qualification_level", "education", "sex"):
+        column = getattr(c, name)
+        sums.update({(name, code): counted(column == code) for code in WORKFORCE_DIMENSIONS[name].labels})
+        sums[(name, None)] = counted(column.is_(None))
+    # Age bands as date ranges: the band of a birth date at day, compared once per band rather than computed.
+    younger = None
+    for band, limit in AGE_LIMITS:
+        oldest = _years_before(day, limit)
+        sums[("age_band", band)] = counted(c.birth_date > oldest if younger is None
+                                           else and_(c.birth_date > oldest, c.birth_date <= younger))
+        younger = oldest
+    sums[("age_band", "60_over")] = counted(c.birth_date <= younger)
+    sums[("age_band", None)] = counted(c.birth_date.is_(None))
+    for name, flag in (("is_student", c.is_student), ("has_employer", c.has_employer), ("origin", c.is_legacy)):
+        sums[(name, "1" if name != "origin" else "legacy")] = func.sum(flag)
+    sums.update({("job_type", job): counted(c.job_types.like(f'%"{job}"%')) for job in JOB_TYPES})
+    return sums
+
+
 def workforce_tables(session, snap, groups: Groups, day: date, names: WorkflowNames) -> list[Table]:
-    """Return the persons with an approved dossier, split by each workforce dimension."""
+    """Return the persons with an approved dossier, split by each workforce dimension.
+
+    One scan of the snapshot counts every dimension's values per region with conditional sums; the regions fold
+    into the drill-down rows here (a GROUP BY per dimension read the snapshot ten times). A value outside the
+    vocabulary, which the sums cannot name, sends that one dimension back to its own GROUP BY.
+    """
     approved = snap.c.state == names.approved
+    sums = _workforce_sums(snap, day)
+    query = (select(snap.c.region_id, func.count(), *sums.values())
+             .where(approved, in_groups(snap, groups)).group_by(snap.c.region_id))
+    keys = _region_keys(groups)
+    totals: dict[str, int] = {}
+    found: dict[tuple[str, str | None], int] = {}
+    for region_id, count, *values in session.execute(query):
+        key = keys[region_id]
+        totals[key] = totals.get(key, 0) + count
+        for name, n in zip(sums, values):
+            found[name] = found.get(name, 0) + (n or 0)
+    everyone = sum(totals.values())
+    # The complement of a yes/no sum is its "no"; "new" is everyone not from the old system.
+    for name, yes, no in (("is_student", "1", "0"), ("has_employer", "1", "0"), ("origin", "legacy", "new")):
+        found[(name, no)] = everyone - found.get((name, yes), 0)
     tables = []
     for dimension in WORKFORCE_DIMENSIONS.values():
-        table = count_by(session, snap, approved, groups, day, dimension, names=names)
+        if dimension.name == "region":
+            cells = {(key, "count"): n for key, n in totals.items() if n}
+        else:
+            cells = {(code if code is not None else UNKNOWN, "count"): n
+                     for (name, code), n in found.items() if name == dimension.name and n}
+        counted = sum(n for (name, code), n in found.items() if name == dimension.name)
+        if not dimension.multi and dimension.name != "region" and counted != everyone:
+            table = count_by(session, snap, approved, groups, day, dimension, names=names)
+        else:
+            present = {row if row != UNKNOWN else None for row, _ in cells}
+            rows = list(dimension.labels.items()) if dimension.multi else _ordered(present,
+                                                                                   _labels(groups, dimension, names))
+            table = Table(key=dimension.name, title=dimension.title, row_title=dimension.title, rows=rows, cells=cells)
         table.title = f"在册会计人员：按{dimension.title}"
         table.key = f"workforce_{dimension.name}"
         tables.append(table)
@@ -449,22 +518,37 @@ def cross_tab(session, workflow: WorkflowEngine, scope: Scope, tree: RegionTree,
 
 def collection_tables(session, snap, groups: Groups, day: date, names: WorkflowNames) -> list[Table]:
     """Return the collection's progress: states, origins, legacy confirmation, weekly flow, the queue, reviewers."""
-    states = Dimension("state", "状态", names.state_titles)
-    by_state = count_by(session, snap, literal(True), groups, day, states, names=names)
-    by_state.key, by_state.title, by_state.unit = "collection_state", "档案：按状态", "份"
-    by_region = count_by(session, snap, literal(True), groups, day, WORKFORCE_DIMENSIONS["region"], states, names)
-    by_region.key, by_region.title, by_region.unit, by_region.chart = \
-        "collection_region_state", "档案：地区 × 状态", "份", "stacked"
-    legacy = snap.c.is_legacy == 1
-    status = case((snap.c.state == names.purged, "purged"), (snap.c.to_confirm == 1, "to_confirm"), else_="confirmed")
-    legacy_rows = {"confirmed": "已确认", "to_confirm": "待确认", "purged": "逾期未确认已删除"}
-    confirm = Table("collection_legacy", "原系统人员确认情况", "确认情况", list(legacy_rows.items()), unit="人")
-    expression = status.label("status")
-    for key, n in session.execute(select(expression, func.count()).where(legacy, in_groups(snap, groups))
-                                  .group_by(expression)):
-        confirm.cells[(key, "count")] = n
-    return [by_state, by_region, confirm, weekly_flow(session, snap, groups, day, names),
+    return [*dossier_tables(session, snap, groups, names), weekly_flow(session, snap, groups, day, names),
             queue_waiting(session, snap, groups, day, names), reviewer_throughput(session, snap, groups, day, names)]
+
+
+def dossier_tables(session, snap, groups: Groups, names: WorkflowNames) -> list[Table]:
+    """Return the dossiers by state, by region and state, and the old-system persons' confirmation, from one scan."""
+    c = snap.c
+    query = (select(c.region_id, c.state, c.is_legacy, c.to_confirm, func.count()).where(in_groups(snap, groups))
+             .group_by(c.region_id, c.state, c.is_legacy, c.to_confirm))
+    keys = _region_keys(groups)
+    by_state: dict[tuple[str, str], int] = {}
+    by_region: dict[tuple[str, str], int] = {}
+    confirm: dict[tuple[str, str], int] = {}
+    for region_id, state, is_legacy, to_confirm, n in session.execute(query):
+        for cells, cell in ((by_state, (state, "count")), (by_region, (keys[region_id], state))):
+            cells[cell] = cells.get(cell, 0) + n
+        if is_legacy:
+            status = "purged" if state == names.purged else "to_confirm" if to_confirm else "confirmed"
+            confirm[(status, "count")] = confirm.get((status, "count"), 0) + n
+    state_labels = dict(names.state_titles)
+    states = _ordered({state for state, _ in by_state}, state_labels)
+    region_rows = _ordered({key for key, _ in by_region}, dict(groups.titles))
+    extra = sorted({state for state, _ in by_state} - set(state_labels))
+    tables = [
+        Table("collection_state", "档案：按状态", "状态", states, cells=by_state, unit="份"),
+        Table("collection_region_state", "档案：地区 × 状态", "地区", region_rows,
+              [*state_labels.items(), *((state, state) for state in extra)], by_region, chart="stacked", unit="份"),
+        Table("collection_legacy", "原系统人员确认情况", "确认情况",
+              [("confirmed", "已确认"), ("to_confirm", "待确认"), ("purged", "逾期未确认已删除")], cells=confirm, unit="人"),
+    ]
+    return tables
 
 
 def _week_start(dialect: str, column):

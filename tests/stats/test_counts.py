@@ -142,3 +142,19 @@ def test_a_county_reviewer_never_sees_a_count_from_elsewhere(app, workflow, data
     for table in stats.collection + stats.credit:
         if table.row_title == "地区":
             assert {row for row, _ in table.rows} <= {f"r{shuangta}"}
+
+
+def test_a_value_outside_the_vocabulary_is_counted_under_its_own_code(app, workflow):
+    # Data from before a vocabulary change: the one-scan sums cannot name it, its dimension counts it by GROUP BY.
+    empty_tables()
+    insert(Spec(education="technical_secondary_old"))
+    insert(Spec(education="bachelor"))
+    insert(Spec(education=None))
+    tree = region_tree(db.session)
+    stats = compute_statistics(db.session, workflow, full_scope(tree), tree, None)
+    table = next(t for t in stats.workforce if t.key == "workforce_education")
+    assert nonzero(table.cells) == {("technical_secondary_old", "count"): 1, ("bachelor", "count"): 1,
+                                    (UNKNOWN, "count"): 1}
+    assert [code for code, _ in table.rows][-2:] == ["technical_secondary_old", UNKNOWN]
+    sexes = next(t for t in stats.workforce if t.key == "workforce_sex")
+    assert nonzero(sexes.cells) == {("female", "count"): 3}
