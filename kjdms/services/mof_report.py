@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import func, select
 
 from .. import signing
 from ..local_time import end_of_day, local_date
-from ..models import Dossier, Tombstone, as_utc
+from ..models import Dossier, Person, Region, Tombstone, WorkflowHistory, as_utc
 from . import audit
 from .identity import id_number_hash
 
@@ -56,44 +55,50 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def person_record(dossier: Dossier, approved_on: date | None) -> dict:
-    """Return one person's national data items (codes as in docs/mof-report.md)."""
-    person = dossier.person
+# The columns a person's line is made of, read as plain rows (no ORM objects: a report reads every person).
+COLUMNS = (Dossier.id, Person.id_number, Person.name, Person.sex, Person.birth_date, Dossier.education,
+           Dossier.qualification_level, Dossier.qualification_certificate_number, Dossier.scope_category,
+           Dossier.job_types, Dossier.employer_name, Dossier.employer_uscc, Dossier.employer_org_code,
+           Region.code, Dossier.phone, Dossier.state, Dossier.created_at, Dossier.updated_at, Person.is_legacy)
+
+
+def person_record(row, approved_on: date | None) -> dict:
+    """Return one person's national data items from a row of COLUMNS (codes as in docs/mof-report.md)."""
+    (_, id_number, name, sex, birth_date, education, level, certificate, scope, job_types, employer, uscc, org_code,
+     region_code, phone, state, created_at, updated_at, is_legacy) = row
     return {
-        "id_number": person.id_number, "name": person.name, "sex": person.sex, "birth_date": _iso(person.birth_date),
-        "education": dossier.education, "qualification_level": dossier.qualification_level,
-        "qualification_certificate_number": dossier.qualification_certificate_number,
-        "scope_category": dossier.scope_category, "job_types": sorted(dossier.job_types or []),
-        "employer_name": dossier.employer_name, "employer_uscc": dossier.employer_uscc,
-        "employer_org_code": dossier.employer_org_code, "region_code": dossier.region.code if dossier.region else None,
-        "phone": dossier.phone, "state": dossier.state, "registered_on": _iso(local_date(dossier.created_at)),
-        "approved_on": _iso(approved_on), "changed_on": _iso(local_date(dossier.updated_at)),
-        "is_legacy": bool(person.is_legacy),
+        "id_number": id_number, "name": name, "sex": sex, "birth_date": _iso(birth_date), "education": education,
+        "qualification_level": level, "qualification_certificate_number": certificate, "scope_category": scope,
+        "job_types": sorted(job_types or []), "employer_name": employer, "employer_uscc": uscc,
+        "employer_org_code": org_code, "region_code": region_code, "phone": phone, "state": state,
+        "registered_on": _iso(local_date(created_at)), "approved_on": _iso(approved_on),
+        "changed_on": _iso(local_date(updated_at)), "is_legacy": bool(is_legacy),
     }
-
-
-def _approved_on(dossier: Dossier, cutoff, approved_state: str) -> date | None:
-    moments = [row.created_at for row in dossier.history
-               if row.to_state == approved_state and as_utc(row.created_at) < cutoff]
-    return local_date(max(moments)) if moments else None
 
 
 def current_records(session, day: date, reported_states: tuple[str, ...], approved_state: str):
     """Yield (id_number, record) of every person whose dossier is in a reported state, created by the day's end."""
     cutoff, last = end_of_day(day), 0
     while True:
-        batch = session.scalars(
-            select(Dossier).where(Dossier.baseline_id.is_(None), Dossier.id > last, Dossier.created_at < cutoff,
-                                  Dossier.state.in_(reported_states))
-            .options(selectinload(Dossier.person), selectinload(Dossier.region), selectinload(Dossier.history))
+        batch = session.execute(
+            select(*COLUMNS).join(Person, Person.id == Dossier.person_id)
+            .outerjoin(Region, Region.id == Dossier.region_id)
+            .where(Dossier.baseline_id.is_(None), Dossier.id > last, Dossier.created_at < cutoff,
+                   Dossier.state.in_(reported_states))
             .order_by(Dossier.id).limit(BATCH)).all()
         if not batch:
             return
-        for dossier in batch:
-            if dossier.person.id_number:
-                yield dossier.person.id_number, person_record(dossier, _approved_on(dossier, cutoff, approved_state))
-        last = batch[-1].id
-        session.expunge_all()  # bounded memory: the batch is written, let it go
+        # The last approval before the cutoff, for the whole batch in one query.
+        approvals = dict(session.execute(
+            select(WorkflowHistory.dossier_id, func.max(WorkflowHistory.created_at))
+            .where(WorkflowHistory.dossier_id.in_([row[0] for row in batch]),
+                   WorkflowHistory.to_state == approved_state, WorkflowHistory.created_at < cutoff)
+            .group_by(WorkflowHistory.dossier_id)).all())
+        for row in batch:
+            if row.id_number:
+                approved = approvals.get(row[0])
+                yield row.id_number, person_record(row, local_date(as_utc(approved)) if approved else None)
+        last = batch[-1][0]
 
 
 def _line(record: dict) -> bytes:

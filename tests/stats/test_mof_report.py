@@ -71,6 +71,8 @@ def test_full_then_incremental_after_change_purge_and_reapproval(app, tmp_path):
     changed, draft = db.session.get(Dossier, ids[1]), db.session.get(Dossier, ids[3])
     changes = {line["id_number"]: line["change"] for line in lines(second.folder, "persons.jsonl")}
     assert changes == {changed.person.id_number: "changed", draft.person.id_number: "added"}
+    approved_on = {line["id_number"]: line["approved_on"] for line in lines(second.folder, "persons.jsonl")}
+    assert approved_on == {changed.person.id_number: None, draft.person.id_number: local_today().isoformat()}
     removed = lines(second.folder, "removed.jsonl")
     assert [(r["id_number"], r["removed_on"]) for r in removed] == [(purged_number, local_today().isoformat())]
     assert second.counts == {"persons": 3, "added": 1, "changed": 1, "unchanged": 1, "removed": 1}
