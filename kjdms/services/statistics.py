@@ -518,8 +518,9 @@ def cross_tab(session, workflow: WorkflowEngine, scope: Scope, tree: RegionTree,
 
 def collection_tables(session, snap, groups: Groups, day: date, names: WorkflowNames) -> list[Table]:
     """Return the collection's progress: states, origins, legacy confirmation, weekly flow, the queue, reviewers."""
-    return [*dossier_tables(session, snap, groups, names), weekly_flow(session, snap, groups, day, names),
-            queue_waiting(session, snap, groups, day, names), reviewer_throughput(session, snap, groups, day, names)]
+    weekly, reviewers = flow_tables(session, snap, groups, day, names)
+    return [*dossier_tables(session, snap, groups, names), weekly, queue_waiting(session, snap, groups, day, names),
+            reviewers]
 
 
 def dossier_tables(session, snap, groups: Groups, names: WorkflowNames) -> list[Table]:
@@ -559,39 +560,57 @@ def _week_start(dialect: str, column):
     return func.to_char(func.date_trunc("week", local), "YYYY-MM-DD")
 
 
-def weekly_flow(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
-    """Return submissions, approvals and rejections per week over the last weeks before the cutoff."""
+def flow_tables(session, snap, groups: Groups, day: date, names: WorkflowNames) -> tuple[Table, Table]:
+    """Return the submissions, approvals and rejections per week, and per reviewer, over the last weeks before the cutoff.
+
+    One scan of the history window counts both: by week, by action, and by actor for the reviewers' actions.
+    """
     dialect = session.get_bind().dialect.name
     cutoff = end_of_day(day)
     since = cutoff - timedelta(weeks=WEEKS_SHOWN)
     week = _week_start(dialect, WorkflowHistory.created_at).label("week")
-    actions = {names.submit: "提交", names.approve: "审核确认", names.reject: "退回"}
-    query = (select(week, WorkflowHistory.action, func.count())
+    reviewed = [names.approve, names.reject]
+    # Submissions are the applicants' own: only the reviewers' actions are told apart by actor.
+    actor = case((WorkflowHistory.action.in_(reviewed),
+                  func.coalesce(User.display_name, User.username, "（已删除的账号）")), else_=None).label("actor")
+    query = (select(week, actor, WorkflowHistory.action, func.count())
              .join(snap, snap.c.dossier_id == WorkflowHistory.dossier_id)
+             .outerjoin(User, User.id == WorkflowHistory.actor_id)
              .where(WorkflowHistory.created_at >= since, WorkflowHistory.created_at < cutoff,
-                    WorkflowHistory.action.in_(list(actions)), in_groups(snap, groups))
-             .group_by(week, WorkflowHistory.action))
-    cells = {(w, action): n for w, action, n in session.execute(query)}
-    weeks = sorted({w for w, _ in cells})
-    return Table("collection_weekly", f"近{WEEKS_SHOWN}周提交、审核确认与退回", "周（起始日）",
-                 [(w, w) for w in weeks], list(actions.items()), cells, chart="line", unit="次")
+                    WorkflowHistory.action.in_([names.submit, *reviewed]), in_groups(snap, groups))
+             .group_by(week, actor, WorkflowHistory.action))
+    by_week: dict[tuple[str, str], int] = {}
+    by_actor: dict[tuple[str, str], int] = {}
+    for moment, who, action, n in session.execute(query):
+        by_week[(moment, action)] = by_week.get((moment, action), 0) + n
+        if who is not None:
+            by_actor[(who, action)] = by_actor.get((who, action), 0) + n
+    actions = {names.submit: "提交", names.approve: "审核确认", names.reject: "退回"}
+    weekly = Table("collection_weekly", f"近{WEEKS_SHOWN}周提交、审核确认与退回", "周（起始日）",
+                   [(w, w) for w in sorted({w for w, _ in by_week})], list(actions.items()), by_week, chart="line",
+                   unit="次")
+    people = sorted({who for who, _ in by_actor}, key=lambda who: -sum(n for (w, _), n in by_actor.items() if w == who))
+    reviewers = Table("collection_reviewers", f"审核人员近{WEEKS_SHOWN}周办理量", "审核人员", [(p, p) for p in people],
+                      [(names.approve, "审核确认"), (names.reject, "退回")], by_actor, chart="stacked", unit="份")
+    return weekly, reviewers
 
 
 def queue_waiting(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
     """Return per region the dossiers waiting for review, and their waiting time's median and 90th percentile (days)."""
     cutoff = end_of_day(day)
     now = min(utcnow(), cutoff)
-    entered = (select(WorkflowHistory.dossier_id, func.max(WorkflowHistory.created_at).label("since"))
-               .where(WorkflowHistory.to_state == names.queue, WorkflowHistory.created_at < cutoff)
-               .group_by(WorkflowHistory.dossier_id).subquery("entered"))
-    region = _expression(snap, groups, "region", day).label("region")
-    ranked = (select(region, entered.c.since,
-                     func.row_number().over(partition_by=region, order_by=entered.c.since.desc()).label("rank"),
-                     func.count().over(partition_by=region).label("n"))
-              .join(entered, entered.c.dossier_id == snap.c.dossier_id)
-              .where(snap.c.state == names.queue, in_groups(snap, groups)).subquery("ranked"))
-    # Nearest rank: the waiting time of the ceil(p·n)-th shortest wait (newest entry first).
-    p50, p90 = (50 * ranked.c.n + 99) / 100, (90 * ranked.c.n + 99) / 100
+    # The history of the dossiers waiting then only (the queue is a small part of all dossiers): when each came in.
+    entered = (select(snap.c.dossier_id, snap.c.region_id, func.max(WorkflowHistory.created_at).label("since"))
+               .join(WorkflowHistory, WorkflowHistory.dossier_id == snap.c.dossier_id)
+               .where(snap.c.state == names.queue, in_groups(snap, groups), WorkflowHistory.to_state == names.queue,
+                      WorkflowHistory.created_at < cutoff)
+               .group_by(snap.c.dossier_id, snap.c.region_id).subquery("entered"))
+    region = _expression(entered, groups, "region", day).label("region")
+    ranked = select(region, entered.c.since,
+                    func.row_number().over(partition_by=region, order_by=entered.c.since.desc()).label("rank"),
+                    func.count().over(partition_by=region).label("n")).subquery("ranked")
+    # Nearest rank: the waiting time of the ceil(p·n)-th shortest wait (newest entry first); integer division.
+    p50, p90 = (50 * ranked.c.n + 99) // 100, (90 * ranked.c.n + 99) // 100
     query = select(ranked.c.region, ranked.c.n, ranked.c.rank, ranked.c.since, p50, p90).where(
         or_(ranked.c.rank == p50, ranked.c.rank == p90))
     columns = [("waiting", "待审核（份）"), ("p50", "等待天数中位数"), ("p90", "等待天数90%分位")]
@@ -605,23 +624,6 @@ def queue_waiting(session, snap, groups: Groups, day: date, names: WorkflowNames
         if rank == ninetieth:
             table.cells[(key, "p90")] = waited
     return table
-
-
-def reviewer_throughput(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
-    """Return per reviewer the approvals and rejections of the last weeks before the cutoff."""
-    cutoff = end_of_day(day)
-    since = cutoff - timedelta(weeks=WEEKS_SHOWN)
-    actor = func.coalesce(User.display_name, User.username, "（已删除的账号）").label("actor")
-    query = (select(actor, WorkflowHistory.action, func.count())
-             .join(snap, snap.c.dossier_id == WorkflowHistory.dossier_id)
-             .outerjoin(User, User.id == WorkflowHistory.actor_id)
-             .where(WorkflowHistory.created_at >= since, WorkflowHistory.created_at < cutoff,
-                    WorkflowHistory.action.in_([names.approve, names.reject]), in_groups(snap, groups))
-             .group_by(actor, WorkflowHistory.action))
-    cells = {(who, action): n for who, action, n in session.execute(query)}
-    people = sorted({who for who, _ in cells}, key=lambda who: -sum(n for (w, _), n in cells.items() if w == who))
-    return Table("collection_reviewers", f"审核人员近{WEEKS_SHOWN}周办理量", "审核人员", [(p, p) for p in people],
-                 [(names.approve, "审核确认"), (names.reject, "退回")], cells, chart="stacked", unit="份")
 
 
 def credit_tables(session, groups: Groups, day: date) -> list[Table]:
