@@ -3,7 +3,7 @@
     .venv/bin/python bench/stats.py --dossiers 500000 --repeat 5
     .venv/bin/python bench/stats.py --dossiers 500000 --database postgresql://postgres@127.0.0.1:5432/test
 
-SQLite runs in a temporary folder; PostgreSQL in a schema of its own, dropped at the end. The data: persons with
+SQLite runs in a temporary folder, PostgreSQL in a schema of its own; both are removed at the end. The data: persons with
 one dossier each over every region, their workflow history (submit, approve, reject over the last 300 days), a
 revision for a fifth of them (for a past day's snapshot), a few reviewers and credit findings. Figures are medians
 of --repeat runs; the page and the raw queries alternate, so a load from elsewhere weighs on both alike.
@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import random
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -242,6 +243,7 @@ def main() -> None:
     finally:
         if schema:
             drop_schema(args.database, schema)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run(args, folder: Path, url: str) -> None:
