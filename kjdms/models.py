@@ -485,6 +485,9 @@ class DossierRevision(db.Model):
     fields: Mapped[dict] = mapped_column(JSON, default=dict)
     # slot → {"version_id", "number", "sha256"} of the current version of each attachment then.
     attachments: Mapped[dict] = mapped_column(JSON, default=dict)
+    # The two flags of the old-system confirmation (二（三）) then: statistics of a past day count them.
+    is_legacy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    to_confirm: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class ReportRun(db.Model):

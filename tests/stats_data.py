@@ -35,7 +35,8 @@ class Spec:
     is_legacy: bool = False
     to_confirm: bool = False
     created_days_ago: int = 30
-    # (days ago, state, region code, qualification level), oldest first; the current content is the newest revision.
+    # (days ago, state, region code, qualification level[, to_confirm]), oldest first; the current content is the
+    # newest revision. to_confirm, when given, is the flag then (default: today's).
     revisions: list = field(default_factory=list)
     # A bulk import never changed since: no revision at all.
     bulk: bool = False
@@ -105,10 +106,11 @@ def insert(spec: Spec) -> Dossier:
         db.session.execute(delete(DossierRevision).where(DossierRevision.dossier_id == dossier.id))
     else:
         current = snapshot_fields(dossier)
-        for days_ago, state, region, level in spec.revisions:
+        for days_ago, state, region, level, *then in spec.revisions:
             fields = {**current, "region": region, "qualification_level": level}
             db.session.add(DossierRevision(dossier_id=dossier.id, recorded_at=now - timedelta(days=days_ago),
-                                           state=state, fields=fields, attachments={}))
+                                           state=state, fields=fields, attachments={}, is_legacy=spec.is_legacy,
+                                           to_confirm=then[0] if then else spec.to_confirm))
     db.session.commit()
     return dossier
 

@@ -17,11 +17,10 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 
 from .. import signing
-from ..local_time import end_of_day, local_date
-from ..models import Dossier, Tombstone, as_utc
+from ..local_time import end_of_day, local_date, local_today
+from ..models import Dossier, DossierRevision, Person, Region, Tombstone, WorkflowHistory, as_utc
 from . import audit
 from .identity import id_number_hash
 
@@ -58,44 +57,84 @@ def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def person_record(dossier: Dossier, approved_on: date | None) -> dict:
-    """Return one person's national data items (codes as in docs/mof-report.md)."""
-    person = dossier.person
+# The columns a person's line is made of, read as plain rows (no ORM objects: a report reads every person).
+COLUMNS = (Dossier.id, Person.id_number, Person.name, Person.sex, Person.birth_date, Dossier.education,
+           Dossier.qualification_level, Dossier.qualification_certificate_number, Dossier.scope_category,
+           Dossier.job_types, Dossier.employer_name, Dossier.employer_uscc, Dossier.employer_org_code,
+           Region.code, Dossier.phone, Dossier.state, Dossier.created_at, Dossier.updated_at, Person.is_legacy)
+
+
+def person_record(values, approved_on: date | None) -> dict:
+    """Return one person's national data items from the values of COLUMNS by name (codes as in docs/mof-report.md)."""
+    birth_date = values["birth_date"]
     return {
-        "id_number": person.id_number, "name": person.name, "sex": person.sex, "birth_date": _iso(person.birth_date),
-        "education": dossier.education, "qualification_level": dossier.qualification_level,
-        "qualification_certificate_number": dossier.qualification_certificate_number,
-        "scope_category": dossier.scope_category, "job_types": sorted(dossier.job_types or []),
-        "employer_name": dossier.employer_name, "employer_uscc": dossier.employer_uscc,
-        "employer_org_code": dossier.employer_org_code, "region_code": dossier.region.code if dossier.region else None,
-        "phone": dossier.phone, "state": dossier.state, "registered_on": _iso(local_date(dossier.created_at)),
-        "approved_on": _iso(approved_on), "changed_on": _iso(local_date(dossier.updated_at)),
-        "is_legacy": bool(person.is_legacy),
+        "id_number": values["id_number"], "name": values["name"], "sex": values["sex"], "birth_date": _iso(birth_date),
+        **{name: values[name] for name in ("education", "qualification_level", "qualification_certificate_number",
+                                           "scope_category", "employer_name", "employer_uscc", "employer_org_code",
+                                           "phone", "state")},
+        "job_types": sorted(values["job_types"] or []), "region_code": values["code"],
+        "registered_on": _iso(local_date(values["created_at"])), "approved_on": _iso(approved_on),
+        "changed_on": _iso(local_date(values["updated_at"])), "is_legacy": bool(values["is_legacy"]),
     }
 
 
-def _approved_on(dossier: Dossier, cutoff, approved_state: str) -> date | None:
-    moments = [row.created_at for row in dossier.history
-               if row.to_state == approved_state and as_utc(row.created_at) < cutoff]
-    return local_date(max(moments)) if moments else None
-
-
 def current_records(session, day: date, reported_states: tuple[str, ...], approved_state: str):
-    """Yield (id_number, record) of every person whose dossier is in a reported state, created by the day's end."""
+    """Yield (id_number, record) of every person whose dossier was in a reported state at the end of day.
+
+    Today's report reads the dossiers as they stand; a past day's reads each dossier's last revision before the
+    cutoff, as the statistics and the archive do (a dossier never revised: its current content; one revised only
+    later: not reported, its content of that day is not recorded).
+    """
     cutoff, last = end_of_day(day), 0
+    past = day < local_today()
     while True:
-        batch = session.scalars(
-            select(Dossier).where(Dossier.baseline_id.is_(None), Dossier.id > last, Dossier.created_at < cutoff,
-                                  Dossier.state.in_(reported_states))
-            .options(selectinload(Dossier.person), selectinload(Dossier.region), selectinload(Dossier.history))
-            .order_by(Dossier.id).limit(BATCH)).all()
+        query = (select(*COLUMNS).join(Person, Person.id == Dossier.person_id)
+                 .outerjoin(Region, Region.id == Dossier.region_id)
+                 .where(Dossier.baseline_id.is_(None), Dossier.id > last, Dossier.created_at < cutoff)
+                 .order_by(Dossier.id).limit(BATCH))
+        batch = session.execute(query if past else query.where(Dossier.state.in_(reported_states))).all()
         if not batch:
             return
-        for dossier in batch:
-            if dossier.person.id_number:
-                yield dossier.person.id_number, person_record(dossier, _approved_on(dossier, cutoff, approved_state))
-        last = batch[-1].id
-        session.expunge_all()  # bounded memory: the batch is written, let it go
+        ids = [row[0] for row in batch]
+        # The last approval before the cutoff, for the whole batch in one query.
+        approvals = dict(session.execute(
+            select(WorkflowHistory.dossier_id, func.max(WorkflowHistory.created_at))
+            .where(WorkflowHistory.dossier_id.in_(ids), WorkflowHistory.to_state == approved_state,
+                   WorkflowHistory.created_at < cutoff)
+            .group_by(WorkflowHistory.dossier_id)).all())
+        then, revised = _revisions_then(session, ids, cutoff) if past else ({}, set())
+        for row in batch:
+            values = row._mapping
+            if row[0] in revised:
+                if row[0] not in then:
+                    continue
+                values = _values_then(values, *then[row[0]])
+            if values["id_number"] and values["state"] in reported_states:
+                approved = approvals.get(row[0])
+                yield values["id_number"], person_record(values, local_date(as_utc(approved)) if approved else None)
+        last = ids[-1]
+
+
+def _revisions_then(session, ids: list[int], cutoff) -> tuple[dict, set]:
+    """Return dossier id → (state, fields, is_legacy, recorded_at) of its last revision before cutoff, and the ids
+    of the dossiers with any revision at all."""
+    order = func.row_number().over(partition_by=DossierRevision.dossier_id,
+                                   order_by=(DossierRevision.recorded_at.desc(), DossierRevision.id.desc()))
+    ranked = (select(DossierRevision.dossier_id, DossierRevision.state, DossierRevision.fields,
+                     DossierRevision.is_legacy, DossierRevision.recorded_at, order.label("rank"))
+              .where(DossierRevision.dossier_id.in_(ids), DossierRevision.recorded_at < cutoff).subquery())
+    then = {dossier_id: rest for dossier_id, *rest, _ in session.execute(select(ranked).where(ranked.c.rank == 1))}
+    revised = set(session.scalars(select(DossierRevision.dossier_id).where(DossierRevision.dossier_id.in_(ids))
+                                  .distinct()))
+    return then, revised
+
+
+def _values_then(values, state: str, fields: dict, is_legacy: bool, recorded_at) -> dict:
+    """Return values as a revision recorded them (the ID number and the registration time never change)."""
+    birth = fields.get("birth_date")
+    return {**{name: fields.get(name, values[name]) for name in values.keys()}, "id_number": values["id_number"],
+            "created_at": values["created_at"], "birth_date": date.fromisoformat(birth) if birth else None,
+            "code": fields.get("region"), "state": state, "updated_at": recorded_at, "is_legacy": is_legacy}
 
 
 def _line(record: dict) -> bytes:

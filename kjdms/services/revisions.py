@@ -48,7 +48,8 @@ def snapshot_attachments(dossier: Dossier) -> dict:
 def record_revision(session, dossier: Dossier) -> DossierRevision:
     """Add a revision of dossier as it now stands to session's transaction."""
     revision = DossierRevision(dossier_id=dossier.id, recorded_at=utcnow(), state=dossier.state,
-                               fields=snapshot_fields(dossier), attachments=snapshot_attachments(dossier))
+                               fields=snapshot_fields(dossier), attachments=snapshot_attachments(dossier),
+                               is_legacy=bool(dossier.person.is_legacy), to_confirm=bool(dossier.to_confirm))
     session.add(revision)
     return revision
 

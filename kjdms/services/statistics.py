@@ -1,9 +1,11 @@
 """Workforce, collection and credit statistics within a user's regions, as they stood at the end of a Beijing day.
 
-Every count is one SQL GROUP BY over a "snapshot": one row per effective dossier with its state and fields
-at the cutoff. For today the snapshot is the dossier table itself; for a past day it is each dossier's last
-revision recorded before the cutoff (dossiers bulk-imported and never changed since: their current content),
-exactly as the archive's dossier_as_of reads one dossier.
+Every count is read from a "snapshot": one row per effective dossier with its state and fields at the cutoff.
+For today the snapshot is the dossier table itself; for a past day it is each dossier's last revision recorded
+before the cutoff (dossiers bulk-imported and never changed since: their current content), exactly as the
+archive's dossier_as_of reads one dossier. The page reads it in few scans: every workforce dimension at once by
+conditional sums per region, the states and the old-system confirmation at once, the history window once; a
+cross-tab is its own GROUP BY (count_by). bench/stats.py measures this against plain GROUP BYs.
 """
 from __future__ import annotations
 
@@ -227,13 +229,11 @@ def snapshot(session, day: date):
                        jobs.label("job_types"),
                        case((_json_true(dialect, fields, "is_student"), 1), else_=0).label("is_student"),
                        case((func.coalesce(employer, "") != "", 1), else_=0).label("has_employer"),
-                       # Neither flag is part of a revision: the legacy origin never changes; to_confirm is today's.
-                       case((Person.is_legacy.is_(True), 1), else_=0).label("is_legacy"),
-                       case((Dossier.to_confirm.is_(True), 1), else_=0).label("to_confirm"))
+                       case((DossierRevision.is_legacy.is_(True), 1), else_=0).label("is_legacy"),
+                       case((DossierRevision.to_confirm.is_(True), 1), else_=0).label("to_confirm"))
                 .select_from(latest)
                 .join(DossierRevision, DossierRevision.id == latest.c.revision_id)
                 .join(Dossier, Dossier.id == latest.c.dossier_id)
-                .join(Person, Person.id == Dossier.person_id)
                 .outerjoin(Region, Region.code == _json_value(dialect, fields, "region"))
                 .where(Dossier.baseline_id.is_(None), Dossier.created_at < cutoff))
     never_revised = current((~exists().where(DossierRevision.dossier_id == Dossier.id),))
@@ -269,14 +269,17 @@ WORKFORCE_DIMENSIONS = {
 }
 
 
+def _years_before(day: date, years: int) -> date:
+    """Return the same calendar day years earlier (28 February for a 29th)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year - years, day=28)
+
+
 def _age_band(column, day: date):
     """Return the age band of a birth date at day, in SQL (date literals computed here, so both databases agree)."""
-    def years_before(years: int) -> date:
-        try:
-            return day.replace(year=day.year - years)
-        except ValueError:  # 29 February
-            return day.replace(year=day.year - years, day=28)
-    whens = [(column > years_before(limit), band) for band, limit in AGE_LIMITS]
+    whens = [(column > _years_before(day, limit), band) for band, limit in AGE_LIMITS]
     return case((column.is_(None), None), *whens, else_="60_over")
 
 
@@ -426,12 +429,78 @@ class Statistics:
         return self.workforce + self.collection + self.credit
 
 
+def _region_keys(groups: Groups) -> dict[int | None, str]:
+    """Return region id → the drill-down row it counts in (None: the unplaced row, when shown)."""
+    keys = {region_id: key for key in groups.keys for region_id in groups.members.get(key, ())}
+    if groups.unplaced:
+        keys[None] = NO_REGION
+    return keys
+
+
+def _workforce_sums(snap, day: date) -> dict[tuple[str, str | None], object]:
+    """Return (dimension, value) → the SQL sum counting the rows with that value (None: not filled in)."""
+    c = snap.c
+    sums = {}
+
+    def counted(condition):
+        return func.sum(case((condition, 1), else_=0))
+    for name in ("scope_category", "qualification_level", "education", "sex"):
+        column = getattr(c, name)
+        sums.update({(name, code): counted(column == code) for code in WORKFORCE_DIMENSIONS[name].labels})
+        sums[(name, None)] = counted(column.is_(None))
+    # Age bands as date ranges: the band of a birth date at day, compared once per band rather than computed.
+    younger = None
+    for band, limit in AGE_LIMITS:
+        oldest = _years_before(day, limit)
+        sums[("age_band", band)] = counted(c.birth_date > oldest if younger is None
+                                           else and_(c.birth_date > oldest, c.birth_date <= younger))
+        younger = oldest
+    sums[("age_band", "60_over")] = counted(c.birth_date <= younger)
+    sums[("age_band", None)] = counted(c.birth_date.is_(None))
+    for name, flag in (("is_student", c.is_student), ("has_employer", c.has_employer), ("origin", c.is_legacy)):
+        sums[(name, "1" if name != "origin" else "legacy")] = func.sum(flag)
+    sums.update({("job_type", job): counted(c.job_types.like(f'%"{job}"%')) for job in JOB_TYPES})
+    return sums
+
+
 def workforce_tables(session, snap, groups: Groups, day: date, names: WorkflowNames) -> list[Table]:
-    """Return the persons with an approved dossier, split by each workforce dimension."""
+    """Return the persons with an approved dossier, split by each workforce dimension.
+
+    One scan of the snapshot counts every dimension's values per region with conditional sums; the regions fold
+    into the drill-down rows here (a GROUP BY per dimension read the snapshot ten times). A value outside the
+    vocabulary, which the sums cannot name, sends that one dimension back to its own GROUP BY.
+    """
     approved = snap.c.state == names.approved
+    sums = _workforce_sums(snap, day)
+    query = (select(snap.c.region_id, func.count(), *sums.values())
+             .where(approved, in_groups(snap, groups)).group_by(snap.c.region_id))
+    keys = _region_keys(groups)
+    totals: dict[str, int] = {}
+    found: dict[tuple[str, str | None], int] = {}
+    for region_id, count, *values in session.execute(query):
+        key = keys[region_id]
+        totals[key] = totals.get(key, 0) + count
+        for name, n in zip(sums, values):
+            found[name] = found.get(name, 0) + (n or 0)
+    everyone = sum(totals.values())
+    # The complement of a yes/no sum is its "no"; "new" is everyone not from the old system.
+    for name, yes, no in (("is_student", "1", "0"), ("has_employer", "1", "0"), ("origin", "legacy", "new")):
+        found[(name, no)] = everyone - found.get((name, yes), 0)
     tables = []
     for dimension in WORKFORCE_DIMENSIONS.values():
-        table = count_by(session, snap, approved, groups, day, dimension, names=names)
+        if dimension.name == "region":
+            cells = {(key, "count"): n for key, n in totals.items() if n}
+        else:
+            cells = {(code if code is not None else UNKNOWN, "count"): n
+                     for (name, code), n in found.items() if name == dimension.name and n}
+        counted = sum(n for (name, code), n in found.items() if name == dimension.name)
+        if not dimension.multi and dimension.name != "region" and counted != everyone:
+            table = count_by(session, snap, approved, groups, day, dimension, names=names)
+        else:
+            present = {row if row != UNKNOWN else None for row, _ in cells}
+            rows = list(dimension.labels.items()) if dimension.multi else _ordered(present,
+                                                                                   _labels(groups, dimension, names))
+            table = Table(key=dimension.name, title=dimension.title, row_title=dimension.title, rows=rows, cells=cells)
         table.title = f"在册会计人员：按{dimension.title}"
         table.key = f"workforce_{dimension.name}"
         tables.append(table)
@@ -453,22 +522,38 @@ def cross_tab(session, workflow: WorkflowEngine, scope: Scope, tree: RegionTree,
 
 def collection_tables(session, snap, groups: Groups, day: date, names: WorkflowNames) -> list[Table]:
     """Return the collection's progress: states, origins, legacy confirmation, weekly flow, the queue, reviewers."""
-    states = Dimension("state", "状态", names.state_titles)
-    by_state = count_by(session, snap, literal(True), groups, day, states, names=names)
-    by_state.key, by_state.title, by_state.unit = "collection_state", "档案：按状态", "份"
-    by_region = count_by(session, snap, literal(True), groups, day, WORKFORCE_DIMENSIONS["region"], states, names)
-    by_region.key, by_region.title, by_region.unit, by_region.chart = \
-        "collection_region_state", "档案：地区 × 状态", "份", "stacked"
-    legacy = snap.c.is_legacy == 1
-    status = case((snap.c.state == names.purged, "purged"), (snap.c.to_confirm == 1, "to_confirm"), else_="confirmed")
-    legacy_rows = {"confirmed": "已确认", "to_confirm": "待确认", "purged": "逾期未确认已删除"}
-    confirm = Table("collection_legacy", "原系统人员确认情况", "确认情况", list(legacy_rows.items()), unit="人")
-    expression = status.label("status")
-    for key, n in session.execute(select(expression, func.count()).where(legacy, in_groups(snap, groups))
-                                  .group_by(expression)):
-        confirm.cells[(key, "count")] = n
-    return [by_state, by_region, confirm, weekly_flow(session, snap, groups, day, names),
-            queue_waiting(session, snap, groups, day, names), reviewer_throughput(session, snap, groups, day, names)]
+    weekly, reviewers = flow_tables(session, snap, groups, day, names)
+    return [*dossier_tables(session, snap, groups, names), weekly, queue_waiting(session, snap, groups, day, names),
+            reviewers]
+
+
+def dossier_tables(session, snap, groups: Groups, names: WorkflowNames) -> list[Table]:
+    """Return the dossiers by state, by region and state, and the old-system persons' confirmation, from one scan."""
+    c = snap.c
+    query = (select(c.region_id, c.state, c.is_legacy, c.to_confirm, func.count()).where(in_groups(snap, groups))
+             .group_by(c.region_id, c.state, c.is_legacy, c.to_confirm))
+    keys = _region_keys(groups)
+    by_state: dict[tuple[str, str], int] = {}
+    by_region: dict[tuple[str, str], int] = {}
+    confirm: dict[tuple[str, str], int] = {}
+    for region_id, state, is_legacy, to_confirm, n in session.execute(query):
+        for cells, cell in ((by_state, (state, "count")), (by_region, (keys[region_id], state))):
+            cells[cell] = cells.get(cell, 0) + n
+        if is_legacy:
+            status = "purged" if state == names.purged else "to_confirm" if to_confirm else "confirmed"
+            confirm[(status, "count")] = confirm.get((status, "count"), 0) + n
+    state_labels = dict(names.state_titles)
+    states = _ordered({state for state, _ in by_state}, state_labels)
+    region_rows = _ordered({key for key, _ in by_region}, dict(groups.titles))
+    extra = sorted({state for state, _ in by_state} - set(state_labels))
+    tables = [
+        Table("collection_state", "档案：按状态", "状态", states, cells=by_state, unit="份"),
+        Table("collection_region_state", "档案：地区 × 状态", "地区", region_rows,
+              [*state_labels.items(), *((state, state) for state in extra)], by_region, chart="stacked", unit="份"),
+        Table("collection_legacy", "原系统人员确认情况", "确认情况",
+              [("confirmed", "已确认"), ("to_confirm", "待确认"), ("purged", "逾期未确认已删除")], cells=confirm, unit="人"),
+    ]
+    return tables
 
 
 def _week_start(dialect: str, column):
@@ -479,39 +564,57 @@ def _week_start(dialect: str, column):
     return func.to_char(func.date_trunc("week", local), "YYYY-MM-DD")
 
 
-def weekly_flow(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
-    """Return submissions, approvals and rejections per week over the last weeks before the cutoff."""
+def flow_tables(session, snap, groups: Groups, day: date, names: WorkflowNames) -> tuple[Table, Table]:
+    """Return the submissions, approvals and rejections per week, and per reviewer, over the last weeks before the cutoff.
+
+    One scan of the history window counts both: by week, by action, and by actor for the reviewers' actions.
+    """
     dialect = session.get_bind().dialect.name
     cutoff = end_of_day(day)
     since = cutoff - timedelta(weeks=WEEKS_SHOWN)
     week = _week_start(dialect, WorkflowHistory.created_at).label("week")
-    actions = {names.submit: "提交", names.approve: "审核确认", names.reject: "退回"}
-    query = (select(week, WorkflowHistory.action, func.count())
+    reviewed = [names.approve, names.reject]
+    # Submissions are the applicants' own: only the reviewers' actions are told apart by actor.
+    actor = case((WorkflowHistory.action.in_(reviewed),
+                  func.coalesce(User.display_name, User.username, "（已删除的账号）")), else_=None).label("actor")
+    query = (select(week, actor, WorkflowHistory.action, func.count())
              .join(snap, snap.c.dossier_id == WorkflowHistory.dossier_id)
+             .outerjoin(User, User.id == WorkflowHistory.actor_id)
              .where(WorkflowHistory.created_at >= since, WorkflowHistory.created_at < cutoff,
-                    WorkflowHistory.action.in_(list(actions)), in_groups(snap, groups))
-             .group_by(week, WorkflowHistory.action))
-    cells = {(w, action): n for w, action, n in session.execute(query)}
-    weeks = sorted({w for w, _ in cells})
-    return Table("collection_weekly", f"近{WEEKS_SHOWN}周提交、审核确认与退回", "周（起始日）",
-                 [(w, w) for w in weeks], list(actions.items()), cells, chart="line", unit="次")
+                    WorkflowHistory.action.in_([names.submit, *reviewed]), in_groups(snap, groups))
+             .group_by(week, actor, WorkflowHistory.action))
+    by_week: dict[tuple[str, str], int] = {}
+    by_actor: dict[tuple[str, str], int] = {}
+    for moment, who, action, n in session.execute(query):
+        by_week[(moment, action)] = by_week.get((moment, action), 0) + n
+        if who is not None:
+            by_actor[(who, action)] = by_actor.get((who, action), 0) + n
+    actions = {names.submit: "提交", names.approve: "审核确认", names.reject: "退回"}
+    weekly = Table("collection_weekly", f"近{WEEKS_SHOWN}周提交、审核确认与退回", "周（起始日）",
+                   [(w, w) for w in sorted({w for w, _ in by_week})], list(actions.items()), by_week, chart="line",
+                   unit="次")
+    people = sorted({who for who, _ in by_actor}, key=lambda who: -sum(n for (w, _), n in by_actor.items() if w == who))
+    reviewers = Table("collection_reviewers", f"审核人员近{WEEKS_SHOWN}周办理量", "审核人员", [(p, p) for p in people],
+                      [(names.approve, "审核确认"), (names.reject, "退回")], by_actor, chart="stacked", unit="份")
+    return weekly, reviewers
 
 
 def queue_waiting(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
     """Return per region the dossiers waiting for review, and their waiting time's median and 90th percentile (days)."""
     cutoff = end_of_day(day)
     now = min(utcnow(), cutoff)
-    entered = (select(WorkflowHistory.dossier_id, func.max(WorkflowHistory.created_at).label("since"))
-               .where(WorkflowHistory.to_state == names.queue, WorkflowHistory.created_at < cutoff)
-               .group_by(WorkflowHistory.dossier_id).subquery("entered"))
-    region = _expression(snap, groups, "region", day).label("region")
-    ranked = (select(region, entered.c.since,
-                     func.row_number().over(partition_by=region, order_by=entered.c.since.desc()).label("rank"),
-                     func.count().over(partition_by=region).label("n"))
-              .join(entered, entered.c.dossier_id == snap.c.dossier_id)
-              .where(snap.c.state == names.queue, in_groups(snap, groups)).subquery("ranked"))
-    # Nearest rank: the waiting time of the ceil(p·n)-th shortest wait (newest entry first).
-    p50, p90 = (50 * ranked.c.n + 99) / 100, (90 * ranked.c.n + 99) / 100
+    # The history of the dossiers waiting then only (the queue is a small part of all dossiers): when each came in.
+    entered = (select(snap.c.dossier_id, snap.c.region_id, func.max(WorkflowHistory.created_at).label("since"))
+               .join(WorkflowHistory, WorkflowHistory.dossier_id == snap.c.dossier_id)
+               .where(snap.c.state == names.queue, in_groups(snap, groups), WorkflowHistory.to_state == names.queue,
+                      WorkflowHistory.created_at < cutoff)
+               .group_by(snap.c.dossier_id, snap.c.region_id).subquery("entered"))
+    region = _expression(entered, groups, "region", day).label("region")
+    ranked = select(region, entered.c.since,
+                    func.row_number().over(partition_by=region, order_by=entered.c.since.desc()).label("rank"),
+                    func.count().over(partition_by=region).label("n")).subquery("ranked")
+    # Nearest rank: the waiting time of the ceil(p·n)-th shortest wait (newest entry first); integer division.
+    p50, p90 = (50 * ranked.c.n + 99) // 100, (90 * ranked.c.n + 99) // 100
     query = select(ranked.c.region, ranked.c.n, ranked.c.rank, ranked.c.since, p50, p90).where(
         or_(ranked.c.rank == p50, ranked.c.rank == p90))
     columns = [("waiting", "待审核（份）"), ("p50", "等待天数中位数"), ("p90", "等待天数90%分位")]
@@ -525,23 +628,6 @@ def queue_waiting(session, snap, groups: Groups, day: date, names: WorkflowNames
         if rank == ninetieth:
             table.cells[(key, "p90")] = waited
     return table
-
-
-def reviewer_throughput(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
-    """Return per reviewer the approvals and rejections of the last weeks before the cutoff."""
-    cutoff = end_of_day(day)
-    since = cutoff - timedelta(weeks=WEEKS_SHOWN)
-    actor = func.coalesce(User.display_name, User.username, "（已删除的账号）").label("actor")
-    query = (select(actor, WorkflowHistory.action, func.count())
-             .join(snap, snap.c.dossier_id == WorkflowHistory.dossier_id)
-             .outerjoin(User, User.id == WorkflowHistory.actor_id)
-             .where(WorkflowHistory.created_at >= since, WorkflowHistory.created_at < cutoff,
-                    WorkflowHistory.action.in_([names.approve, names.reject]), in_groups(snap, groups))
-             .group_by(actor, WorkflowHistory.action))
-    cells = {(who, action): n for who, action, n in session.execute(query)}
-    people = sorted({who for who, _ in cells}, key=lambda who: -sum(n for (w, _), n in cells.items() if w == who))
-    return Table("collection_reviewers", f"审核人员近{WEEKS_SHOWN}周办理量", "审核人员", [(p, p) for p in people],
-                 [(names.approve, "审核确认"), (names.reject, "退回")], cells, chart="stacked", unit="份")
 
 
 def credit_tables(session, groups: Groups, day: date) -> list[Table]:

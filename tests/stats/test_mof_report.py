@@ -71,6 +71,8 @@ def test_full_then_incremental_after_change_purge_and_reapproval(app, tmp_path):
     changed, draft = db.session.get(Dossier, ids[1]), db.session.get(Dossier, ids[3])
     changes = {line["id_number"]: line["change"] for line in lines(second.folder, "persons.jsonl")}
     assert changes == {changed.person.id_number: "changed", draft.person.id_number: "added"}
+    approved_on = {line["id_number"]: line["approved_on"] for line in lines(second.folder, "persons.jsonl")}
+    assert approved_on == {changed.person.id_number: None, draft.person.id_number: local_today().isoformat()}
     removed = lines(second.folder, "removed.jsonl")
     assert [(r["id_number"], r["removed_on"]) for r in removed] == [(purged_number, local_today().isoformat())]
     assert second.counts == {"persons": 3, "added": 1, "changed": 1, "unchanged": 1, "removed": 1}
@@ -102,3 +104,38 @@ def test_the_commands_write_list_and_verify_a_report(app, tmp_path):
     key.write_text(public_key_pem(get_signing_key()), encoding="ascii")
     checked = run(app, "verify-package", str(tmp_path / "out" / report_id), "--public-key", str(key))
     assert checked.exit_code == 0 and "签名有效" in checked.output, checked.output
+
+
+def test_a_past_as_of_date_reports_each_person_as_the_revisions_recorded_them_that_day(app, tmp_path):
+    today = local_today()
+    # Approved 5 days ago at the intermediate level, junior since; submitted before that.
+    revised = insert(Spec(qualification_level="junior", created_days_ago=12, revisions=[
+        (10, "submitted", "211302", "intermediate"), (5, "approved", "211302", "intermediate"),
+        (1, "approved", "211303", "junior")]))
+    bulk = insert(Spec(created_days_ago=30, bulk=True))  # never revised: its current content all along
+    recent = insert(Spec(created_days_ago=2))  # did not exist yet
+    # Approved 15 days ago, back to a draft today.
+    withdrawn = insert(Spec(created_days_ago=20, revisions=[(15, "approved", "211302", "junior")], state="draft"))
+    workflow = get_workflow()
+
+    def report_of(days_ago):
+        result = write_report(db.session, day=today - timedelta(days=days_ago), out=tmp_path / f"out{days_ago}",
+                              signing_key=get_signing_key(), id_hash_key=get_config().ID_HASH_KEY,
+                              reported_states=reported_states(workflow), approved_state="approved")
+        db.session.commit()
+        check(result.folder)
+        return {line["id_number"]: line for line in lines(result.folder, "persons.jsonl")}
+
+    revised_number, bulk_number, withdrawn_number = (dossier.person.id_number for dossier in (revised, bulk, withdrawn))
+    assert set(report_of(7)) == {bulk_number, withdrawn_number}
+    three_days_ago = report_of(3)
+    assert set(three_days_ago) == {revised_number, bulk_number, withdrawn_number}
+    line = three_days_ago[revised_number]
+    assert (line["qualification_level"], line["region_code"], line["state"]) == ("intermediate", "211302", "approved")
+    assert line["changed_on"] == (today - timedelta(days=5)).isoformat()
+    assert line["registered_on"] == (today - timedelta(days=12)).isoformat()
+    assert three_days_ago[bulk_number]["qualification_level"] == "junior"
+    today_report = report_of(0)
+    assert set(today_report) == {revised_number, bulk_number, recent.person.id_number}
+    assert today_report[revised_number]["qualification_level"] == "junior"  # today: the dossier as it stands
+    assert report_of(1)[revised_number]["region_code"] == "211303"
