@@ -26,21 +26,27 @@ def at_most(label: str, length: int):
     return Length(max=length, message=f"{label}：不能超过{length}个字符")
 
 
+def control_characters_refused(form) -> bool:
+    """Name each field of form that received a control or direction-override character; tell whether any did."""
+    refused = False
+    for field in form:
+        for value in field.raw_data or ():
+            try:
+                check_text(field.name, str(field.label.text), value if isinstance(value, str) else "")
+            except ValidationError as error:
+                field.errors = [*field.errors, error.message]
+                refused = True
+                break
+    return refused
+
+
 class Form(FlaskForm):
     """A form that refuses control and direction-override characters in every text field, naming the field."""
 
     def validate(self, extra_validators=None) -> bool:
         """Validate as usual, then check every text a field received."""
         valid = super().validate(extra_validators)
-        for field in self:
-            for value in field.raw_data or ():
-                try:
-                    check_text(field.name, str(field.label.text), value if isinstance(value, str) else "")
-                except ValidationError as error:
-                    field.errors = [*field.errors, error.message]
-                    valid = False
-                    break
-        return valid
+        return not control_characters_refused(self) and valid
 
 
 class ActionForm(Form):

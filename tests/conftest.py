@@ -98,9 +98,9 @@ def postgres_migrated(postgres_url, tmp_path_factory):
 def empty_tables() -> None:
     """Empty every table but the reference data.
 
-    On PostgreSQL by TRUNCATE: the append-only triggers on credit_records and audit_events refuse row
-    deletes, by design (SQLite tests start from a fresh copy of the file, so only credit-free runs empty
-    it there, with the audit log's triggers lifted for the moment, as only the database's owner could).
+    The append-only tables (credit_records, audit_events) refuse row deletes and, on PostgreSQL, TRUNCATE,
+    by design: their guards are lifted for the moment, as only the tables' owner could. PostgreSQL empties
+    by TRUNCATE; SQLite tests start from a fresh copy of the file, so only credit-free runs empty it.
     """
     tables = [table for table in reversed(db.metadata.sorted_tables) if table.name not in KEPT_TABLES]
     if db.engine.dialect.name == "sqlite":
@@ -114,7 +114,14 @@ def empty_tables() -> None:
             db.session.execute(sa.text(sql))
     else:
         names = ", ".join(f'"{table.name}"' for table in tables)
+        guards = db.session.execute(sa.text(
+            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE tgname LIKE '%\\_no\\_truncate' "
+            "AND tgrelid::regclass::text = ANY(:tables)"), {"tables": [table.name for table in tables]}).all()
+        for table, guard in guards:
+            db.session.execute(sa.text(f'ALTER TABLE "{table}" DISABLE TRIGGER "{guard}"'))
         db.session.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY"))
+        for table, guard in guards:
+            db.session.execute(sa.text(f'ALTER TABLE "{table}" ENABLE TRIGGER "{guard}"'))
     db.session.commit()
 
 

@@ -8,6 +8,7 @@ from flask_admin.form import BaseForm
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
+from ..forms import control_characters_refused
 from ..local_time import local_text
 from ..services import staff
 
@@ -17,6 +18,11 @@ class SecureForm(BaseForm):
 
     class Meta(FlaskForm.Meta):
         pass
+
+    def validate(self, extra_validators=None) -> bool:
+        """Validate as usual, then refuse control characters in any field, naming it, as the site's forms do."""
+        valid = super().validate(extra_validators)
+        return not control_characters_refused(self) and valid
 
 
 def current_scope() -> staff.Scope:

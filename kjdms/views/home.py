@@ -51,7 +51,7 @@ def contact_list():
     return render_template("home/contacts.html", groups=groups)
 
 
-# The search box drops what it cannot match (control characters included) and never reaches SQL with it.
+# The search page refuses control characters in its box itself, beside the box, naming it.
 FREE_TEXT = {("search.index", "q")}
 
 

@@ -14,7 +14,9 @@ from ..extensions import db
 from ..models import Region
 from ..search import FACETS
 from ..services import disclosures
-from ..services.search import CREDIT_LABELS, FACET_TITLES, MAX_QUERY_CHARACTERS, search_dossiers, split_id_numbers
+from ..services.search import (CREDIT_LABELS, FACET_TITLES, MAX_QUERY_CHARACTERS, SearchPage, search_dossiers,
+                               split_id_numbers)
+from ..validators import ValidationError, check_text, clean_filename
 from ..vocabulary import QUALIFICATION_LEVELS, STAFF_ROLES
 from . import int_arg, staff_role_required
 
@@ -85,11 +87,20 @@ def seal_typed_id_numbers():
     Before the sign-in check too: its redirect would carry the address into the sign-in page's next=.
     """
     words, typed_numbers = split_id_numbers(request.args.get("q", ""))
-    if typed_numbers:
+    if typed_numbers and _refusal() is None:  # a refused box is shown as typed, searched for nothing
         numbers = list(dict.fromkeys((open_id_numbers(request.args.get("idn", "")) or []) + typed_numbers))
         return redirect(url_for("search.index", **{
             **_filters_asked(), "q": " ".join(words.split()) or None,
             "idn": seal_id_numbers(numbers[:MAX_ID_NUMBERS]), "sort": request.args.get("sort") or None}))
+    return None
+
+
+def _refusal() -> str | None:
+    """Return the Chinese message refusing the box's text when it carries a control character, else None."""
+    try:
+        check_text("q", "检索内容", request.args.get("q", ""))
+    except ValidationError as error:
+        return error.message
     return None
 
 
@@ -99,12 +110,19 @@ def index():
     """Search the dossiers the user may view; with nothing typed, list them all, the latest handled first."""
     sealed = request.args.get("idn", "")
     id_numbers = open_id_numbers(sealed)
-    query = " ".join(request.args.get("q", "").split())[:MAX_QUERY_CHARACTERS]
-    results = search_dossiers(
-        db.session, get_search_index(), get_workflow(), current_user, " ".join([*(id_numbers or []), query]),
-        id_hash_key=get_config().ID_HASH_KEY, filters=_filters_asked(), sort=request.args.get("sort", ""),
-        page=min(int_arg("page") or 1, MAX_PAGE))
-    if id_numbers:
+    refusal = _refusal()
+    if refusal:
+        # Shown again without the refused characters (nor a full ID number), to be corrected in place.
+        words, _ = split_id_numbers(clean_filename(request.args.get("q")) or "")
+        query = " ".join(words.split())[:MAX_QUERY_CHARACTERS]
+        results = SearchPage(text=query, hits=[], total=0, page=1, pages=1, sort="relevance", filters={})
+    else:
+        query = " ".join(request.args.get("q", "").split())[:MAX_QUERY_CHARACTERS]
+        results = search_dossiers(
+            db.session, get_search_index(), get_workflow(), current_user, " ".join([*(id_numbers or []), query]),
+            id_hash_key=get_config().ID_HASH_KEY, filters=_filters_asked(), sort=request.args.get("sort", ""),
+            page=min(int_arg("page") or 1, MAX_PAGE))
+    if id_numbers and not refusal:
         # Who looked up a person by full ID number, and whom it showed: PIPL's record of access.
         disclosures.id_number_searched(db.session, current_user, len(id_numbers),
                                        [hit.dossier.id for hit in results.hits])
@@ -122,5 +140,5 @@ def index():
         id_expired=id_numbers is None, sort_titles=SORT_TITLES, facet_titles=FACET_TITLES,
         chosen_labels=_chosen_labels(results), facet_names=[name for name in FACETS if name in results.facets],
         # With nothing typed there is no relevance to rank by: the index lists the latest handled first.
-        sort=results.sort if query or id_numbers else "date",
-    )
+        sort=results.sort if query or id_numbers else "date", refusal=refusal,
+    ), 400 if refusal else 200

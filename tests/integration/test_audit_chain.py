@@ -68,6 +68,20 @@ class TestAppendOnly:
         db.session.rollback()
         assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 2
 
+    @pytest.mark.postgres
+    @pytest.mark.parametrize("statement", ["TRUNCATE audit_events", "TRUNCATE credit_records",
+                                           "TRUNCATE users CASCADE", "TRUNCATE persons CASCADE"])
+    def test_truncate_is_refused_on_postgresql(self, app, statement):
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("PostgreSQL: SQLite has no TRUNCATE, its DELETE meets the row triggers")
+        write_events(2)
+        # A connection of its own, as a console would use; CASCADE reaches the guarded tables from another.
+        with db.engine.connect() as connection:
+            with pytest.raises(sa.exc.DBAPIError, match="append-only: TRUNCATE refused"):
+                connection.execute(sa.text(statement))
+            connection.rollback()
+        assert verify(db.session) == (2, None)
+
     def test_deleting_an_account_keeps_its_events_and_the_chain(self, app):
         _, owner = applicant()
         write_events(3, owner)
@@ -142,6 +156,19 @@ class TestChain:
         as_superuser("DELETE FROM audit_chain_head")
         result = run(app, "audit", "verify", "--anchor", anchor)
         assert result.exit_code == 1 and "第 4 条" in result.output
+
+    @pytest.mark.postgres
+    def test_a_truncate_past_the_guard_and_a_rewrite_are_caught_by_the_anchor(self, app):
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("PostgreSQL: SQLite has no TRUNCATE")
+        write_events(4)
+        anchor = run(app, "audit", "anchor").output.strip()
+        # A superuser lifts the guard, empties the log and writes a fresh chain: it verifies on its own.
+        as_superuser("TRUNCATE audit_events, audit_chain_head")
+        write_events(5)
+        assert run(app, "audit", "verify").exit_code == 0
+        result = run(app, "audit", "verify", "--anchor", anchor)
+        assert result.exit_code == 1 and "锚点" in result.output, result.output
 
     def test_verify_reads_a_long_chain_a_page_at_a_time(self, app, monkeypatch):
         from kjdms.services import audit_chain

@@ -294,3 +294,36 @@ class TestRegionsAndSettings:
         bad = province.submit("/admin/settings/", {"collection_windows": "2026-06-30:2026-04-01",
                                                    "confirmation_deadline": "2026-12-31"})
         assert "格式应如" in text(bad)
+
+
+@pytest.mark.usefixtures("shipped_regions")
+@pytest.mark.parametrize("bad", ["\x00", "\u202e"])
+@pytest.mark.parametrize("form, field, label", [
+    ("region", "office_name", "会计管理部门"), ("region", "address", "办公地址"),
+    ("account_edit", "display_name", "姓名"), ("account_new", "department", "科室"),
+    ("settings", "collection_windows", "信息采集期")])
+def test_back_office_forms_refuse_control_characters_naming_the_field(login, office, form, field, label, bad):
+    """The back office's forms refuse what the site's refuse: a NUL is no 500 on PostgreSQL, nothing half-saved."""
+    province = login(office["province"])
+    shuangta = region_by_code(db.session, "211302")
+    page, data = {
+        "region": (f"/admin/regions/edit/?id={shuangta.id}", {
+            "code": "211302", "name": "双塔区", "kind": "office", "parent": str(shuangta.parent_id), "sort_order": "6",
+            "office_name": "双塔区财政局", "phone": "0421-2855527", "address": "朝阳文化路", "hours": "工作日"}),
+        "account_edit": (f"/admin/accounts/edit/?id={office['shuangta'].id}", {
+            "display_name": "王审核", "department": "会计科", "phone": "0421-2855527"}),
+        "account_new": ("/admin/accounts/new/", {
+            "username": "wang_new", "display_name": "王审核", "region": str(shuangta.id), "department": "会计科",
+            "phone": "0421-2855527", "role": "reviewer"}),
+        "settings": ("/admin/settings/", {"collection_windows": "2026-04-01:2026-06-30",
+                                          "confirmation_deadline": "2026-12-31"}),
+    }[form]
+    before = counts()
+    data[field] = f"{data[field][:2]}{bad}{data[field][2:]}"
+    response = province.submit(page, data)
+    assert response.status_code < 500
+    assert f"{label}：不能包含控制字符或文字方向控制符" in text(response)
+    assert counts() == before
+    db.session.expire_all()
+    assert bad not in repr((region_by_code(db.session, "211302").__dict__, db.session.get(User, office["shuangta"].id)
+                            .__dict__, db.session.scalars(select(Setting.value)).all()))

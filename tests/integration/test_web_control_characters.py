@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kjdms.extensions import db
-from kjdms.models import AttachmentVersion
+from kjdms.models import AttachmentVersion, AuditEvent
 from kjdms.samples import sample_pdf
 from kjdms.validators import forbidden_character
 from tests.integration.test_web_csrf import scene  # noqa: F401  (the same scene of every form)
@@ -92,8 +92,27 @@ def test_control_characters_in_an_address_parameter_are_a_400_naming_it(auth, pa
     assert response.status_code == 400 and f"地址参数“{name}”：不能包含控制字符" in text(response)
 
 
-def test_the_search_box_drops_control_characters_instead(auth, people):
-    assert auth("reviewer").get("/search/?q=%00abc").status_code == 200
+@pytest.mark.parametrize("bad", ["%00", "%1B", "%C2%85", "%E2%80%AE", "%E2%81%A6"])
+def test_the_search_box_refuses_control_characters_naming_it(auth, bad):
+    response = auth("reviewer").get(f"/search/?q=abc{bad}def")
+    page = text(response)
+    assert response.status_code == 400 and "检索内容：不能包含控制字符或文字方向控制符" in page
+    # The box keeps what may stay, to be corrected in place; nothing was searched.
+    assert 'value="abcdef"' in page and 'id="results"' not in page and 'id="no-results"' not in page
+
+
+def test_a_refused_search_box_neither_seals_nor_searches_an_id_number(auth, people):
+    number = people["owner"].person.id_number
+    response = auth("reviewer").get(f"/search/?q={number}%00")
+    assert response.status_code == 400 and "检索内容：不能包含控制字符" in text(response)
+    assert number not in text(response)  # neither sealed into a link nor echoed in the box
+    db.session.expire_all()
+    assert db.session.query(AuditEvent).filter(AuditEvent.action == "search.id_number").count() == 0
+
+
+def test_the_search_box_still_takes_tab_and_plain_text(auth):
+    response = auth("reviewer").get("/search/?q=abc%09def")
+    assert response.status_code == 200 and "不能包含控制字符" not in text(response)
 
 
 def test_an_upload_named_with_a_direction_override_is_stored_as_it_displays(browser, people, blobs):
