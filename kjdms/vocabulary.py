@@ -131,3 +131,13 @@ DOSSIER_LABELS = {
     "job_started_on": "从事会计工作日期",
     "information_changed_on": "信息变更日期",
 }
+
+# Notices (services/notices.py): kind → how the notices page names it.
+NOTICE_KINDS = {
+    "approved": "审核确认",
+    "rejected": "退回修改",
+    "credit_record": "信用档案",
+    "reminder": "确认提醒",
+    "digest": "待审核汇总",
+    "escalation": "超期督办",
+}

@@ -71,17 +71,18 @@ def serve_command(host, port, threads):
 @click.option("--interval", default=5.0, show_default=True, help="空闲时等待的秒数。")
 @with_appcontext
 def worker_command(once, interval):
-    """提取新上传材料的文字并更新检索索引（多进程部署时单独运行）。"""
+    """提取新上传材料的文字、更新检索索引并发送通知（多进程部署时单独运行）。"""
     import threading
 
     from ..worker import run, work_once
 
     app = current_app._get_current_object()
     if once:
-        total_extracted = total_indexed = 0
+        total_extracted = total_indexed = total_notified = 0
         while (done := work_once(app)).anything:
             total_extracted, total_indexed = total_extracted + done.extracted, total_indexed + done.indexed
-        click.echo(f"提取文字 {total_extracted} 份，更新索引 {total_indexed} 条")
+            total_notified += done.notified
+        click.echo(f"提取文字 {total_extracted} 份，更新索引 {total_indexed} 条，发送通知 {total_notified} 条")
         return
     click.echo("kjdms worker 已启动（Ctrl+C 停止）")
     report = lambda done: done.anything and click.echo(  # noqa: E731

@@ -1,5 +1,5 @@
 """The public pages: what the site is, the consultation contacts, and the error pages."""
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, render_template, request, send_from_directory
 from sqlalchemy import select
 
 from ..extensions import db
@@ -47,6 +47,15 @@ def contact_list():
             groups.append((top, []))
         groups[-1][1].append(region)
     return render_template("home/contacts.html", groups=groups)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Serve the site's icon where browsers ask for it first."""
+    response = send_from_directory(current_app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon",
+                                   max_age=86400)
+    response.headers["Cache-Control"] = "public, max-age=86400"  # not personal: the no-store default is not needed
+    return response
 
 
 # The search box drops what it cannot match (control characters included) and never reaches SQL with it.
