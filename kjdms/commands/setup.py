@@ -10,6 +10,25 @@ from ..extensions import db
 from ..schema import upgrade_schema
 
 
+def command_name() -> str:
+    """Return how to type the kjdms command here: `kjdms` when the shell finds this one, else its path."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    installed = Path(sys.executable).parent / "kjdms"
+    found = shutil.which("kjdms")
+    if found and installed.exists() and os.path.samefile(found, installed):
+        return "kjdms"
+    if not installed.exists():
+        return "kjdms"
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
+
+
 @click.command("init")
 @with_appcontext
 def init_command():
@@ -31,7 +50,7 @@ def demo_command(reset_passwords):
 
     if demo_loaded(db.session):
         if not reset_passwords:
-            click.echo("演示数据已存在。需要新的登录密码请运行：kjdms demo --reset-passwords")
+            click.echo(f"演示数据已存在。需要新的登录密码请运行：{command_name()} demo --reset-passwords")
             return
         credentials = reset_demo_passwords(db.session)
     else:
@@ -52,8 +71,11 @@ def demo_command(reset_passwords):
 @with_appcontext
 def serve_command(host, port, threads):
     """用 waitress 提供网站服务，后台线程同时提取文字、更新索引。"""
+    import logging
+
     from waitress import serve
 
+    from ..request_log import RequestLog
     from ..worker import start_thread
 
     app = current_app._get_current_object()
@@ -61,9 +83,11 @@ def serve_command(host, port, threads):
         # Text extraction and the outbox's safety net run beside the site; KJDMS_WORKER=external
         # leaves them to a `kjdms worker` process.
         start_thread(app)
+    # One line a request (and the worker's reports) on the terminal; waitress itself logs only its errors.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     click.echo(f"kjdms 正在 http://{host}:{port}/ 提供服务（Ctrl+C 停止）")
     # waitress would otherwise buffer up to 1 GiB of any request before Flask's cap could refuse it.
-    serve(app, host=host, port=port, threads=threads, **get_config().server_settings())
+    serve(RequestLog(app), host=host, port=port, threads=threads, **get_config().server_settings())
 
 
 @click.command("worker")
