@@ -16,13 +16,13 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the application: config, extensions, backends, change tracking, blueprints, back office, commands."""
     from . import commands, models  # noqa: F401  (models registers the tables on db.metadata)
     from .admin import init_admin
-    from .backends import Backends, get_drainer, make_blob_store, make_search_index
+    from .backends import Backends, get_drainer, make_blob_store, make_mailer, make_search_index, make_sms_gateway
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
     from .services import audit_chain, sessions  # noqa: F401  (audit_chain refuses changes, links inserts)
     from .services.change_tracking import install_change_tracking
     from .services.indexing import OutboxDrainer
-    from .views import applicant, archive, auth, credit, files, filters, home, reports, review, search, stats
+    from .views import applicant, archive, auth, credit, files, filters, home, notices, reports, review, search, stats
 
     config = config or Config()
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
@@ -54,6 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
         config=config, blobs=make_blob_store(config), workflow=build_workflow(config.WORKFLOW_FILE),
         index=index, drainer=OutboxDrainer(lambda: db.engine, index, config.ID_HASH_KEY,
                                            after_commit=config.INDEX_AFTER_COMMIT),
+        mailer=make_mailer(config), sms=make_sms_gateway(config),
     )
     # Every commit through db.session queues index outbox rows and writes dossier revisions for the
     # dossiers it changed: services/change_tracking.py (installed once per process; each commit wakes
@@ -61,7 +62,7 @@ def create_app(config: Config | None = None) -> Flask:
     install_change_tracking(db.session, lambda: get_drainer().notify() if has_app_context() else None)
     # A flush that changes a password, disables a user or removes a role ends that user's sessions.
     sessions.install_revocation(db.session)
-    for module in (home, filters, auth, applicant, files, review, search, archive, credit, stats, reports):
+    for module in (home, filters, auth, applicant, files, review, search, archive, credit, stats, reports, notices):
         app.register_blueprint(module.bp)
     for code in home.ERRORS:
         app.register_error_handler(code, home.error_page)

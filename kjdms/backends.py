@@ -7,6 +7,7 @@ from flask import current_app
 
 from .blobs import BlobStore, LocalBlobStore
 from .config import Config
+from .messaging import LoggingSmsGateway, Mailer, SmsGateway, SmtpMailer
 from .search import SearchIndex, WhooshSearchIndex
 from .services.indexing import OutboxDrainer
 from .workflow import WorkflowEngine
@@ -21,6 +22,8 @@ class Backends:
     workflow: WorkflowEngine
     index: SearchIndex
     drainer: OutboxDrainer
+    mailer: Mailer | None = None
+    sms: SmsGateway | None = None
 
 
 def make_blob_store(config: Config) -> BlobStore:
@@ -48,6 +51,23 @@ def make_search_index(config: Config) -> SearchIndex:
     if config.SEARCH not in factories:
         raise RuntimeError(f"KJDMS_SEARCH={config.SEARCH!r}: known indexes are {', '.join(factories)}")
     return factories[config.SEARCH]()
+
+
+def make_mailer(config: Config) -> Mailer | None:
+    """Return the SMTP mailer KJDMS_SMTP_HOST names, or None: notices then stay in the site."""
+    if not config.SMTP_HOST:
+        return None
+    return SmtpMailer(config.SMTP_HOST, config.SMTP_PORT, sender=config.SMTP_SENDER,
+                      username=config.SMTP_USERNAME or None, password=config.SMTP_PASSWORD or None,
+                      starttls=config.SMTP_STARTTLS)
+
+
+def make_sms_gateway(config: Config) -> SmsGateway | None:
+    """Return the SMS gateway named by KJDMS_SMS_GATEWAY (none: no text messages)."""
+    factories = {"log": LoggingSmsGateway, "none": lambda: None}
+    if config.SMS_GATEWAY not in factories:
+        raise RuntimeError(f"KJDMS_SMS_GATEWAY={config.SMS_GATEWAY!r}: known gateways are {', '.join(factories)}")
+    return factories[config.SMS_GATEWAY]()
 
 
 def backends() -> Backends:

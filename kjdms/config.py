@@ -64,6 +64,17 @@ def collection_windows(value: str) -> tuple[tuple[date, date], ...]:
     return tuple(sorted(windows))
 
 
+def reminder_days(value: str) -> tuple[int, ...]:
+    """Read "30,14,7,3,1" into the days before the deadline on which reminders go out, largest first."""
+    try:
+        days = tuple(sorted({int(part) for part in str(value or "").split(",") if part.strip()}, reverse=True))
+    except ValueError:
+        raise ValueError(f"KJDMS_REMINDER_DAYS: “{value}” should be whole numbers of days, comma-separated") from None
+    if any(day < 0 for day in days):
+        raise ValueError(f"KJDMS_REMINDER_DAYS: “{value}” should not be negative")
+    return days
+
+
 def _flag(value) -> bool:
     """Read a yes/no setting."""
     return str(value).lower() in ("1", "true", "yes", "on")
@@ -130,6 +141,23 @@ class Config:
         self.STAFF_SESSION_LIFETIME = timedelta(hours=_positive(get, "STAFF_SESSION_HOURS", 8))
         self.APPLICANT_SESSION_IDLE = timedelta(minutes=_positive(get, "APPLICANT_SESSION_IDLE_MINUTES", 120))
         self.APPLICANT_SESSION_LIFETIME = timedelta(hours=_positive(get, "APPLICANT_SESSION_HOURS", 24))
+        # Notices (services/notices.py): always in the site; by e-mail when an SMTP server is named.
+        self.SMTP_HOST = get("SMTP_HOST", "") or ""
+        self.SMTP_PORT = int(get("SMTP_PORT", 25))
+        self.SMTP_USERNAME = get("SMTP_USERNAME", "") or ""
+        self.SMTP_PASSWORD = get("SMTP_PASSWORD", "") or ""
+        self.SMTP_SENDER = get("SMTP_SENDER", "kjdms@localhost")
+        self.SMTP_STARTTLS = _flag(get("SMTP_STARTTLS", "0"))
+        # By SMS through this gateway: `log` writes masked lines to the log (no real gateway here), `none` sends none.
+        self.SMS_GATEWAY = get("SMS_GATEWAY", "log")
+        # The site's address as people reach it, for the links in e-mails.
+        self.SITE_URL = get("SITE_URL", "http://127.0.0.1:8000")
+        # Reminders to legacy persons yet to confirm, this many days before the deadline (at most one a week).
+        self.REMINDER_DAYS = reminder_days(get("REMINDER_DAYS", "30,14,7,3,1"))
+        # A dossier waiting for review longer than this is reported to its city's administrators.
+        self.ESCALATION_DAYS = int(_positive(get, "ESCALATION_DAYS", 10))
+        # The reviewers' daily digest goes out at the first worker round after this hour, Beijing time.
+        self.DIGEST_HOUR = int(get("DIGEST_HOUR", 8))
         self.TESTING = bool(overrides.get("TESTING", False))
 
     @property

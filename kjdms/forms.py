@@ -184,3 +184,9 @@ class RevokeForm(Form):
 
     reason = TextAreaField("撤销理由", render_kw={"rows": 3, "maxlength": MAX_FINDING})
     legal_basis = StringField("依据", default=DEFAULT_LEGAL_BASIS, render_kw={"maxlength": MAX_LEGAL_BASIS})
+
+
+class NoticeEmailForm(Form):
+    """The address a user's notices are also e-mailed to (blank: none)."""
+
+    email = StringField("电子邮箱", validators=[Optional(), at_most("电子邮箱", 254)])

@@ -82,6 +82,8 @@ class User(UserMixin, db.Model):
     region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"), index=True)
     department: Mapped[str | None] = mapped_column(String(64))
     phone: Mapped[str | None] = mapped_column(String(32))
+    # Where notices are also e-mailed, when SMTP is configured; set by the user on the notices page.
+    email: Mapped[str | None] = mapped_column(String(254))
     # A one-time password was given (new account, reset): the user must choose their own before anything else.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Raised to end every session of this user at once (services/sessions.py).
@@ -513,3 +515,59 @@ class ReportRun(db.Model):
     # Moved on with every batch written: a running run whose heartbeat stopped was interrupted.
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Notification(db.Model):
+    """A notice to one user, shown in the site always; the outbox row the worker delivers by e-mail and SMS.
+
+    Event notices are written in the transaction of their event (services/change_tracking.py); scheduled
+    ones (reminders, digests, escalations) carry a dedupe_key so that each is queued at most once.
+    """
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Gone with the account: a purge deletes the applicant's user and with it their notices.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    title: Mapped[str] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)
+    # The page where the user acts on it.
+    link: Mapped[str | None] = mapped_column(String(255))
+    # No foreign key: a notice about a working copy outlives the copy's row.
+    dossier_id: Mapped[int | None] = mapped_column(Integer)
+    dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the worker created its deliveries (null: not yet looked at).
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+    user: Mapped[User] = relationship()
+    deliveries: Mapped[list[NotificationDelivery]] = relationship(
+        back_populates="notification", cascade="all, delete-orphan", passive_deletes=True)
+
+
+DELIVERY_PENDING, DELIVERY_SENDING, DELIVERY_SENT = "pending", "sending", "sent"
+DELIVERY_FAILED, DELIVERY_SKIPPED = "failed", "skipped"
+
+
+class NotificationDelivery(db.Model):
+    """One notice on one channel (e-mail, SMS): retried with backoff until sent, sent at most once."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (UniqueConstraint("notification_id", "channel"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=DELIVERY_PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Set while a worker sends it: another worker leaves it alone unless the claim is stale (a crash).
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Why the last attempt failed or why it was skipped, in Chinese, never with the address in full.
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    notification: Mapped[Notification] = relationship(back_populates="deliveries")
+
+
+Index("ix_notification_deliveries_due", NotificationDelivery.status, NotificationDelivery.next_attempt_at)

@@ -6,15 +6,13 @@ import signal
 import socket
 import time
 
-from flask import Flask
-
 from .extensions import db
 
 # A child that dies this soon after its start is not restarted again and again: the parent stops.
 QUICK_DEATH_SECONDS = 5
 
 
-def serve_in_processes(app: Flask, host: str, port: int, *, workers: int, threads: int, settings: dict,
+def serve_in_processes(app, host: str, port: int, *, workers: int, threads: int, settings: dict,
                        announce=print) -> None:
     """Bind once, fork workers that each run waitress on the shared socket; restart one that dies; stop all on a signal.
 
@@ -62,7 +60,7 @@ def serve_in_processes(app: Flask, host: str, port: int, *, workers: int, thread
     listener.close()
 
 
-def _run_child(app: Flask, listener: socket.socket, threads: int, settings: dict) -> None:
+def _run_child(app, listener: socket.socket, threads: int, settings: dict) -> None:
     """Serve on the inherited socket until told to stop; never return into the parent's code."""
     from waitress import serve
 

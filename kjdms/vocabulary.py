@@ -140,3 +140,13 @@ REJECTABLE_ITEMS = {**{name: label for name, label in DOSSIER_LABELS.items() if 
 def flagged_titles(codes) -> list[str]:
     """Return the Chinese names of flagged items, an unknown code as itself."""
     return [REJECTABLE_ITEMS.get(code, code) for code in codes or ()]
+
+# Notices (services/notices.py): kind → how the notices page names it.
+NOTICE_KINDS = {
+    "approved": "审核确认",
+    "rejected": "退回修改",
+    "credit_record": "信用档案",
+    "reminder": "确认提醒",
+    "digest": "待审核汇总",
+    "escalation": "超期督办",
+}

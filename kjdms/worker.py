@@ -1,8 +1,9 @@
-"""The worker: extract the text of new uploads, drain the index outbox and, if chosen, purge expired dossiers daily."""
+"""The worker: extract the text of new uploads, drain the index outbox, deliver notices and, if chosen, purge daily."""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from flask import Flask
@@ -10,11 +11,16 @@ from flask import Flask
 from .backends import backends
 from .extensions import db
 from .services import settings
+from .models import utcnow
 from .services.deadline_purge import purge_expired_due
-from .services.text_extraction import extract_pending
+from .services.notice_delivery import Channels, deliver_due, dispatch_new
+from .services.notice_schedule import Schedule, queue_scheduled
+from .services.text_extraction import extract_pending, retry_failed
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 5.0
+# The calendar's notices and the retry of failed extractions look at whole tables: not every round.
+CALENDAR_SECONDS = 300.0
 
 
 @dataclass
@@ -24,23 +30,42 @@ class WorkDone:
     extracted: int
     indexed: int
     purged: int = 0
+    notified: int = 0
+    queued: int = 0
 
     @property
     def anything(self) -> bool:
         """Tell whether the round found work (so the next one should not wait)."""
-        return bool(self.extracted or self.indexed or self.purged)
+        return bool(self.extracted or self.indexed or self.purged or self.notified or self.queued)
 
 
-def work_once(app: Flask, *, extraction_batch: int = 5) -> WorkDone:
-    """Extract a few pending versions and drain the outbox, in app's context."""
+def work_once(app: Flask, *, extraction_batch: int = 5, calendar: bool = True) -> WorkDone:
+    """Extract a few pending versions, drain the outbox and deliver due notices, in app's context.
+
+    With calendar, also queue the reminders, digests and escalations due and retry the extractions
+    whose cause of failure is gone.
+    """
     with app.app_context():
         chosen = backends()
+        config = chosen.config
         try:
-            extracted = extract_pending(db.session, chosen.blobs, ocr=chosen.config.OCR, limit=extraction_batch)
-            purged = _purge_due(chosen) if chosen.config.PURGE_IN_WORKER else 0
+            queued = _calendar(chosen) if calendar else 0
+            extracted = extract_pending(db.session, chosen.blobs, ocr=config.OCR, limit=extraction_batch)
+            purged = _purge_due(chosen) if config.PURGE_IN_WORKER else 0
+            channels = Channels(chosen.mailer, chosen.sms, config.SITE_URL)
+            notified = dispatch_new(db.session, channels) + deliver_due(db.session, channels)
         finally:
             db.session.remove()
-        return WorkDone(extracted, chosen.drainer.drain(), purged)
+        return WorkDone(extracted, chosen.drainer.drain(), purged, notified, queued)
+
+
+def _calendar(chosen) -> int:
+    """Queue the notices the calendar calls for now and the extractions worth retrying; return how many."""
+    config = chosen.config
+    schedule = Schedule(settings.effective(db.session, config).CONFIRMATION_DEADLINE, config.REMINDER_DAYS,
+                        config.ESCALATION_DAYS, config.DIGEST_HOUR)
+    return (queue_scheduled(db.session, chosen.workflow, schedule, now=utcnow())
+            + retry_failed(db.session, chosen.blobs, ocr=config.OCR))
 
 
 def _purge_due(chosen) -> int:
@@ -56,9 +81,13 @@ def run(app: Flask, stop: threading.Event, *, poll_seconds: float = POLL_SECONDS
     """Work until stop is set; sleep when idle until a commit wakes the drainer or poll_seconds pass."""
     with app.app_context():
         wake = backends().drainer.wake
+    calendar_due = 0.0
     while not stop.is_set():
         try:
-            done = work_once(app)
+            calendar = time.monotonic() >= calendar_due
+            done = work_once(app, calendar=calendar)
+            if calendar:
+                calendar_due = time.monotonic() + CALENDAR_SECONDS
             on_round(done)
         except Exception:  # a database outage must not end the worker: retry on the next round
             log.exception("worker round failed")

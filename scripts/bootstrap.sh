@@ -48,9 +48,9 @@ ensure_venv() {
 # The Debian packages the application needs at run time.
 # fonts-wqy-microhei: the CJK font embedded in the printed documents (kjdms/documents/base.py);
 # fonts-hanazono, fonts-babelstone-han: its fallbacks for names in the ideograph extensions (A-H).
-RUNTIME_PACKAGES=(libmagic1 fonts-wqy-microhei fonts-hanazono fonts-babelstone-han)
+# tesseract-ocr-chi-sim: OCR of scanned documents for search (kjdms/documents/text.py); it only recommends
+# tesseract-ocr, which --no-install-recommends skips, so the engine is named too.
+RUNTIME_PACKAGES=(libmagic1 fonts-wqy-microhei fonts-hanazono fonts-babelstone-han tesseract-ocr tesseract-ocr-chi-sim)
 # And those its tests need besides.
-# tesseract-ocr-chi-sim: OCR of scans (kjdms.extraction); it only recommends tesseract-ocr, which
-# --no-install-recommends skips, so the engine is named too.
 # chromium: the browser tests/e2e drives through Playwright (executable_path=/usr/bin/chromium).
-TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}" tesseract-ocr tesseract-ocr-chi-sim chromium poppler-utils)  # pdftoppm renders the statistics PDF in tests
+TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}" chromium poppler-utils)  # pdftoppm renders the statistics PDF in tests

@@ -8,7 +8,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from kjdms.extensions import db
-from kjdms.models import AttachmentVersion, AuditEvent, Dossier, LoginFailure, Person, User, WorkflowHistory
+from kjdms.models import (AttachmentVersion, AuditEvent, Dossier, LoginFailure, Notification, Person, User,
+                          WorkflowHistory)
 from kjdms.samples import sample_png
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.dossiers import update_basic_information
@@ -18,7 +19,7 @@ from kjdms.services.working_copy import open_working_copy, start_working_copy
 from tests.helpers import USCC_SHUANGTA, applicant, upload_required
 
 CSRF_TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-COUNTED = (Person, User, Dossier, WorkflowHistory, AuditEvent, AttachmentVersion, LoginFailure)
+COUNTED = (Person, User, Dossier, WorkflowHistory, AuditEvent, AttachmentVersion, LoginFailure, Notification)
 
 
 class WebClient(FlaskClient):
@@ -111,12 +112,14 @@ def row_counts() -> dict[str, int]:
 
 
 def database_snapshot() -> tuple:
-    """Return the row counts and every dossier's state, version and fields: what any write would change."""
+    """Return the row counts, every dossier's state, version and fields, notices read and e-mail addresses set."""
     counts = row_counts()
     dossiers = db.session.execute(select(
         Dossier.id, Dossier.state, Dossier.lock_version, Dossier.employer_name, Dossier.phone,
         Dossier.checked_in_at).order_by(Dossier.id)).all()
-    return counts, [tuple(row) for row in dossiers]
+    read = db.session.scalar(select(func.count()).select_from(Notification).where(Notification.read_at.is_not(None)))
+    emails = db.session.scalars(select(User.email).where(User.email.is_not(None)).order_by(User.id)).all()
+    return counts, [tuple(row) for row in dossiers] + [("notices read", read), ("e-mail addresses", tuple(emails))]
 
 
 def basic_information(**overrides) -> dict:
@@ -142,7 +145,7 @@ def decide(browser, dossier_id, name, comment="", fields=(), page=None):
 
 
 # Every page, for the sweeps: the paths are filled in from build_site's ids.
-PUBLIC_PAGES = ("/", "/contacts", "/account/password", "/login", "/login?next=/me/", "/register", "/login/first-password",
+PUBLIC_PAGES = ("/", "/favicon.ico", "/contacts", "/account/password", "/login", "/login?next=/me/", "/register", "/login/first-password",
                 "/bootstrap/static/css/bootstrap.min.css", "/no-such-page")
 APPLICANT_PAGES = ("/me/", "/me/edit", "/me/form.pdf", "/me/documents", "/me/credit", "/me/credit.pdf")
 REVIEW_PAGES = ("/review/", "/review/?waited=7", "/review/?page=2", "/review/?region={region}", "/review/{dossier}",
@@ -165,10 +168,11 @@ POST_ONLY = ("/logout", "/login/staff", "/me/change", "/me/change/cancel", "/me/
              "/me/documents/other", "/review/{dossier}/approve", "/review/{dossier}/reject", "/review/{dossier}/reveal",
              "/credit/dossier/{dossier}/record", "/credit/dossier/{dossier}/export",
              "/archive/{dossier}/archive", "/archive/{dossier}/package", "/stats/export.xlsx",
-             "/reports/generate", "/reports/MOF-20190630/download", "/admin/audit/export.csv") + tuple(
+             "/reports/generate", "/reports/MOF-20190630/download", "/admin/audit/export.csv", "/notices/1/read", "/notices/read-all", "/notices/email") + tuple(
     f"/admin/accounts/{action}/" for action in ("action", "ajax/update", "delete", "disable", "enable", "grant",
                                                 "reset-password", "revoke")) + tuple(
     f"/admin/{view}/{action}/" for view in ("regions", "audit") for action in ("action", "ajax/update", "delete"))
+NOTICE_PAGES = ("/notices/", "/notices/?page=2")
 STAGES = ("draft", "submitted", "rejected", "change_submitted")
 
 
@@ -219,7 +223,8 @@ def build_site(people, workflow, blobs, *, stage="change_submitted", id_number=N
 def every_get_path(site: dict) -> list[str]:
     """Return every page path a browser can ask for on site, POST-only ones included (they must answer 405)."""
     paths = list(PUBLIC_PAGES) + list(APPLICANT_PAGES)
-    for pattern in REVIEW_PAGES + SEARCH_PAGES + STATS_PAGES + REPORT_PAGES + ADMIN_PAGES + CREDIT_PAGES + ARCHIVE_PAGES + FILE_PAGES + POST_ONLY:
+    for pattern in (REVIEW_PAGES + SEARCH_PAGES + STATS_PAGES + REPORT_PAGES + ADMIN_PAGES + CREDIT_PAGES + ARCHIVE_PAGES
+                    + FILE_PAGES + NOTICE_PAGES + POST_ONLY):
         if "{region}" in pattern:
             paths += [pattern.format(region=region) for region in site["regions"]]
         elif "{dossier}" in pattern:

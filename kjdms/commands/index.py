@@ -122,4 +122,21 @@ def search_command(text, as_user, page, sort):
     click.echo(f"共 {result.total} 条，第 {result.page}/{result.pages} 页")
 
 
-COMMANDS = (reindex_command, index_group, search_command)
+@click.command("extract")
+@click.option("--retry-failed", is_flag=True, help="先把失败原因已消除的材料重新排队（如已安装 tesseract）。")
+@with_appcontext
+def extract_command(retry_failed):
+    """提取待处理材料的文字；--retry-failed 重试失败原因已消除的材料。"""
+    from ..backends import get_blob_store
+    from ..services.text_extraction import extract_pending, retry_failed as queue_again
+
+    config = get_config()
+    if retry_failed:
+        click.echo(f"重新排队：{queue_again(db.session, get_blob_store(), ocr=config.OCR)} 份")
+    total = 0
+    while (done := extract_pending(db.session, get_blob_store(), ocr=config.OCR, limit=20)):
+        total += done
+    click.echo(f"提取文字：{total} 份")
+
+
+COMMANDS = (reindex_command, index_group, search_command, extract_command)

@@ -10,6 +10,25 @@ from ..extensions import db
 from ..schema import upgrade_schema
 
 
+def command_name() -> str:
+    """Return how to type the kjdms command here: `kjdms` when the shell finds this one, else its path."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    installed = Path(sys.executable).parent / "kjdms"
+    found = shutil.which("kjdms")
+    if found and installed.exists() and os.path.samefile(found, installed):
+        return "kjdms"
+    if not installed.exists():
+        return "kjdms"
+    try:
+        return str(installed.relative_to(Path.cwd()))
+    except ValueError:
+        return str(installed)
+
+
 @click.command("init")
 @with_appcontext
 def init_command():
@@ -37,7 +56,7 @@ def demo_command(reset_passwords):
 
     if demo_loaded(db.session):
         if not reset_passwords:
-            click.echo("演示数据已存在。需要新的登录密码请运行：kjdms demo --reset-passwords")
+            click.echo(f"演示数据已存在。需要新的登录密码请运行：{command_name()} demo --reset-passwords")
             return
         credentials = reset_demo_passwords(db.session)
     else:
@@ -60,18 +79,23 @@ def demo_command(reset_passwords):
 @with_appcontext
 def serve_command(host, port, threads, workers):
     """用 waitress 提供网站服务，后台线程同时提取文字、更新索引。"""
+    import logging
+
     from waitress import serve
 
+    from ..request_log import RequestLog
     from ..serving import serve_in_processes
     from ..worker import start_thread
 
     app, config = current_app._get_current_object(), get_config()
+    # One line a request (and the worker's reports) on the terminal; waitress itself logs only its errors.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if workers > 1:
         # The search index takes one writer: the processes leave indexing and extraction to one `kjdms worker`.
         if config.WORKER == "thread" or config.INDEX_AFTER_COMMIT:
             raise click.ClickException("多个服务进程时，请设置 KJDMS_WORKER=external 和 KJDMS_INDEX_AFTER_COMMIT=0，"
                                        "并另外运行一个 kjdms worker")
-        serve_in_processes(app, host, port, workers=workers, threads=threads, settings=config.server_settings(),
+        serve_in_processes(RequestLog(app), host, port, workers=workers, threads=threads, settings=config.server_settings(),
                            announce=click.echo)
         return
     if config.WORKER == "thread":
@@ -80,7 +104,7 @@ def serve_command(host, port, threads, workers):
         start_thread(app)
     click.echo(f"kjdms 正在 http://{host}:{port}/ 提供服务（Ctrl+C 停止）")
     # waitress would otherwise buffer up to 1 GiB of any request before Flask's cap could refuse it.
-    serve(app, host=host, port=port, threads=threads, **config.server_settings())
+    serve(RequestLog(app), host=host, port=port, threads=threads, **config.server_settings())
 
 
 @click.command("worker")
@@ -88,17 +112,18 @@ def serve_command(host, port, threads, workers):
 @click.option("--interval", default=5.0, show_default=True, help="空闲时等待的秒数。")
 @with_appcontext
 def worker_command(once, interval):
-    """提取新上传材料的文字并更新检索索引（多进程部署时单独运行）。"""
+    """提取新上传材料的文字、更新检索索引并发送通知（多进程部署时单独运行）。"""
     import threading
 
     from ..worker import run, work_once
 
     app = current_app._get_current_object()
     if once:
-        total_extracted = total_indexed = 0
+        total_extracted = total_indexed = total_notified = 0
         while (done := work_once(app)).anything:
             total_extracted, total_indexed = total_extracted + done.extracted, total_indexed + done.indexed
-        click.echo(f"提取文字 {total_extracted} 份，更新索引 {total_indexed} 条")
+            total_notified += done.notified
+        click.echo(f"提取文字 {total_extracted} 份，更新索引 {total_indexed} 条，发送通知 {total_notified} 条")
         return
     click.echo("kjdms worker 已启动（Ctrl+C 停止）")
     report = lambda done: done.anything and click.echo(  # noqa: E731

@@ -59,6 +59,18 @@ class ExtractionResult:
     error: str | None = None
 
 
+def ocr_problem() -> str | None:
+    """Return why OCR cannot run here (no tesseract, no Chinese language pack), or None when it can."""
+    command = shutil.which(TESSERACT)
+    if command is None:
+        return OCR_MISSING
+    try:
+        listed = subprocess.run([command, "--list-langs"], capture_output=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return OCR_MISSING
+    return None if b"chi_sim" in listed.split() else OCR_LANGUAGE_MISSING
+
+
 def extract_text(data: bytes, media_type: str, *, ocr: bool = True, timeout: float = 60) -> ExtractionResult:
     """Return the text of data, a file of media_type, from its text layer or else by OCR; never raise."""
     # One budget for the whole call, so a many-page scan cannot take timeout seconds per page.

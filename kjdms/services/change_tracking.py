@@ -1,4 +1,4 @@
-"""The one place where a commit queues search-index outbox rows and writes dossier revisions.
+"""The one place where a commit queues search-index outbox rows, notices and dossier revisions.
 
 Every service changes dossiers through the shared session and commits (services/transaction.py).
 create_app installs these session hooks once per process, so that:
@@ -7,6 +7,8 @@ create_app installs these session hooks once per process, so that:
   is queued for each in the same transaction (the index reads it later, services/indexing.py), and
   their ids are kept for the revision;
 - just before the commit, one revision per touched effective dossier is written (services/revisions.py);
+- after each flush, the notices its new rows call for (a decision, a credit record) are queued in the same
+  transaction (services/notices.py), for the worker to deliver;
 - after the commit, on_outbox_commit() runs if rows were queued (the drainer indexes them);
 - a rollback forgets both.
 """
@@ -19,6 +21,7 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.orm import object_session
 
 from ..models import Attachment, AttachmentVersion, CreditRecord, Dossier, IndexOutbox, Person, utcnow
+from .notices import queue_event_notices
 from .revisions import write_revisions
 
 # Set on a session whose transaction queued outbox rows: its commit wakes the drain.
@@ -72,6 +75,9 @@ def _track_flush(session, flush_context) -> None:
         enqueue(session, touched | credited)
     if touched:
         session.info.setdefault(CHANGED_DOSSIERS, set()).update(touched)
+    if session.new:
+        with session.no_autoflush:
+            queue_event_notices(session, session.new)
 
 
 def _before_commit(session) -> None:

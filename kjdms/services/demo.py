@@ -5,11 +5,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from ..models import User
+from ..documents.basic_info_form import basic_information_form_pdf
+from ..documents.certificates import certificate_jpeg
+from ..local_time import BEIJING
+from ..models import Dossier, User, utcnow
 from ..permissions import SYSTEM, SystemActor
-from ..samples import sample_pdf, sample_png
 from ..validators import id_number_check_digit, org_code_check_char, uscc_check_char
-from ..vocabulary import ADMINISTRATOR_ROLE, ARCHIVIST_ROLE, CREDIT_OFFICER_ROLE, REVIEWER_ROLE
+from ..vocabulary import ADMINISTRATOR_ROLE, ARCHIVIST_ROLE, CREDIT_OFFICER_ROLE, REVIEWER_ROLE, SEXES
 from .accounts import hash_password, one_time_password, set_password
 from .attachments import add_attachment_version
 from .dossiers import register_person
@@ -51,6 +53,11 @@ APPLICANTS = (
 )
 
 
+CITY_LEVEL = "市本级"  # city-level units: their registry is the city's
+# The education certificates' issuers, by applicant.
+SCHOOLS = ("辽宁大学", "东北财经大学", "沈阳师范大学", "辽宁工程技术大学")
+
+
 @dataclass
 class Credential:
     """One sign-in to print: who, how to sign in, what they can do."""
@@ -71,6 +78,33 @@ def demo_uscc(prefix: str, org_body: str) -> str:
     """Return a valid USCC from its first eight characters and an organisation code body."""
     first17 = prefix + org_body + org_code_check_char(org_body)
     return first17 + uscc_check_char(first17)
+
+
+def demo_documents(dossier: Dossier, index: int) -> list[tuple[str, bytes, str]]:
+    """Return (slot, content, file name) of documents like the real ones: the printed form and certificate scans."""
+    person, region = dossier.person, dossier.employer_region
+    graduated = person.birth_date.year + 22
+    documents = [
+        ("basic_info_form", basic_information_form_pdf(dossier, generated_at=utcnow().astimezone(BEIJING)),
+         "基本信息表.pdf"),
+        ("employer_certificate", certificate_jpeg("营业执照（副本）", [
+            ("名称", dossier.employer_name), ("统一社会信用代码", dossier.employer_uscc),
+            ("类型", "事业单位" if dossier.employer_uscc.startswith("12") else "有限责任公司"),
+            ("住所", "".join(part for part in region.path_name.split(" / ") if part != CITY_LEVEL)
+                    + f"朝阳大街{index + 1}号")],
+            issuer=f"{region.parent.name if region.name == CITY_LEVEL else region.name}市场监督管理局",
+            issued_on="2015年3月12日"), "营业执照.jpg"),
+        ("education_certificate", certificate_jpeg("毕业证书", [
+            ("姓名", person.name), ("性别", SEXES.get(person.sex, "")), ("出生日期", f"{person.birth_date:%Y年%m月%d日}"),
+            ("专业", "会计学"), ("学历", "大学本科"), ("证书编号", f"10140{graduated}0500{index:04d}")],
+            issuer=SCHOOLS[index % len(SCHOOLS)], issued_on=f"{graduated}年7月1日"), "毕业证书.jpg"),
+    ]
+    if dossier.qualification_level != "none":
+        documents.append(("qualification_certificate", certificate_jpeg("会计专业技术资格证书", [
+            ("姓名", person.name), ("资格名称", "初级会计专业技术资格"),
+            ("证书编号", dossier.qualification_certificate_number), ("批准日期", "2019年9月")],
+            issuer="辽宁省人力资源和社会保障厅", issued_on="2019年9月30日"), "资格证书.jpg"))
+    return documents
 
 
 def demo_loaded(session) -> bool:
@@ -104,14 +138,8 @@ def load_demo(session, workflow, blobs, id_hash_key: str, progress=lambda messag
         )
         owner = dossier.person.user
         if path and path[0] == "submit":
-            for slot, data, filename in (
-                ("basic_info_form", sample_pdf(f"basic information form {dossier.number}"), "基本信息表.pdf"),
-                ("employer_certificate", sample_png(seed=index), "营业执照.png"),
-                ("education_certificate", sample_png(seed=100 + index), "毕业证书.png"),
-                ("qualification_certificate", sample_pdf(f"qualification {index}"), "资格证书.pdf"),
-            ):
-                if slot != "qualification_certificate" or dossier.qualification_level != "none":
-                    add_attachment_version(session, workflow, blobs, dossier, slot, data, owner, filename=filename)
+            for slot, data, filename in demo_documents(dossier, index):
+                add_attachment_version(session, workflow, blobs, dossier, slot, data, owner, filename=filename)
         for action in path:
             if action == "purge":
                 purge_dossier(session, workflow, blobs, dossier, SYSTEM, "演示：逾期未进行信息更新和确认",

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 
 from ..blobs import BlobStore
 from ..blobs.base import BlobCorrupted, BlobNotFound
-from ..documents.text import extract_text
+from ..documents.text import OCR_LANGUAGE_MISSING, OCR_MISSING, OCR_OFF, extract_text, ocr_problem
 from ..models import TEXT_DONE, TEXT_FAILED, TEXT_PENDING, AttachmentVersion, utcnow
 
 log = logging.getLogger(__name__)
@@ -51,3 +51,33 @@ def extract_pending(session, blobs: BlobStore, *, ocr: bool = True, limit: int =
         except (StaleDataError, ObjectDeletedError):
             session.rollback()  # purged while we read it: nothing left to record
     return done
+
+
+def _readable(blobs: BlobStore, sha256: str) -> bool:
+    """Tell whether the blob store holds sha256 intact again."""
+    try:
+        blobs.read(sha256)
+    except (BlobNotFound, BlobCorrupted):
+        return False
+    return True
+
+
+def retry_failed(session, blobs: BlobStore, *, ocr: bool) -> int:
+    """Queue again the versions whose extraction failed for a cause now gone; return how many.
+
+    The causes: OCR was missing or off and now runs (tesseract and its Chinese pack installed, KJDMS_OCR on),
+    or the file could not be read and the blob store has it again.
+    """
+    causes = [OCR_MISSING, OCR_LANGUAGE_MISSING, OCR_OFF] if ocr and ocr_problem() is None else []
+    conditions = [AttachmentVersion.text_error.contains(cause) for cause in causes]
+    candidates = session.scalars(select(AttachmentVersion).where(
+        AttachmentVersion.text_status != TEXT_PENDING,
+        or_(AttachmentVersion.text_error == BLOB_UNREADABLE, *conditions))).all()
+    again = [version for version in candidates
+             if version.text_error != BLOB_UNREADABLE or _readable(blobs, version.sha256)]
+    for version in again:
+        version.text_status = TEXT_PENDING
+    session.commit()
+    if again:
+        log.info("text extraction: %d failed versions queued again, their cause is gone", len(again))
+    return len(again)

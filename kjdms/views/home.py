@@ -1,5 +1,5 @@
 """The public pages: what the site is, the consultation contacts, and the error pages."""
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, send_from_directory, url_for
 from sqlalchemy import select
 
 from ..backends import get_config
@@ -49,6 +49,15 @@ def contact_list():
             groups.append((top, []))
         groups[-1][1].append(region)
     return render_template("home/contacts.html", groups=groups)
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    """Serve the site's icon where browsers ask for it first."""
+    response = send_from_directory(current_app.static_folder, "favicon.ico", mimetype="image/vnd.microsoft.icon",
+                                   max_age=86400)
+    response.headers["Cache-Control"] = "public, max-age=86400"  # not personal: the no-store default is not needed
+    return response
 
 
 # The search page refuses control characters in its box itself, beside the box, naming it.

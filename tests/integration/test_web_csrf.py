@@ -51,6 +51,8 @@ FORMS = {
     "reject": ("reviewer", "/review/", "/review/{submitted}/reject", lambda s, p: {
         "lock_version": lock(s["submitted"]), "comment": "伪造的退回"}),
     "reveal": ("reviewer", "/review/", "/review/{submitted}/reveal", lambda s, p: {}),
+    "notices_read": ("approved_owner", "/notices/", "/notices/read-all", lambda s, p: {}),
+    "notices_email": ("owner", "/notices/", "/notices/email", lambda s, p: {"email": "zhangwei@example.com"}),
 }
 
 
@@ -103,7 +105,8 @@ def test_a_token_is_tied_to_its_session_and_survives_sign_in(browser, people):
 SWEEP_USERS = {"applicant": "owner", "review": "reviewer", "credit": "credit_officer", "archive": "archivist",
                "auth": "owner", "stats": "administrator", "reports": "administrator", "admin": "administrator",
                "accounts": "administrator",
-               "regions": "administrator", "settings": "administrator", "audit": "administrator"}
+               "regions": "administrator", "settings": "administrator", "audit": "administrator",
+               "notices": "owner"}
 
 
 def post_paths(app, scene) -> list[tuple[str, str]]:
@@ -111,7 +114,8 @@ def post_paths(app, scene) -> list[tuple[str, str]]:
     from werkzeug.routing.converters import AnyConverter
 
     values = {"dossier_id": [scene["submitted"].id], "slot": ["other"], "record_id": [1], "name": ["submit", "retract"],
-              "kind": ["xlsx", "csv", "pdf"], "report_id": ["MOF-20190630"]}
+              "kind": ["xlsx", "csv", "pdf"], "report_id": ["MOF-20190630"],
+              "notice_id": [1]}
     paths = []
     for rule in app.url_map.iter_rules():
         if "POST" not in rule.methods:

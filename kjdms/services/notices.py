@@ -1,0 +1,122 @@
+"""What the site tells a person or an officer, and the notices written in the transaction of their event.
+
+change_tracking's flush hook calls queue_event_notices: a decision on a dossier (approved, rejected) and a
+new credit record become Notification rows in the same transaction, so a rolled-back decision tells nobody
+and a committed one is never lost. The worker delivers them further (services/notice_delivery.py).
+"""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, insert, select, update
+
+from ..local_time import local_text
+from ..models import CreditRecord, Notification, WorkflowHistory, utcnow
+from ..validators import ValidationError, check_text
+from ..vocabulary import APPROVED_STATE, CREDIT_KINDS, REJECTED_STATE
+
+PAGE_SIZE = 50
+MAX_EMAIL = 254
+# Deliberately plain: one @, a dot in the domain, no spaces; the mail server has the last word.
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def _decision_notice(entry: WorkflowHistory) -> dict | None:
+    """Return the notice row an approval or a rejection sends its applicant, or None for other transitions."""
+    if entry.to_state not in (APPROVED_STATE, REJECTED_STATE) or entry.action == "purge":
+        return None
+    dossier = entry.dossier
+    user = dossier.person.user if dossier is not None and dossier.person is not None else None
+    if user is None or user.id is None:
+        return None
+    what = "信息变更" if dossier.is_working_copy else "会计人员信息档案"
+    office = entry.actor.office_label if entry.actor is not None and not entry.actor.is_applicant else "财政部门"
+    if entry.to_state == APPROVED_STATE:
+        return {"kind": "approved", "title": f"您的{what}已审核确认",
+                "body": f"您的{what}（档案编号 {dossier.number}）已由{office}审核确认。", "link": "/me/"}
+    reason = entry.comment or "（未填写）"
+    return {"kind": "rejected", "title": f"您的{what}被退回，请修改后重新提交",
+            "body": f"您的{what}（档案编号 {dossier.number}）被{office}退回。\n退回原因：{reason}\n"
+                    "请登录平台，在“我的档案”中点“修改”，按退回原因修改信息或材料后重新提交。",
+            "link": "/me/"}
+
+
+def _credit_notice(record: CreditRecord) -> dict | None:
+    """Return the notice row a new credit record sends the person it is about."""
+    if record.action != "record" or record.person is None or record.person.user is None:
+        return None
+    kind = CREDIT_KINDS.get(record.kind, record.kind)
+    return {"kind": "credit_record", "title": "您的个人信用档案有一条新记录",
+            "body": f"财政部门在您的个人信用档案中登记了一条记录（类别：{kind}，查实日期 {record.found_on}）。"
+                    "请登录平台查看“我的信用档案”；如有异议，请联系所在地会计管理部门。",
+            "link": "/me/credit", "user_id": record.person.user.id}
+
+
+def event_notices(objects) -> list[dict]:
+    """Return the notice rows the new objects of a flush call for."""
+    rows = []
+    for obj in objects:
+        if isinstance(obj, WorkflowHistory):
+            row = _decision_notice(obj)
+            if row is not None:
+                row.update(user_id=obj.dossier.person.user.id, dossier_id=obj.dossier_id)
+        elif isinstance(obj, CreditRecord):
+            row = _credit_notice(obj)
+            if row is not None:
+                row["dossier_id"] = obj.person.dossier.id if obj.person.dossier is not None else None
+        else:
+            continue
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def queue_event_notices(session, objects) -> int:
+    """Insert the notices objects call for in session's transaction (from a flush hook: no ORM add there)."""
+    rows = event_notices(objects)
+    if rows:
+        now = utcnow()
+        session.connection().execute(insert(Notification), [{**row, "created_at": now} for row in rows])
+    return len(rows)
+
+
+def unread_count(session, user) -> int:
+    """Return how many of user's notices are unread."""
+    return session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.user_id == user.id, Notification.read_at.is_(None))) or 0
+
+
+def notices_of(session, user, page: int = 1) -> tuple[list[Notification], int]:
+    """Return a page of user's notices, newest first, and the total."""
+    total = session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.user_id == user.id)) or 0
+    rows = session.scalars(select(Notification).where(Notification.user_id == user.id)
+                           .order_by(Notification.created_at.desc(), Notification.id.desc())
+                           .offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
+    return rows, total
+
+
+def mark_read(session, user, notice_id: int | None = None) -> int:
+    """Mark one of user's notices (or all of them) read; return how many changed. Another's id changes nothing."""
+    condition = [Notification.user_id == user.id, Notification.read_at.is_(None)]
+    if notice_id is not None:
+        condition.append(Notification.id == notice_id)
+    changed = session.execute(update(Notification).where(*condition).values(read_at=utcnow())).rowcount
+    session.commit()
+    return changed
+
+
+def created_text(notice: Notification) -> str:
+    """Return when notice was written, in Beijing time."""
+    return local_text(notice.created_at)
+
+
+def set_email(session, user, address: str) -> str | None:
+    """Set (or, when blank, clear) the address user's notices are also e-mailed to; refuse a malformed one."""
+    address = (address or "").strip()
+    check_text("email", "电子邮箱", address)
+    if address and (len(address) > MAX_EMAIL or not EMAIL.fullmatch(address)):
+        raise ValidationError("email", "电子邮箱：格式不正确，应如 zhangwei@example.com")
+    user.email = address or None
+    session.commit()
+    return user.email
