@@ -1,13 +1,13 @@
 """Revisions keep the old-system flags (is_legacy, to_confirm), so a past day's statistics count that day's values.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0012'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

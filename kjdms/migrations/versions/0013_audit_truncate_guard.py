@@ -1,12 +1,12 @@
 """Append-only tables refuse TRUNCATE too on PostgreSQL (row triggers never see it).
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 """
 from alembic import op
 
 revision = '0013'
-down_revision = '0010'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

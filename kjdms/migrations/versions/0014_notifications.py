@@ -1,13 +1,13 @@
 """Notifications: in-app notices and their e-mail and SMS deliveries; a user's e-mail address.
 
 Revision ID: 0014
-Revises: 0010
+Revises: 0013
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0014'
-down_revision = '0010'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 

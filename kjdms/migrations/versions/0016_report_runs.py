@@ -1,13 +1,13 @@
 """Report runs: the report to the Ministry of Finance generated from the province administrator's page.
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0014
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = '0016'
-down_revision = '0011'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 
