@@ -1,0 +1,95 @@
+"""Upload throughput onto S3 through the documents page against boto3's own PUT of the same bytes, same server.
+
+    .venv/bin/python bench/s3_upload.py [--uploads 20] [--megabytes 2.5]
+
+Starts SeaweedFS (tests/s3server.py) in a temporary folder, an instance on SQLite whose blobs live in it, and
+alternates: one upload of a fresh scanned-looking PDF through POST /me/documents/other (Flask's test client:
+the page, the sniffing, the hashing, the S3 store, the rows and the commit; no network between browser and
+server), then one put_object of bytes of the same size. Medians, MB/s, and their ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from PIL import Image  # noqa: E402
+
+from kjdms import create_app  # noqa: E402
+from kjdms.config import Config  # noqa: E402
+from kjdms.extensions import db  # noqa: E402
+from kjdms.schema import upgrade_schema  # noqa: E402
+from kjdms.services.reference import load_regions  # noqa: E402
+from tests.helpers import applicant  # noqa: E402
+from tests.s3server import SeaweedServer  # noqa: E402
+from tests.webclient import WebClient  # noqa: E402
+
+
+def scanned_pdf(megabytes: float) -> bytes:
+    """Return a one-page PDF holding a noisy image of about megabytes (noise does not compress)."""
+    side = int((megabytes * 2.6 * 1024 * 1024 / 3) ** 0.5)  # Pillow stores it as a JPEG: noise keeps ~40%
+    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    output = io.BytesIO()
+    image.save(output, format="PDF", quality=95)
+    return output.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--uploads", type=int, default=20)
+    parser.add_argument("--megabytes", type=float, default=2.5)
+    parser.add_argument("--index-after-commit", choices=("0", "1"), default="1",
+                        help="0: as a deployment with a separate kjdms worker (the request does not drain the index)")
+    arguments = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kjdms-bench-s3-"))
+    server = SeaweedServer(work / "seaweedfs")
+    try:
+        server.wait_until_ready()
+        app = create_app(Config(environ={}, STORAGE_DIR=work, TESTING=True, BLOB_STORE="s3", OCR="0",
+                                S3_ENDPOINT_URL=server.endpoint, S3_BUCKET=server.BUCKET, S3_PREFIX="bench",
+                                S3_ACCESS_KEY="kjdms", S3_SECRET_KEY="kjdms", MAX_UPLOAD_BYTES=20 * 1024 * 1024,
+                                INDEX_AFTER_COMMIT=arguments.index_after_commit))
+        client = server.client()
+        page, raw, sizes = [], [], []
+        with app.app_context():
+            upgrade_schema()
+            load_regions(db.session)
+            _, owner = applicant()
+            db.session.commit()
+            app.test_client_class = WebClient
+            browser = app.test_client().enter_as(owner)
+            for number in range(arguments.uploads):
+                data = scanned_pdf(arguments.megabytes)
+                sizes.append(len(data))
+                started = time.perf_counter()
+                response = browser.upload("other", data, f"扫描件{number}.pdf")
+                page.append(time.perf_counter() - started)
+                assert response.status_code == 302, response.get_data(as_text=True)[:300]
+                other = os.urandom(len(data))
+                started = time.perf_counter()
+                client.put_object(Bucket=server.BUCKET, Key=f"raw/{number}", Body=other)
+                raw.append(time.perf_counter() - started)
+            db.session.remove()
+            db.engine.dispose()
+        size = statistics.median(sizes) / 1024 / 1024
+        through_page, by_boto3 = size / statistics.median(page), size / statistics.median(raw)
+        print(f"{arguments.uploads} uploads of {size:.2f} MB each, KJDMS_INDEX_AFTER_COMMIT={arguments.index_after_commit}, "
+              f"load {os.getloadavg()[0]:.2f}")
+        print(f"  through /me/documents/other  median {statistics.median(page) * 1000:7.1f} ms   {through_page:6.1f} MB/s")
+        print(f"  boto3 put_object             median {statistics.median(raw) * 1000:7.1f} ms   {by_boto3:6.1f} MB/s")
+        print(f"  ratio                        {through_page / by_boto3:.2f} (target ≥ 0.5)")
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
