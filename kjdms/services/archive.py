@@ -274,6 +274,19 @@ def _expected_entries(manifest) -> dict[str, dict] | None:
     return listed if len(listed) == len(entries) else None
 
 
+def write_folder_manifest(folder: Path, manifest: dict, signing_key) -> bytes:
+    """Write manifest.json, its checksum and its signature into folder, owner-only and synced; return the body."""
+    body = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
+    for name, contents in ((MANIFEST, body),
+                           (MANIFEST_CHECKSUM, f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode("ascii")),
+                           (SIGNATURE, signing.signature_document(signing_key, body).encode("ascii"))):
+        with os.fdopen(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as target:
+            target.write(contents)
+            target.flush()
+            os.fsync(target.fileno())
+    return body
+
+
 # Packages written as a folder rather than a ZIP: format → version.
 FOLDER_FORMATS = {"kjdms-mof-report": 1, "kjdms-backup": 1}
 

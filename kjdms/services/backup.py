@@ -29,7 +29,6 @@ from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
-from .. import signing
 from ..blobs import BlobCorrupted, BlobNotFound, BlobStore
 from ..blobs.base import copy_blob
 from ..blobs.local import LocalBlobStore
@@ -38,7 +37,7 @@ from .backup_keys import KEYS_FILE, SEALED_KEYS_FILE, seal_keys
 
 FORMAT = "kjdms-backup"
 FORMAT_VERSION = 1
-MANIFEST, CHECKSUM, SIGNATURE = archive.MANIFEST, archive.MANIFEST_CHECKSUM, archive.SIGNATURE
+MANIFEST = archive.MANIFEST
 BLOB_LIST = "blobs.txt"
 TABLES = "tables"
 # Written by the migrations rather than kept as rows: the snapshot records the revision instead.
@@ -177,6 +176,16 @@ def read_blob_list(snapshot: Path) -> Iterator[str]:
                 yield line.strip()
 
 
+def listed_blobs(snapshot: Path, total: int | None, progress: Progress) -> Iterator[str]:
+    """Yield the sha256 listed in a snapshot, reporting progress every fifty."""
+    done = 0
+    for done, sha256 in enumerate(read_blob_list(snapshot)):
+        if done % 50 == 0:
+            progress("文件", done, total)
+        yield sha256
+    progress("文件", total if total is not None else done, total)
+
+
 def _dump_database(engine, folder: Path, progress: Progress) -> dict:
     """Write every table of the database as of one instant into folder; return the state to resume from."""
     (folder / TABLES).mkdir(exist_ok=True, mode=0o700)
@@ -203,16 +212,13 @@ def _dump_database(engine, folder: Path, progress: Progress) -> dict:
 def _copy_blobs(source: BlobStore, target: LocalBlobStore, snapshot: Path, total: int, progress: Progress) -> int:
     """Copy every listed blob the target lacks, checking each against its name; return how many were copied."""
     copied, missing = 0, []
-    for done, sha256 in enumerate(read_blob_list(snapshot)):
-        if done % 50 == 0:
-            progress("文件", done, total)
+    for sha256 in listed_blobs(snapshot, total, progress):
         try:
             copied += copy_blob(source, target, sha256)
         except BlobNotFound:
             missing.append(sha256)
         except BlobCorrupted:
             raise BackupRefused(f"文件存储中的 {sha256} 已损坏：请先运行 kjdms blobs verify") from None
-    progress("文件", total, total)
     if missing:
         raise BackupRefused(f"备份时间点之后，{len(missing)} 个文件已从文件存储删除（逾期清除或清理），例如 {missing[0]}；"
                             "本次备份已作废，请重新运行 kjdms backup create，将取新的时间点")
@@ -234,15 +240,7 @@ def _write_manifest(folder: Path, state: dict, keys_file: str, signing_key) -> d
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "instant": state["instant"],
                 "schema_revision": state["schema_revision"], "dialect": state["dialect"], "counts": state["counts"],
                 "blobs": state["blobs"], "keys": keys_file, "files": files}
-    body = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
-    with _owner_only(folder / MANIFEST) as target:
-        target.write(body)
-    with _owner_only(folder / CHECKSUM) as target:
-        target.write(f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode("ascii"))
-    with _owner_only(folder / SIGNATURE) as target:
-        target.write(signing.signature_document(signing_key, body).encode("ascii"))
-    for name in (MANIFEST, CHECKSUM, SIGNATURE):
-        _fsync_file(folder / name)
+    archive.write_folder_manifest(folder, manifest, signing_key)
     return manifest
 
 
@@ -383,16 +381,12 @@ def verify_backup(destination: Path, name: str | None = None, trusted_keys: list
     if BLOB_LIST in check.files.different or BLOB_LIST in check.files.missing:
         return check  # the list itself cannot be trusted to name the blobs
     store = blob_store(Path(destination))
-    total = read_manifest(snapshot).get("blobs")
-    for done, sha256 in enumerate(read_blob_list(snapshot)):
-        if done % 50 == 0:
-            progress("文件", done, total)
+    for sha256 in listed_blobs(snapshot, read_manifest(snapshot).get("blobs"), progress):
         if not store.exists(sha256):
             check.missing_blobs.append(sha256)
         elif not store.verify(sha256):
             check.corrupt_blobs.append(sha256)
         check.blobs_checked += 1
-    progress("文件", check.blobs_checked, total)
     return check
 
 

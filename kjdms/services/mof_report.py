@@ -18,10 +18,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from .. import signing
 from ..local_time import end_of_day, local_date, local_today
 from ..models import Dossier, DossierRevision, Person, Region, Tombstone, WorkflowHistory, as_utc
 from . import audit
+from .archive import write_folder_manifest
 from .identity import id_number_hash
 
 FORMAT = "kjdms-mof-report"
@@ -32,7 +32,6 @@ FIELDS = ("change", "id_number", "name", "sex", "birth_date", "education", "qual
           "employer_org_code", "region_code", "phone", "state", "registered_on", "approved_on", "changed_on",
           "is_legacy")
 PERSONS, PERSONS_CSV, REMOVED = "persons.jsonl", "persons.csv", "removed.jsonl"
-MANIFEST, CHECKSUM, SIGNATURE = "manifest.json", "manifest.json.sha256", "manifest.json.sig"
 
 
 class ReportRefused(ValueError):
@@ -220,15 +219,9 @@ def write_report(session, *, day: date, out: Path, signing_key, id_hash_key: str
         files = [{"path": name, "size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
                  for name in (PERSONS, PERSONS_CSV, REMOVED, "state.jsonl")]
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "report_id": report_id,
-                    "as_of": day.isoformat(), "kind": "incremental" if since else "full", "follows": since, "counts": counts, "files": files,
-                    "schema": "docs/mof-report.schema.json"}
-        body = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
-        with _owner_only(folder / MANIFEST) as target:
-            target.write(body)
-        with _owner_only(folder / CHECKSUM) as target:
-            target.write(f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode("ascii"))
-        with _owner_only(folder / SIGNATURE) as target:
-            target.write(signing.signature_document(signing_key, body).encode("ascii"))
+                    "as_of": day.isoformat(), "kind": "incremental" if since else "full", "follows": since,
+                    "counts": counts, "files": files, "schema": "docs/mof-report.schema.json"}
+        write_folder_manifest(folder, manifest, signing_key)
         _move_into_place(folder, final)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # a crash leaves nothing half written behind

@@ -15,7 +15,7 @@ from ..blobs import BlobCorrupted, BlobNotFound, BlobStore
 from ..blobs.base import copy_blob
 from ..config import read_or_create_file
 from . import archive
-from .backup import (SKIPPED_TABLES, TABLES, BackupRefused, Keys, Progress, blob_store, read_blob_list,
+from .backup import (SKIPPED_TABLES, TABLES, BackupRefused, Keys, Progress, blob_store, listed_blobs,
                      read_manifest)
 from .backup_keys import KEYS_FILE, open_keys
 
@@ -185,17 +185,14 @@ def load_database(engine, snapshot: Path, progress: Progress = lambda label, don
 def restore_blobs(destination: Path, snapshot: Path, target: BlobStore,
                   progress: Progress = lambda label, done, total: None) -> int:
     """Copy every blob the snapshot lists into target, checking each against its name; return how many."""
-    source, total, copied = blob_store(destination), read_manifest(snapshot)["blobs"], 0
-    for done, sha256 in enumerate(read_blob_list(snapshot)):
-        if done % 50 == 0:
-            progress("文件", done, total)
+    source, copied = blob_store(destination), 0
+    for sha256 in listed_blobs(snapshot, read_manifest(snapshot)["blobs"], progress):
         try:
             copied += copy_blob(source, target, sha256)
         except BlobNotFound:
             raise BackupRefused(f"备份中缺少文件 {source.path_for(sha256)}") from None
         except BlobCorrupted:
             raise BackupRefused(f"备份中的文件已损坏：{source.path_for(sha256)}") from None
-    progress("文件", total, total)
     return copied
 
 

@@ -14,7 +14,8 @@ from kjdms.extensions import db
 from kjdms.models import AuditEvent, CreditRecord
 from kjdms.samples import sample_pdf
 from kjdms.backends import get_config
-from kjdms.services.archive import (MANIFEST, MANIFEST_CHECKSUM, SIGNATURE, SUMMARY, PackageError, _signature_file,
+from kjdms.signing import signature_document
+from kjdms.services.archive import (MANIFEST, MANIFEST_CHECKSUM, SIGNATURE, SUMMARY, PackageError,
                                     export_package, verify_package)
 from kjdms.signing import read_or_create_signing_key
 from kjdms.services.attachments import add_attachment_version
@@ -279,7 +280,7 @@ class TestSignature:
         target = f"files/other/v1-{archived.attachment('other').versions[0].sha256[:12]}.pdf"
         forge_consistently(package, target, b"%PDF-1.4 forged")
         contents = members(package)
-        contents[SIGNATURE] = _signature_file(read_or_create_signing_key(tmp_path / "forger.pem"),
+        contents[SIGNATURE] = signature_document(read_or_create_signing_key(tmp_path / "forger.pem"),
                                               contents[MANIFEST]).encode()
         write_members(package, contents)
         assert verify_package(package).ok  # self-consistent: only the published key tells it apart
