@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import object_session
 
 from ..local_time import local_text
-from ..models import CreditRecord, Notification, WorkflowHistory, utcnow
+from ..models import CreditRecord, Notification, User, WorkflowHistory, utcnow
 from ..validators import ValidationError, check_text
 from ..vocabulary import APPROVED_STATE, CREDIT_KINDS, REJECTED_STATE
 
@@ -30,7 +31,9 @@ def _decision_notice(entry: WorkflowHistory) -> dict | None:
     if user is None or user.id is None:
         return None
     what = "信息变更" if dossier.is_working_copy else "会计人员信息档案"
-    office = entry.actor.office_label if entry.actor is not None and not entry.actor.is_applicant else "财政部门"
+    # The office decides, not a user name (a pending row has no actor loaded: fetch it by its id).
+    actor = object_session(entry).get(User, entry.actor_id) if entry.actor_id else None
+    office = actor.office_label if actor is not None and actor.region is not None else "财政部门"
     if entry.to_state == APPROVED_STATE:
         return {"kind": "approved", "title": f"您的{what}已审核确认",
                 "body": f"您的{what}（档案编号 {dossier.number}）已由{office}审核确认。", "link": "/me/"}

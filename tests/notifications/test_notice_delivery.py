@@ -51,6 +51,17 @@ def test_a_rejection_tells_the_applicant_the_reason_in_its_own_transaction(workf
     assert notice.kind == "rejected" and notice.dossier_id == dossier.id and notice.read_at is None
     assert f"退回原因：{REASON}" in notice.body and dossier.number in notice.body
     assert notice.link == "/me/"
+    # The office that decided is named; a reviewer's user name never reaches the applicant.
+    assert "被双塔区财政局退回" in notice.body and "reviewer_shuangta" not in notice.body
+
+
+def test_a_decision_by_staff_of_no_office_names_the_finance_department(workflow, blobs, people):
+    dossier, owner = submitted(workflow, blobs)
+    people["reviewer"].region = None
+    db.session.commit()
+    fire_transition(db.session, workflow, dossier, "approve", people["reviewer"])
+    [notice] = notices(owner)
+    assert "已由财政部门审核确认" in notice.body and "reviewer_shuangta" not in notice.body
 
 
 def test_an_approval_tells_the_applicant_and_a_decision_rolled_back_tells_nobody(workflow, blobs, people,
