@@ -89,14 +89,16 @@ def unread_count(session, user) -> int:
         Notification.user_id == user.id, Notification.read_at.is_(None))) or 0
 
 
-def notices_of(session, user, page: int = 1) -> tuple[list[Notification], int]:
-    """Return a page of user's notices, newest first, and the total."""
-    total = session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.user_id == user.id)) or 0
-    rows = session.scalars(select(Notification).where(Notification.user_id == user.id)
+def count_of(session, user) -> int:
+    """Return how many notices user has, read or not."""
+    return session.scalar(select(func.count()).select_from(Notification).where(Notification.user_id == user.id)) or 0
+
+
+def notices_of(session, user, page: int = 1) -> list[Notification]:
+    """Return a page of user's notices, newest first."""
+    return session.scalars(select(Notification).where(Notification.user_id == user.id)
                            .order_by(Notification.created_at.desc(), Notification.id.desc())
                            .offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
-    return rows, total
 
 
 def mark_read(session, user, notice_id: int | None = None) -> int:

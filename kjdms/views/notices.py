@@ -26,10 +26,9 @@ def index():
 
 def _page(email_form, status: int = 200):
     """Render the notices page with email_form as given (with its errors, after a refused address)."""
-    rows, total = notices.notices_of(db.session, current_user, 1)
+    total = notices.count_of(db.session, current_user)
     page, pages = clamp_page(int_arg("page") or 1, total, notices.PAGE_SIZE)
-    if page != 1:
-        rows, total = notices.notices_of(db.session, current_user, page)
+    rows = notices.notices_of(db.session, current_user, page)
     return render_template("notices/index.html", notices=rows, page=page, pages=pages, total=total,
                            kinds=NOTICE_KINDS, action_form=ActionForm(), email_form=email_form,
                            email_on=backends().mailer is not None), status
