@@ -24,7 +24,8 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 def _decision_notice(entry: WorkflowHistory) -> dict | None:
     """Return the notice row an approval or a rejection sends its applicant, or None for other transitions."""
-    if entry.to_state not in (APPROVED_STATE, REJECTED_STATE) or entry.action == "purge":
+    # A check-in (from approved to approved) records the approval of a change, which has its own notice.
+    if entry.to_state not in (APPROVED_STATE, REJECTED_STATE) or entry.from_state == entry.to_state:
         return None
     dossier = entry.dossier
     user = dossier.person.user if dossier is not None and dossier.person is not None else None
