@@ -127,7 +127,7 @@ def worker_command(once, interval):
         return
     click.echo("kjdms worker 已启动（Ctrl+C 停止）")
     report = lambda done: done.anything and click.echo(  # noqa: E731
-        f"提取文字 {done.extracted} 份，更新索引 {done.indexed} 条")
+        f"提取文字 {done.extracted} 份，更新索引 {done.indexed} 条，发送通知 {done.notified} 条")
     try:
         run(app, threading.Event(), poll_seconds=interval, on_round=report)
     except KeyboardInterrupt:

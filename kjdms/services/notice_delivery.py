@@ -119,6 +119,8 @@ def deliver_one(session, channels: Channels, delivery_id: int, *, now: datetime 
     if not _claim(session, delivery_id, now):
         return None
     delivery = session.get(NotificationDelivery, delivery_id)
+    if delivery is None:
+        return None  # its user was purged since the claim: nothing left to send
     way = channels.mailer if delivery.channel == EMAIL else channels.sms
     address = _address(delivery.notification.user, delivery.channel)
     skipped = ("未配置该发送方式" if way is None else "未填写电子邮箱" if not address and delivery.channel == EMAIL

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import object_session
 
 from ..local_time import local_text
-from ..models import CreditRecord, Notification, WorkflowHistory, utcnow
+from ..models import CreditRecord, Notification, User, WorkflowHistory, utcnow
 from ..validators import ValidationError, check_text
 from ..vocabulary import APPROVED_STATE, CREDIT_KINDS, REJECTED_STATE
 
@@ -23,14 +24,17 @@ EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 def _decision_notice(entry: WorkflowHistory) -> dict | None:
     """Return the notice row an approval or a rejection sends its applicant, or None for other transitions."""
-    if entry.to_state not in (APPROVED_STATE, REJECTED_STATE) or entry.action == "purge":
+    # A check-in (from approved to approved) records the approval of a change, which has its own notice.
+    if entry.to_state not in (APPROVED_STATE, REJECTED_STATE) or entry.from_state == entry.to_state:
         return None
     dossier = entry.dossier
     user = dossier.person.user if dossier is not None and dossier.person is not None else None
     if user is None or user.id is None:
         return None
     what = "信息变更" if dossier.is_working_copy else "会计人员信息档案"
-    office = entry.actor.office_label if entry.actor is not None and not entry.actor.is_applicant else "财政部门"
+    # The office decides, not a user name (a pending row has no actor loaded: fetch it by its id).
+    actor = object_session(entry).get(User, entry.actor_id) if entry.actor_id else None
+    office = actor.office_label if actor is not None and actor.region is not None else "财政部门"
     if entry.to_state == APPROVED_STATE:
         return {"kind": "approved", "title": f"您的{what}已审核确认",
                 "body": f"您的{what}（档案编号 {dossier.number}）已由{office}审核确认。", "link": "/me/"}
@@ -86,14 +90,16 @@ def unread_count(session, user) -> int:
         Notification.user_id == user.id, Notification.read_at.is_(None))) or 0
 
 
-def notices_of(session, user, page: int = 1) -> tuple[list[Notification], int]:
-    """Return a page of user's notices, newest first, and the total."""
-    total = session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.user_id == user.id)) or 0
-    rows = session.scalars(select(Notification).where(Notification.user_id == user.id)
+def count_of(session, user) -> int:
+    """Return how many notices user has, read or not."""
+    return session.scalar(select(func.count()).select_from(Notification).where(Notification.user_id == user.id)) or 0
+
+
+def notices_of(session, user, page: int = 1) -> list[Notification]:
+    """Return a page of user's notices, newest first."""
+    return session.scalars(select(Notification).where(Notification.user_id == user.id)
                            .order_by(Notification.created_at.desc(), Notification.id.desc())
                            .offset((max(page, 1) - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
-    return rows, total
 
 
 def mark_read(session, user, notice_id: int | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
-from ..backends import get_config
+from ..backends import backends
 from ..extensions import db
 from ..forms import ActionForm, NoticeEmailForm
 from ..models import Notification
@@ -26,13 +26,12 @@ def index():
 
 def _page(email_form, status: int = 200):
     """Render the notices page with email_form as given (with its errors, after a refused address)."""
-    rows, total = notices.notices_of(db.session, current_user, 1)
+    total = notices.count_of(db.session, current_user)
     page, pages = clamp_page(int_arg("page") or 1, total, notices.PAGE_SIZE)
-    if page != 1:
-        rows, total = notices.notices_of(db.session, current_user, page)
+    rows = notices.notices_of(db.session, current_user, page)
     return render_template("notices/index.html", notices=rows, page=page, pages=pages, total=total,
                            kinds=NOTICE_KINDS, action_form=ActionForm(), email_form=email_form,
-                           email_on=bool(get_config().SMTP_HOST)), status
+                           email_on=backends().mailer is not None), status
 
 
 @bp.post("/<int:notice_id>/read")

@@ -12,6 +12,8 @@ from kjdms.extensions import db
 from kjdms.messaging import LoggingSmsGateway, SmtpMailer, mask_email, mask_phone, mask_text
 from kjdms.models import Notification, NotificationDelivery, User, utcnow
 from kjdms.permissions import SYSTEM
+from kjdms.samples import sample_png
+from kjdms.services.attachments import add_attachment_version
 from kjdms.services.credit import record_finding
 from kjdms.services.lifecycle import fire_transition, purge_dossier
 from kjdms.services.notice_delivery import Channels, backoff, deliver_due, deliver_one, dispatch_new
@@ -51,6 +53,17 @@ def test_a_rejection_tells_the_applicant_the_reason_in_its_own_transaction(workf
     assert notice.kind == "rejected" and notice.dossier_id == dossier.id and notice.read_at is None
     assert f"退回原因：{REASON}" in notice.body and dossier.number in notice.body
     assert notice.link == "/me/"
+    # The office that decided is named; a reviewer's user name never reaches the applicant.
+    assert "被双塔区财政局退回" in notice.body and "reviewer_shuangta" not in notice.body
+
+
+def test_a_decision_by_staff_of_no_office_names_the_finance_department(workflow, blobs, people):
+    dossier, owner = submitted(workflow, blobs)
+    people["reviewer"].region = None
+    db.session.commit()
+    fire_transition(db.session, workflow, dossier, "approve", people["reviewer"])
+    [notice] = notices(owner)
+    assert "已由财政部门审核确认" in notice.body and "reviewer_shuangta" not in notice.body
 
 
 def test_an_approval_tells_the_applicant_and_a_decision_rolled_back_tells_nobody(workflow, blobs, people,
@@ -63,6 +76,20 @@ def test_an_approval_tells_the_applicant_and_a_decision_rolled_back_tells_nobody
     fire_transition(db.session, workflow, db.session.merge(dossier), "approve", people["reviewer"])
     [notice] = notices(owner)
     assert notice.kind == "approved" and notice.title == "您的会计人员信息档案已审核确认"
+
+
+def test_an_approved_change_is_one_notice(workflow, blobs, people):
+    from kjdms.services.dossiers import update_basic_information
+    from kjdms.services.working_copy import start_working_copy
+    dossier, owner = submitted(workflow, blobs)
+    fire_transition(db.session, workflow, dossier, "approve", people["reviewer"])
+    copy = start_working_copy(db.session, workflow, dossier, owner)
+    update_basic_information(db.session, workflow, copy, {"employer_name": "朝阳市双塔区新华会计师事务所有限公司"}, owner)
+    add_attachment_version(db.session, workflow, blobs, copy, "basic_info_form", sample_png(seed=42), owner,
+                           filename="新表.png")
+    fire_transition(db.session, workflow, copy, "submit", owner)
+    fire_transition(db.session, workflow, copy, "approve", people["reviewer"])
+    assert [notice.title for notice in notices(owner)] == ["您的会计人员信息档案已审核确认", "您的信息变更已审核确认"]
 
 
 def test_a_new_credit_record_tells_the_person(workflow, blobs, people):

@@ -14,6 +14,9 @@ FORBIDDEN = {
                        "kjdms.create_app", "kjdms.forms"),
     "kjdms.search": ("kjdms.services", "kjdms.documents", "kjdms.views", "kjdms.commands", "kjdms.backends"),
     "kjdms.blobs": ("kjdms.services", "kjdms.documents", "kjdms.views", "kjdms.commands", "kjdms.backends"),
+    # Sending is plumbing, like storing: it knows addresses and texts, not the application's tables.
+    "kjdms.messaging": ("kjdms.services", "kjdms.documents", "kjdms.views", "kjdms.commands", "kjdms.backends",
+                        "kjdms.models", "kjdms.extensions"),
     "kjdms.models": ("kjdms.services", "kjdms.documents", "kjdms.views", "kjdms.commands", "kjdms.backends"),
     "kjdms.vocabulary": ("kjdms.",),
 }
