@@ -14,7 +14,7 @@ from sqlalchemy.orm import object_session
 from ..local_time import local_text
 from ..models import CreditRecord, Notification, User, WorkflowHistory, utcnow
 from ..validators import ValidationError, check_text
-from ..vocabulary import APPROVED_STATE, CREDIT_KINDS, REJECTED_STATE
+from ..vocabulary import APPROVED_STATE, CREDIT_KINDS, REJECTED_STATE, flagged_titles
 
 PAGE_SIZE = 50
 MAX_EMAIL = 254
@@ -39,8 +39,9 @@ def _decision_notice(entry: WorkflowHistory) -> dict | None:
         return {"kind": "approved", "title": f"您的{what}已审核确认",
                 "body": f"您的{what}（档案编号 {dossier.number}）已由{office}审核确认。", "link": "/me/"}
     reason = entry.comment or "（未填写）"
+    flagged = f"有问题的项目：{'、'.join(flagged_titles(entry.flagged))}\n" if entry.flagged else ""
     return {"kind": "rejected", "title": f"您的{what}被退回，请修改后重新提交",
-            "body": f"您的{what}（档案编号 {dossier.number}）被{office}退回。\n退回原因：{reason}\n"
+            "body": f"您的{what}（档案编号 {dossier.number}）被{office}退回。\n退回原因：{reason}\n{flagged}"
                     "请登录平台，在“我的档案”中点“修改”，按退回原因修改信息或材料后重新提交。",
             "link": "/me/"}
 

@@ -238,3 +238,11 @@ def test_a_purge_takes_the_persons_notices_and_deliveries_with_it(workflow, blob
     assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
     assert db.session.scalar(select(func.count()).select_from(NotificationDelivery)) == 0
     assert db.session.scalar(select(func.count()).select_from(User).where(User.id == owner.id)) == 0
+
+
+def test_a_rejection_notice_lists_the_items_the_reviewer_flagged(workflow, blobs, people):
+    dossier, owner = submitted(workflow, blobs)
+    fire_transition(db.session, workflow, dossier, "reject", people["reviewer"], REASON,
+                    flagged=["employer_name", "attachment:education_certificate"])
+    [notice] = notices(owner)
+    assert "有问题的项目：工作单位名称、学历证书" in notice.body
