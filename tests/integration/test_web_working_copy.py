@@ -164,7 +164,7 @@ class TestReviewAndCheckIn:
         assert f"<tr><th>工作单位</th><td>{NEW_EMPLOYER}</td></tr>" in page
         assert "信息发生变化，申请变更" in page and "取消变更" not in page
         history = page.split("办理记录")[1]
-        assert re.findall(r'<td class="text-nowrap">(\w+)</td>\s*<td class="text-nowrap">', history) == [
+        assert re.findall(r'<td data-label="操作" class="text-nowrap">(\w+)</td>', history) == [
             "信息变更并入", "审核确认", "提交审核", "审核确认", "提交审核"]
         assert "同意变更" in history
 
