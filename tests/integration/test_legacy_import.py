@@ -240,6 +240,20 @@ def test_csv_in_utf8_with_or_without_bom_and_in_gb18030(app, tmp_path, encoding)
     assert person.name == "欧阳明月" and person.dossier.employer_name == "朝阳市龙城区會計服務中心"
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])  # GB 18030 encodes the extensions in four bytes
+def test_names_of_every_ideograph_block_are_imported_and_latin_ones_refused(app, tmp_path, encoding):
+    names = {make_id_number(): "李\U0002003e", make_id_number(): "王〇", make_id_number(): "阿依古丽・买买提"}
+    refused = make_id_number()
+    source = write_csv(tmp_path / "old.csv", [row(name, id_number) for id_number, name in names.items()]
+                       + [row("Wang Fang", refused)], encoding=encoding)
+    result = import_legacy(db.session, source)
+    assert (result.imported, result.refused) == (3, 1)
+    assert [(r.line, r.column) for r in result.refusals] == [(5, "姓名")]
+    assert "姓名：不能包含“W”" in result.refusals[0].reason
+    stored = dict(db.session.execute(select(Person.id_number, Person.name).where(Person.id_number.in_(names))).all())
+    assert stored == {**names, list(names)[2]: "阿依古丽·买买提"}
+
+
 def test_xlsx_with_dates_and_numbers_as_cells(app, tmp_path):
     from datetime import date, datetime
 

@@ -35,7 +35,7 @@ def submitted(workflow, blobs, name, region_code="211302", waited_days=0, **fiel
 def queued_names(response) -> list[str]:
     """Return the names in the worklist table, top to bottom."""
     rows = text(response).split("<tbody>")[1].split("</tbody>")[0] if "<tbody>" in text(response) else ""
-    return re.findall(r"</a>\s*(?:<span[^>]*>[^<]*</span>)?</td>\s*<td>([^<]+)</td>", rows)
+    return re.findall(r'<td data-label="姓名">([^<]+)</td>', rows)
 
 
 def sidebar_count(response, region_name) -> str | None:

@@ -128,8 +128,8 @@ def test_histories_name_the_office_and_the_role(auth, people, workflow, blobs):
     decide(auth("reviewer"), people["dossier"].id, "reject", comment="请补充", fields=["phone"])
     for browser, path in ((auth("owner"), "/me/"), (auth("reviewer"), f"/review/{people['dossier'].id}")):
         history = text(browser.get(path)).split("办理记录")[1]
-        assert re.search(r'<td class="text-nowrap">双塔区财政局 · 审核人员</td>', history), path
-        assert '<td class="text-nowrap">本人</td>' in history
+        assert '<td data-label="办理" class="text-nowrap">双塔区财政局 · 审核人员</td>' in history, path
+        assert '<td data-label="办理" class="text-nowrap">本人</td>' in history
 
 
 def test_staff_lists_stack_on_a_phone(auth, people, workflow, blobs):

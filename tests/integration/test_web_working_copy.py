@@ -136,10 +136,11 @@ class TestReviewAndCheckIn:
         response = auth("reviewer").get(f"/review/{change_submitted.id}")
         rows = diff_rows(response)
         assert rows["工作单位名称"] == [OLD_EMPLOYER, NEW_EMPLOYER]
-        assert rows["基本信息表"] == ["原文件", "新文件"]
-        assert set(rows) == {"工作单位名称", "基本信息表"}
         old_version = fresh(Dossier, approved.id).attachment("basic_info_form").current
-        assert f'href="/files/{old_version.id}">原文件</a>' in text(response)
+        new_version = change_submitted.attachment("basic_info_form").current
+        assert rows["基本信息表"] == [f"第{old_version.number}版", f"第{new_version.number}版（新文件）"]
+        assert set(rows) == {"工作单位名称", "基本信息表"}
+        assert f'href="/files/{old_version.id}">第{old_version.number}版</a>' in text(response)
 
     def test_approving_checks_the_change_in(self, auth, approved, change_submitted, blobs):
         copy_id = change_submitted.id
@@ -163,7 +164,7 @@ class TestReviewAndCheckIn:
         assert f"<tr><th>工作单位</th><td>{NEW_EMPLOYER}</td></tr>" in page
         assert "信息发生变化，申请变更" in page and "取消变更" not in page
         history = page.split("办理记录")[1]
-        assert re.findall(r'<td class="text-nowrap">(\w+)</td>\s*<td class="text-nowrap">', history) == [
+        assert re.findall(r'<td data-label="操作" class="text-nowrap">(\w+)</td>', history) == [
             "信息变更并入", "审核确认", "提交审核", "审核确认", "提交审核"]
         assert "同意变更" in history
 
