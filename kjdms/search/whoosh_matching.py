@@ -309,8 +309,10 @@ def run_search(searcher, caches: dict, request: SearchRequest, text_fields, filt
         return IndexResults([], 0, {name: {} for name in FACETS})
     leaves = searcher.reader().leaf_readers()
     current = {reader.segment().segment_id() for reader, _ in leaves}
-    for key in [key for key in caches if key not in current]:
-        del caches[key]
+    # The cache is shared by the request threads: another may be dropping the same entries right now.
+    for key in list(caches):
+        if key not in current:
+            caches.pop(key, None)
     counts = {name: {} for name in FACETS}
     total = 0
     best = []  # (sort key, -global docnum, global docnum) of each segment's best `limit`

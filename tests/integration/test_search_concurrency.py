@@ -73,3 +73,25 @@ def test_a_reader_whose_segments_are_merged_away_mid_search_is_replaced(sqlite_a
     request = SearchRequest(text="张伟", grants=operator_grants(db.session, get_workflow()))
     assert index.search(request).total == 1
     assert len(index.stamps()) == 3
+
+
+class PrunedMeanwhile(dict):
+    """The index's segment cache as another request thread prunes it: a stale entry vanishes just after listing."""
+
+    def __iter__(self):
+        yield from list(super().__iter__())
+        self.pop("merged-away", None)
+
+
+def test_two_searches_pruning_the_segment_cache_at_once_do_not_fail(sqlite_app):
+    # Found by bench/attack.py on PostgreSQL: KeyError in run_search when two threads dropped the same segment.
+    from kjdms.backends import get_config, get_workflow
+
+    dossiers = [applicant(name=name)[0] for name in ("张伟", "王芳")]
+    index = get_search_index()
+    documents, _ = documents_for(db.session, [dossier.id for dossier in dossiers], get_config().ID_HASH_KEY)
+    index.write(documents)
+    index._segment_data = PrunedMeanwhile({"merged-away": None})
+    request = SearchRequest(text="", grants=operator_grants(db.session, get_workflow()))
+    assert index.search(request).total == 2
+    assert "merged-away" not in index._segment_data

@@ -11,6 +11,7 @@ from kjdms.models import Dossier, utcnow
 from kjdms.services.lifecycle import fire_transition
 from kjdms.services.reference import region_by_code
 from kjdms.services.working_copy import start_working_copy
+from kjdms.validators import forbidden_character
 from tests.helpers import applicant, upload_required
 from tests.webclient import database_snapshot, fresh, text
 
@@ -323,7 +324,10 @@ class TestHostileInput:
                       "^", "AND", "欧阳 OR", "NOT 张伟", "\\", "/", "%", "&", "<", "\x00", "\x01\x02欧阳\x7f", "\u200b",
                       "，。！？", "...", "*:*", "张" * 1000, "a" * 1000, "😀", "欧阳明月" * 30, "%00", "\t\n"):
             page = visitor.get("/search/", query_string={"q": typed})
+            if forbidden_character(typed):  # refused naming the box, like every form (test_web_control_characters)
+                assert page.status_code == 400 and "检索内容：不能包含控制字符" in text(page), repr(typed)
+                continue
             assert page.status_code == 200, repr(typed)
             assert hits(page) or NO_RESULTS in text(page), repr(typed)
         assert visitor.get("/search/?q=%FF%FE").status_code == 200
-        assert names(visitor.get("/search/", query_string={"q": "\x00欧阳\u200b明月"})) == ["欧阳明月"]
+        assert names(visitor.get("/search/", query_string={"q": "欧阳\u200b明月"})) == ["欧阳明月"]
