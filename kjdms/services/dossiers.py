@@ -220,16 +220,19 @@ def register_person(session, *, name, id_number, actor: Actor | None = None, sex
     return dossier
 
 
-def registration_errors(session, *, name, id_number) -> list[ValidationError]:
-    """Return every reason the name and ID number cannot be registered (none: they can), saving nothing."""
+def registration_errors(session, *, name, id_number, registry: bool = True) -> list[ValidationError]:
+    """Return every reason the name and ID number cannot be registered (none: they can), saving nothing.
+
+    With registry False, only their form is checked, not whether the ID number is registered already.
+    """
     try:
-        _registration(session, name, id_number, None, None, {})
+        _registration(session, name, id_number, None, None, {}, registry=registry)
     except ValidationErrors as failure:
         return failure.errors
     return []
 
 
-def _registration(session, name, id_number, sex, birth_date, fields: dict) -> tuple[str, dict]:
+def _registration(session, name, id_number, sex, birth_date, fields: dict, registry: bool = True) -> tuple[str, dict]:
     """Return the normalised ID number and the cleaned fields; raise ValidationErrors listing every failure."""
     errors = []
     try:
@@ -243,7 +246,7 @@ def _registration(session, name, id_number, sex, birth_date, fields: dict) -> tu
         cleaned = clean_fields(session, {"name": name, **fields}, birth_date=born)
     except ValidationErrors as failure:
         errors.extend(failure.errors)
-    if not errors and session.scalar(select(Person.id).where(Person.id_number == id_number)):
+    if registry and not errors and session.scalar(select(Person.id).where(Person.id_number == id_number)):
         errors.append(ValidationError("id_number", DUPLICATE_MESSAGE))
     if errors:
         raise ValidationErrors(errors)

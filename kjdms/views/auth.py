@@ -173,16 +173,21 @@ def register():
     if request.method == "GET":
         return render_template("auth/register.html", form=form)
     form.validate_on_submit()  # CSRF is checked before the view; this collects the form's own errors
-    if not login_throttle.registration_allowed(db.session, get_config().ID_HASH_KEY, request.remote_addr or ""):
-        flash(login_throttle.REGISTRATION_MESSAGE, "danger")
-        return render_template("auth/register.html", form=form), 429
-    if not (form.name.errors or form.id_number.errors):
-        show_errors(form, registration_errors(db.session, name=form.name.data, id_number=form.id_number.data))
     if not form.password.errors:
         try:
             check_password(form.password.data or "")
         except ValidationError as error:
             form.password.errors.append(error.message)
+    if not (form.name.errors or form.id_number.errors):
+        # Whether an ID number is registered is asked only of a form right in every other respect, and each
+        # asking counts against the address's limit: the answer must not serve to enumerate who has registered.
+        ready = not any(field.errors for field in form)
+        if ready and not login_throttle.registration_allowed(db.session, get_config().ID_HASH_KEY,
+                                                             request.remote_addr or ""):
+            flash(login_throttle.REGISTRATION_MESSAGE, "danger")
+            return render_template("auth/register.html", form=form), 429
+        show_errors(form, registration_errors(db.session, name=form.name.data, id_number=form.id_number.data,
+                                              registry=ready))
     if any(field.errors for field in form):
         return _registration_refused(form)
     try:
