@@ -5,7 +5,6 @@ import argparse
 import random
 import sys
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from kjdms.models import Dossier, Region, WorkflowHistory, utcnow  # noqa: E402
 from kjdms.schema import upgrade_schema  # noqa: E402
 from kjdms.services.compliance_stats import compliance_tables  # noqa: E402
 from kjdms.services.reference import load_regions  # noqa: E402
-from kjdms.services.statistics import (compute_statistics, drill_down, full_scope, region_tree,  # noqa: E402
-                                       snapshot, workflow_names)
+from kjdms.services.statistics import drill_down, full_scope, region_tree, snapshot, workflow_names  # noqa: E402
+from kjdms.services.stats_page import compute_statistics  # noqa: E402
 from kjdms.vocabulary import REJECTABLE_ITEMS  # noqa: E402
 
 

@@ -41,8 +41,8 @@ from kjdms.models import (CreditRecord, Dossier, DossierRevision, Person, Region
 from kjdms.schema import upgrade_schema  # noqa: E402
 from kjdms.services.mof_report import reported_states, write_report  # noqa: E402
 from kjdms.services.reference import load_regions  # noqa: E402
-from kjdms.services.statistics import (AGE_LIMITS, WEEKS_SHOWN, compute_statistics, full_scope,  # noqa: E402
-                                       region_tree)
+from kjdms.services.statistics import AGE_LIMITS, WEEKS_SHOWN, full_scope, region_tree  # noqa: E402
+from kjdms.services.stats_page import compute_statistics  # noqa: E402
 from kjdms.validators import id_number_check_digit  # noqa: E402
 from kjdms.vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES  # noqa: E402
 

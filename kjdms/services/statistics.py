@@ -413,22 +413,6 @@ def _transpose(table: Table, row: Dimension, column: Dimension) -> Table:
 
 # -- the panels ---------------------------------------------------------------------------------
 
-@dataclass
-class Statistics:
-    """Everything /stats/ shows for one scope, focus and day."""
-
-    day: date
-    groups: Groups
-    workforce: list[Table]
-    collection: list[Table]
-    credit: list[Table]
-
-    @property
-    def tables(self) -> list[Table]:
-        """Return every panel's table, in page order."""
-        return self.workforce + self.collection + self.credit
-
-
 def _region_keys(groups: Groups) -> dict[int | None, str]:
     """Return region id → the drill-down row it counts in (None: the unplaced row, when shown)."""
     keys = {region_id: key for key in groups.keys for region_id in groups.members.get(key, ())}
@@ -646,18 +630,3 @@ def credit_tables(session, groups: Groups, day: date) -> list[Table]:
                   list(CREDIT_KINDS.items()), chart="stacked", unit="条")
     table.cells = {(key, kind): n for key, kind, n in session.execute(query)}
     return [table]
-
-
-def compute_statistics(session, workflow: WorkflowEngine, scope: Scope, tree: RegionTree, focus: int | None,
-                       day: date | None = None) -> Statistics:
-    """Return every panel for scope under focus as it stood at the end of day (Beijing; default today)."""
-    from .compliance_stats import compliance_tables  # it builds on this module's snapshot and tables
-
-    day = day or local_today()
-    names = workflow_names(workflow)
-    snap = snapshot(session, day)
-    groups = drill_down(tree, scope, focus)
-    collection = collection_tables(session, snap, groups, day, names) + compliance_tables(session, snap, groups, day,
-                                                                                         names)
-    return Statistics(day, groups, workforce_tables(session, snap, groups, day, names), collection,
-                      credit_tables(session, groups, day))

@@ -108,7 +108,8 @@ PDF_PANELS = ("collection_state", "workforce_qualification_level", "workforce_ed
 
 def region_pages(session, workflow, scope, tree, focus: int | None, day: date) -> list[tuple[str, list[Table]]]:
     """Return (region title, panels) for each region of the drill-down under focus, counted within scope."""
-    from .statistics import compute_statistics, drill_down
+    from .stats_page import compute_statistics
+    from .statistics import drill_down
 
     pages = []
     for key in drill_down(tree, scope, focus).keys:

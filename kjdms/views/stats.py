@@ -11,7 +11,8 @@ from flask_login import current_user
 from ..backends import get_workflow
 from ..extensions import db
 from ..local_time import local_today
-from ..services.statistics import WORKFORCE_DIMENSIONS, compute_statistics, cross_tab, region_tree, statistics_scope
+from ..services.statistics import WORKFORCE_DIMENSIONS, cross_tab, region_tree, statistics_scope
+from ..services.stats_page import compute_statistics
 from ..services.report_runs import is_province_administrator
 from ..services.stats_export import export_pdf, export_tables
 from ..vocabulary import STAFF_ROLES

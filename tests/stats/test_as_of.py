@@ -9,7 +9,8 @@ from kjdms.extensions import db
 from kjdms.models import DossierRevision
 from kjdms.services.dossiers import register_person
 from kjdms.services.lifecycle import fire_transition
-from kjdms.services.statistics import compute_statistics, full_scope, region_tree
+from kjdms.services.statistics import full_scope, region_tree
+from kjdms.services.stats_page import compute_statistics
 from tests.helpers import complete_fields, make_id_number, upload_required
 from tests.integration.test_revisions import clock  # noqa: F401  (the frozen clock fixture)
 

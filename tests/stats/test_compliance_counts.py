@@ -13,7 +13,8 @@ from kjdms.local_time import end_of_day, local_date
 from kjdms.models import Dossier, DossierRevision, Region, WorkflowHistory, as_utc
 from kjdms.services.compliance_stats import NO_ITEM, more_than_a_month_after
 from kjdms.services.revisions import dossier_as_of
-from kjdms.services.statistics import compute_statistics, drill_down, full_scope, region_tree, statistics_scope
+from kjdms.services.statistics import drill_down, full_scope, region_tree, statistics_scope
+from kjdms.services.stats_page import compute_statistics
 from kjdms.services.time_rules import one_month_after
 from kjdms.vocabulary import REJECTABLE_ITEMS
 from tests.conftest import empty_tables

@@ -12,8 +12,9 @@ from kjdms.extensions import db
 from kjdms.local_time import local_date, local_today
 from kjdms.models import Dossier, Region, WorkflowHistory, utcnow
 from kjdms.services.revisions import dossier_as_of
-from kjdms.services.statistics import (AGE_LIMITS, UNKNOWN, WORKFORCE_DIMENSIONS, compute_statistics, cross_tab,
-                                       drill_down, full_scope, region_tree, statistics_scope, workflow_names)
+from kjdms.services.statistics import (AGE_LIMITS, UNKNOWN, WORKFORCE_DIMENSIONS, cross_tab, drill_down, full_scope,
+                                      region_tree, statistics_scope, workflow_names)
+from kjdms.services.stats_page import compute_statistics
 from kjdms.vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES
 from tests.conftest import empty_tables
 from tests.helpers import staff

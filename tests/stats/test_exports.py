@@ -10,7 +10,8 @@ from sqlalchemy import select
 from kjdms.extensions import db
 from kjdms.local_time import local_today
 from kjdms.models import AuditEvent, Region
-from kjdms.services.statistics import Table, compute_statistics, full_scope, region_tree
+from kjdms.services.statistics import Table, full_scope, region_tree
+from kjdms.services.stats_page import compute_statistics
 from kjdms.services.stats_export import CSV_BOM, csv_bytes, export_tables, neutralise, xlsx_bytes
 from kjdms.vocabulary import REJECTABLE_ITEMS
 from tests.helpers import staff
