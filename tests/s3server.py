@@ -55,7 +55,10 @@ class SeaweedServer:
         self.log = open(folder / "weed.log", "wb")
         self.process = subprocess.Popen(
             [weed_binary(), "server", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-s3", f"-s3.port={s3}"],
+             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}", "-s3", f"-s3.port={s3}",
+             # The Iceberg and Lance catalogs listen on fixed ports: off, or a second server (another
+             # test worker) fails to start; and no anonymous statistics sent out.
+             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def client(self):
