@@ -8,10 +8,11 @@ import os
 import zipfile
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -274,16 +275,32 @@ def _expected_entries(manifest) -> dict[str, dict] | None:
     return listed if len(listed) == len(entries) else None
 
 
+@contextmanager
+def owner_only(path: Path) -> Iterator[BinaryIO]:
+    """Open path for writing, readable by its owner only from the first byte, and sync it to disk on closing."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as target:
+        yield target
+        target.flush()
+        os.fsync(target.fileno())
+
+
+def file_entry(folder: Path, path: Path) -> dict:
+    """Return the manifest entry of path: its name within folder, its size and its sha256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        while chunk := source.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return {"path": str(path.relative_to(folder)), "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
 def write_folder_manifest(folder: Path, manifest: dict, signing_key) -> bytes:
     """Write manifest.json, its checksum and its signature into folder, owner-only and synced; return the body."""
     body = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")
     for name, contents in ((MANIFEST, body),
                            (MANIFEST_CHECKSUM, f"{hashlib.sha256(body).hexdigest()}  {MANIFEST}\n".encode("ascii")),
                            (SIGNATURE, signing.signature_document(signing_key, body).encode("ascii"))):
-        with os.fdopen(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as target:
+        with owner_only(folder / name) as target:
             target.write(contents)
-            target.flush()
-            os.fsync(target.fileno())
     return body
 
 

@@ -17,7 +17,6 @@ to PostgreSQL); restoring it is services/restore.py.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from ..blobs import BlobCorrupted, BlobNotFound, BlobStore
 from ..blobs.base import copy_blob
 from ..blobs.local import LocalBlobStore
 from . import archive, audit
+from .archive import owner_only
 from .backup_keys import KEYS_FILE, SEALED_KEYS_FILE, seal_keys
 
 FORMAT = "kjdms-backup"
@@ -97,16 +97,6 @@ def _prepare_destination(destination: Path) -> None:
     snapshots_dir(destination).mkdir(exist_ok=True, mode=0o700)
 
 
-def _owner_only(path: Path):
-    """Open path for writing, readable by its owner only from the first byte."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def _cell(value):
     """Return value as JSON can hold it; times become UTC ISO text (naive times are UTC in kjdms)."""
     if isinstance(value, datetime):
@@ -139,17 +129,16 @@ def _table_rows(connection, table: sa.Table) -> Iterator[list]:
         yield [_cell(value) for value in row]
 
 
-def _write_table(connection, table: sa.Table, folder: Path) -> tuple[int, int]:
-    """Write table's rows to folder/<name>.jsonl.gz; return (rows, bytes)."""
-    path = folder / f"{table.name}.jsonl.gz"
+def _write_table(connection, table: sa.Table, folder: Path) -> int:
+    """Write table's rows to folder/<name>.jsonl.gz; return how many."""
     rows = 0
-    with _owner_only(path) as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as target:
+    with owner_only(folder / f"{table.name}.jsonl.gz") as raw, \
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as target:
         target.write(_line([column.name for column in table.columns]))
         for row in _table_rows(connection, table):
             target.write(_line(row))
             rows += 1
-    _fsync_file(path)
-    return rows, path.stat().st_size
+    return rows
 
 
 def _line(value) -> bytes:
@@ -159,12 +148,11 @@ def _line(value) -> bytes:
 def _write_blob_list(connection, folder: Path) -> int:
     """Write the sorted sha256 of every blob the snapshot's attachment versions refer to; return how many."""
     count = 0
-    with _owner_only(folder / BLOB_LIST) as target:
+    with owner_only(folder / BLOB_LIST) as target:
         for (sha256,) in connection.execute(sa.text(
                 "SELECT DISTINCT sha256 FROM attachment_versions ORDER BY sha256")).yield_per(ROWS_PER_FETCH):
             target.write(f"{sha256}\n".encode("ascii"))
             count += 1
-    _fsync_file(folder / BLOB_LIST)
     return count
 
 
@@ -201,9 +189,12 @@ def _dump_database(engine, folder: Path, progress: Progress) -> dict:
         counts = {}
         for done, table in enumerate(tables):
             progress("数据表", done, len(tables))
-            counts[table.name] = _write_table(connection, table, folder / TABLES)[0]
+            counts[table.name] = _write_table(connection, table, folder / TABLES)
         blobs = _write_blob_list(connection, folder)
-        connection.exec_driver_sql("ROLLBACK") if engine.dialect.name == "sqlite" else connection.rollback()
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("ROLLBACK")  # the BEGIN above was ours, outside SQLAlchemy's knowledge
+        else:
+            connection.rollback()
     progress("数据表", len(tables), len(tables))
     return {"instant": instant.isoformat(), "schema_revision": revision, "dialect": engine.dialect.name,
             "counts": counts, "blobs": blobs, "database_done": True}
@@ -225,18 +216,10 @@ def _copy_blobs(source: BlobStore, target: LocalBlobStore, snapshot: Path, total
     return copied
 
 
-def _file_entry(folder: Path, path: Path) -> dict:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-    return {"path": str(path.relative_to(folder)), "size": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
 def _write_manifest(folder: Path, state: dict, keys_file: str, signing_key) -> dict:
     """Write the manifest of every file in folder, its checksum and its signature."""
-    files = [_file_entry(folder, path) for path in sorted((folder / TABLES).iterdir())]
-    files += [_file_entry(folder, folder / name) for name in (BLOB_LIST, keys_file)]
+    files = [archive.file_entry(folder, path) for path in sorted((folder / TABLES).iterdir())]
+    files += [archive.file_entry(folder, folder / name) for name in (BLOB_LIST, keys_file)]
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "instant": state["instant"],
                 "schema_revision": state["schema_revision"], "dialect": state["dialect"], "counts": state["counts"],
                 "blobs": state["blobs"], "keys": keys_file, "files": files}
@@ -269,10 +252,8 @@ def _read_state(folder: Path) -> dict | None:
 
 def _write_state(folder: Path, state: dict) -> None:
     partial = folder / f".{STATE}.new"
-    with _owner_only(partial) as target:
+    with owner_only(partial) as target:
         target.write(json.dumps(state).encode("utf-8"))
-        target.flush()
-        os.fsync(target.fileno())
     os.replace(partial, folder / STATE)
 
 
@@ -301,9 +282,8 @@ def create_backup(engine, session, source: BlobStore, destination: Path, keys: K
         shutil.rmtree(folder)
         raise
     keys_file = KEYS_FILE if passphrase is None else SEALED_KEYS_FILE
-    with _owner_only(folder / keys_file) as target:
+    with owner_only(folder / keys_file) as target:
         target.write(keys.as_json() if passphrase is None else seal_keys(keys.as_json(), passphrase))
-    _fsync_file(folder / keys_file)
     _write_manifest(folder, state, keys_file, signing_key)
     (folder / STATE).unlink()
     instant = datetime.fromisoformat(state["instant"])

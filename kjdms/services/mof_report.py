@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from ..local_time import end_of_day, local_date, local_today
 from ..models import Dossier, DossierRevision, Person, Region, Tombstone, WorkflowHistory, as_utc
 from . import audit
-from .archive import write_folder_manifest
+from .archive import file_entry, owner_only, write_folder_manifest
 from .identity import id_number_hash
 
 FORMAT = "kjdms-mof-report"
@@ -150,11 +150,6 @@ def _base_digests(folder: Path) -> dict[str, str]:
     return digests
 
 
-def _owner_only(path: Path):
-    """Open path for writing, readable by its owner only from the first byte (full ID numbers)."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
-
-
 def count_reported(session, day: date, reported_states: tuple[str, ...]) -> int:
     """Return how many dossiers the report for day reads (the progress bar's whole)."""
     return session.scalar(select(func.count()).select_from(Dossier).where(
@@ -180,8 +175,8 @@ def write_report(session, *, day: date, out: Path, signing_key, id_hash_key: str
     folder = Path(tempfile.mkdtemp(prefix=f".{report_id}.", dir=out))  # mode 0700 from the start
     try:
         counts = {"persons": 0, "added": 0, "changed": 0, "unchanged": 0, "removed": 0}
-        with _owner_only(folder / PERSONS) as persons, _owner_only(folder / PERSONS_CSV) as table, \
-                _owner_only(folder / "state.jsonl") as state:
+        with owner_only(folder / PERSONS) as persons, owner_only(folder / PERSONS_CSV) as table, \
+                owner_only(folder / "state.jsonl") as state:
             text = io.TextIOWrapper(table, encoding="utf-8-sig", newline="")
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(FIELDS)
@@ -209,15 +204,14 @@ def write_report(session, *, day: date, out: Path, signing_key, id_hash_key: str
                                  if isinstance(v, bool) else v) for v in (row[name] for name in FIELDS)])
             text.flush()
             text.detach()
-        with _owner_only(folder / REMOVED) as removed:
+        with owner_only(folder / REMOVED) as removed:
             for id_number in sorted(set(base or ()) - seen):
                 tomb = session.scalar(select(Tombstone.purged_at).where(
                     Tombstone.id_number_hash == id_number_hash(id_hash_key, id_number)))
                 removed.write(_line({"change": "removed", "id_number": id_number,
                                      "removed_on": _iso(local_date(tomb)) if tomb else None}))
                 counts["removed"] += 1
-        files = [{"path": name, "size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
-                 for name in (PERSONS, PERSONS_CSV, REMOVED, "state.jsonl")]
+        files = [file_entry(folder, folder / name) for name in (PERSONS, PERSONS_CSV, REMOVED, "state.jsonl")]
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "report_id": report_id,
                     "as_of": day.isoformat(), "kind": "incremental" if since else "full", "follows": since,
                     "counts": counts, "files": files, "schema": "docs/mof-report.schema.json"}
@@ -240,14 +234,6 @@ def _move_into_place(staging: Path, final: Path) -> None:
         shutil.rmtree(retired)
     else:
         os.replace(staging, final)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as source:
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def reported_states(workflow) -> tuple[str, ...]:
