@@ -139,12 +139,15 @@ def queue_escalations(session, workflow: WorkflowEngine, schedule: Schedule, *, 
         Dossier.state == state, Dossier.checked_in_at.is_(None),
         Dossier.state_changed_at <= now - timedelta(days=schedule.escalation_days))
         .options(selectinload(Dossier.region)).order_by(Dossier.state_changed_at, Dossier.id)).all()
-    notices = []
+    notices, administrators = [], {}
     for dossier in overdue:
         waited = (local_date(now) - local_date(dossier.state_changed_at)).days
         since = int(as_utc(dossier.state_changed_at).timestamp())
         where = dossier.region.path_name if dossier.region else "未定地区"
-        for admin in _city_administrators(session, dossier.region):
+        # Looked up once per region: many overdue dossiers share one.
+        if dossier.region_id not in administrators:
+            administrators[dossier.region_id] = _city_administrators(session, dossier.region)
+        for admin in administrators[dossier.region_id]:
             notices.append(Notification(
                 user_id=admin.id, dossier_id=dossier.id, kind="escalation", created_at=now,
                 dedupe_key=f"escalation:{dossier.id}:{since}:{admin.id}",

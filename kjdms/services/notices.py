@@ -11,7 +11,6 @@ import re
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import object_session
 
-from ..local_time import local_text
 from ..models import CreditRecord, Notification, User, WorkflowHistory, utcnow
 from ..validators import ValidationError, check_text
 from ..vocabulary import APPROVED_STATE, CREDIT_KINDS, REJECTED_STATE, flagged_titles
@@ -111,11 +110,6 @@ def mark_read(session, user, notice_id: int | None = None) -> int:
     changed = session.execute(update(Notification).where(*condition).values(read_at=utcnow())).rowcount
     session.commit()
     return changed
-
-
-def created_text(notice: Notification) -> str:
-    """Return when notice was written, in Beijing time."""
-    return local_text(notice.created_at)
 
 
 def set_email(session, user, address: str) -> str | None:

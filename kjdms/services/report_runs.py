@@ -15,8 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from ..models import AuditEvent, Region, ReportRun, User, as_utc, utcnow
-from ..vocabulary import ADMINISTRATOR_ROLE
+from ..models import AuditEvent, ReportRun, User, as_utc, utcnow
 from . import audit
 from .mof_report import ReportRefused, count_reported, report_id_for, write_report
 from .transaction import committing
@@ -27,14 +26,6 @@ RUNNING, DONE, FAILED = "running", "done", "failed"
 STALE_AFTER = timedelta(minutes=10)
 REPORT_ID = re.compile(r"MOF-\d{8}(-SINCE-MOF-\d{8})*")
 CRASHED = "生成中断，未留下报告文件；请重新生成，仍不成功请联系系统管理员查看服务日志"
-
-
-def is_province_administrator(session, user) -> bool:
-    """Tell whether user is an administrator of the whole province (a role on the top of the region tree)."""
-    if not isinstance(user, User) or not user.is_active or user.is_applicant:
-        return False
-    tops = set(session.scalars(select(Region.id).where(Region.parent_id.is_(None))))
-    return any(a.role == ADMINISTRATOR_ROLE and a.region_id in tops for a in user.role_assignments)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,11 @@
 """The archivist's pages: their dossiers, a dossier's whole record, its past, archiving and the archival package."""
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from datetime import date
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from werkzeug.wsgi import wrap_file
 
 from ..backends import get_blob_store, get_signing_key, get_workflow
 from ..extensions import db
@@ -20,7 +18,7 @@ from ..local_time import local_today
 from ..services.revisions import dossier_as_of, shown_fields
 from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS
 from . import dossier_or_404, int_arg, post_transition, staff_role_required
-from .files import download_response
+from .files import measured, zip_download
 
 bp = Blueprint("archive", __name__, url_prefix="/archive")
 ARCHIVE = "archive"
@@ -129,13 +127,7 @@ def package(dossier_id):
         spool.close()
         flash(f"档案包未能生成：{error}。请联系系统管理员运行 kjdms blobs verify 检查存储。", "danger")
         return _render(record, status=500)
-    size, digest = spool.tell(), hashlib.sha256()
-    spool.seek(0)
-    while chunk := spool.read(1024 * 1024):
-        digest.update(chunk)
-    spool.seek(0)
+    size, sha256 = measured(spool)
     disclosures.package_exported(db.session, current_user, record, files=len(manifest["files"]),
-                                 sha256=digest.hexdigest(), size=size)
-    response = Response(wrap_file(request.environ, spool), mimetype="application/zip", direct_passthrough=True)
-    response.headers["Content-Length"] = str(size)
-    return download_response(response, f"{record.number}-档案包.zip", f"{record.number}.zip")
+                                 sha256=sha256, size=size)
+    return zip_download(spool, size, f"{record.number}-档案包.zip", f"{record.number}.zip")

@@ -1,10 +1,12 @@
 """Downloads and inline previews of attachment versions, for whoever may view the dossier."""
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import quote
 
-from flask import Blueprint, Response, abort
+from flask import Blueprint, Response, abort, request
 from flask_login import current_user, login_required
+from werkzeug.wsgi import wrap_file
 
 from ..backends import get_blob_store, get_workflow
 from ..extensions import db
@@ -48,6 +50,23 @@ def download_response(response: Response, filename: str, fallback: str) -> Respo
     """Mark response as a download named filename (fallback for old browsers), with the safe headers."""
     response.headers["Content-Disposition"] = attachment_disposition(filename, fallback)
     return safe_headers(response)
+
+
+def measured(spool) -> tuple[int, str]:
+    """Return the size and sha256 of what was written to spool (for the audit), rewound for sending."""
+    size, digest = spool.tell(), hashlib.sha256()
+    spool.seek(0)
+    while chunk := spool.read(1024 * 1024):
+        digest.update(chunk)
+    spool.seek(0)
+    return size, digest.hexdigest()
+
+
+def zip_download(spool, size: int, filename: str, fallback: str) -> Response:
+    """Stream the rewound spool as a ZIP download of size bytes named filename, with the safe headers."""
+    response = Response(wrap_file(request.environ, spool), mimetype="application/zip", direct_passthrough=True)
+    response.headers["Content-Length"] = str(size)
+    return download_response(response, filename, fallback)
 
 
 @bp.get("/<int:version_id>")

@@ -1,16 +1,13 @@
 """The province administrator's page for the report to the Ministry of Finance: past reports, a new one, its files."""
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import threading
 from datetime import date
 from functools import wraps
 
-from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect, render_template, request,
-                   url_for)
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from werkzeug.wsgi import wrap_file
 
 from ..backends import get_config, get_signing_key, get_workflow
 from ..extensions import db
@@ -19,8 +16,9 @@ from ..local_time import local_today
 from ..models import ReportRun
 from ..services import report_runs
 from ..services.mof_report import ReportRefused, reported_states
+from ..services.staff import is_province_administrator
 from ..services.statistics import workflow_names
-from .files import download_response
+from .files import measured, zip_download
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 DATE_FORMAT_ERROR = "截至日期：请按“年-月-日”填写，如 2019-06-30"
@@ -31,7 +29,7 @@ def province_administrator_required(view):
     @wraps(view)
     @login_required
     def wrapper(*args, **kwargs):
-        if not report_runs.is_province_administrator(db.session, current_user):
+        if not is_province_administrator(current_user):
             abort(403)
         return view(*args, **kwargs)
     return wrapper
@@ -123,12 +121,6 @@ def download(report_id):
     # readable by this process only.
     spool = tempfile.TemporaryFile()
     report_runs.write_archive(folder, spool)
-    size, digest = spool.tell(), hashlib.sha256()
-    spool.seek(0)
-    while chunk := spool.read(1024 * 1024):
-        digest.update(chunk)
-    spool.seek(0)
-    report_runs.record_download(db.session, current_user, report_id, size=size, sha256=digest.hexdigest())
-    response = Response(wrap_file(request.environ, spool), mimetype="application/zip", direct_passthrough=True)
-    response.headers["Content-Length"] = str(size)
-    return download_response(response, f"{report_id}-上报财政部.zip", f"{report_id}.zip")
+    size, sha256 = measured(spool)
+    report_runs.record_download(db.session, current_user, report_id, size=size, sha256=sha256)
+    return zip_download(spool, size, f"{report_id}-上报财政部.zip", f"{report_id}.zip")

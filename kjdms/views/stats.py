@@ -13,7 +13,7 @@ from ..extensions import db
 from ..local_time import local_today
 from ..services.statistics import WORKFORCE_DIMENSIONS, cross_tab, region_tree, statistics_scope
 from ..services.stats_page import compute_statistics
-from ..services.report_runs import is_province_administrator
+from ..services.staff import is_province_administrator
 from ..services.stats_export import export_pdf, export_tables
 from ..vocabulary import STAFF_ROLES
 from . import int_arg, staff_role_required
@@ -81,7 +81,7 @@ def index():
     charts = {t.key: {"rows": [label for _, label in t.rows], "columns": [label for _, label in t.columns],
                       "values": t.matrix(), "kind": t.chart, "unit": t.unit} for t in stats.tables}
     return render_template("stats/index.html", stats=stats, crosstab=table, error=error, trail=trail,
-                           may_report=is_province_administrator(db.session, current_user),
+                           may_report=is_province_administrator(current_user),
                            names=tree.names, charts=_json_block(charts),
                            dimensions=WORKFORCE_DIMENSIONS, today=local_today(), zip=zip,
                            row=request.args.get("row", "region"), column=request.args.get("column", "qualification_level"))
