@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from flask import Flask
-from flask.cli import FlaskGroup
 
 from . import audit, backup, index, maintenance, records, report, setup, users
 
@@ -15,10 +14,3 @@ def register(app: Flask) -> None:
         for command in module.COMMANDS:
             app.cli.add_command(command)
 
-
-def main():
-    """Run the kjdms command."""
-    from .. import create_app
-
-    # Flask's own run/shell/routes are developer tools (`flask --app kjdms shell`), not operations.
-    FlaskGroup(create_app=create_app, add_default_commands=False, help="kjdms 会计人员信息采集档案系统").main()

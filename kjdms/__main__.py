@@ -1,0 +1,4 @@
+"""`python -m kjdms`: the same as the `kjdms` command."""
+from .cli import main
+
+main()
