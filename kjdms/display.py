@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from .local_time import chinese_date
 from .models import TEXT_DONE, TEXT_PENDING, AttachmentVersion, Dossier, Region
 from .vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
 
@@ -19,7 +20,11 @@ _EXTRACTION_METHODS = {"pdf-text": "PDF文字", "pdf-text+ocr": "PDF文字和文
 def field_value(dossier: Dossier, field: str) -> str:
     """Return field of dossier (or of its person) as the Chinese text the form prints."""
     owner = dossier.person if field in _PERSON_FIELDS else dossier
-    value = getattr(owner, field)
+    return value_text(field, getattr(owner, field))
+
+
+def value_text(field: str, value) -> str:
+    """Return the value of a dossier's field as Chinese text, "—" for none."""
     if value is None or value == "" or value == []:
         return "—"  # a dash, not a blank that a pen could fill in after the form is signed
     if field in _CHOICES:
@@ -31,7 +36,7 @@ def field_value(dossier: Dossier, field: str) -> str:
     if isinstance(value, bool):
         return "是" if value else "否"
     if isinstance(value, date):
-        return f"{value.year}年{value.month}月{value.day}日"
+        return chinese_date(value)
     return str(value)
 
 

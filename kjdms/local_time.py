@@ -32,3 +32,8 @@ def end_of_day(day: date) -> datetime:
 def local_text(moment: datetime | None) -> str:
     """Return moment as Beijing time for people, e.g. 2019-06-15 09:30 ("" for none)."""
     return _aware(moment).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def chinese_date(day: date) -> str:
+    """Return day as people write it, e.g. 2019年6月30日."""
+    return f"{day.year}年{day.month}月{day.day}日"

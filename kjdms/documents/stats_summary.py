@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from ..local_time import chinese_date
 from .base import FONT, CJKDocument
 
 BAR_WIDTH = 90  # mm for the longest bar
@@ -31,7 +32,7 @@ def _panel(pdf: CJKDocument, table) -> None:
 
 def statistics_pdf(pages: list[tuple[str, list]], day: date) -> bytes:
     """Return a PDF with one page per (region title, tables): the tables as bar charts with their numbers."""
-    pdf = CJKDocument(f"会计人员信息统计　截至{day.year}年{day.month}月{day.day}日（北京时间）", page_numbers=True)
+    pdf = CJKDocument(f"会计人员信息统计　截至{chinese_date(day)}（北京时间）", page_numbers=True)
     pdf.set_auto_page_break(False)
     for title, tables in pages:
         pdf.add_page()

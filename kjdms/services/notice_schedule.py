@@ -12,7 +12,7 @@ from sqlalchemy import String, cast, exists, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from ..local_time import BEIJING, local_date, local_text
+from ..local_time import BEIJING, chinese_date, local_date, local_text
 from ..models import Dossier, Notification, Person, Region, RoleAssignment, User, as_utc
 from ..vocabulary import ADMINISTRATOR_ROLE, REVIEWER_QUEUE
 from ..workflow import WorkflowEngine
@@ -75,7 +75,7 @@ def queue_reminders(session, schedule: Schedule, *, now: datetime, batch: int = 
         .where(Person.is_legacy, Dossier.to_confirm, ~recent, ~this_stage)
         .order_by(User.id).limit(batch)).all()
     days_left = (schedule.deadline - today).days
-    deadline = f"{schedule.deadline.year}年{schedule.deadline.month}月{schedule.deadline.day}日"
+    deadline = chinese_date(schedule.deadline)
     when = "今天是最后一天" if days_left == 0 else f"还有 {days_left} 天"
     notices = [Notification(
         user_id=user_id, dossier_id=dossier_id, kind="reminder", created_at=now, dedupe_key=f"{prefix}{user_id}",

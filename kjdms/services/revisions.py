@@ -6,10 +6,11 @@ from datetime import date, datetime
 
 from sqlalchemy import select
 
+from ..display import value_text
 from ..local_time import end_of_day
 from ..models import (AttachmentVersion, Dossier, DossierRevision, Region, WorkflowHistory,
                       as_utc, utcnow)
-from ..vocabulary import DOSSIER_LABELS, EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
+from ..vocabulary import DOSSIER_LABELS
 
 # The archive reads days as the finance departments do: the calendar day in Beijing.
 NO_RECORD_BEFORE = "此日期之前无记录"
@@ -20,8 +21,7 @@ REVISED_LATER = "该档案在此日期已存在，但最早的修订记录晚于
 FIELD_LABELS = {**{field: label for field, label in DOSSIER_LABELS.items() if field != "id_number"}, "region": "归属地区"}
 PERSON_FIELDS = ("name", "sex", "birth_date")
 REGION_FIELDS = ("employer_region", "household_region", "school_region", "region")
-_CHOICES = {"sex": SEXES, "education": EDUCATION_LEVELS, "scope_category": SCOPE_CATEGORIES,
-            "qualification_level": QUALIFICATION_LEVELS}
+DATE_FIELDS = ("birth_date", "job_started_on", "information_changed_on")
 
 
 def snapshot_fields(dossier: Dossier) -> dict:
@@ -143,20 +143,9 @@ def shown_fields(session, fields: dict) -> list[tuple[str, str]]:
     shown = []
     for name, label in FIELD_LABELS.items():
         value = fields.get(name)
-        if value is None or value == "" or value == []:
-            text = "—"
-        elif name in REGION_FIELDS:
-            text = regions[value].path_name if value in regions else str(value)
-        elif name in _CHOICES:
-            text = _CHOICES[name].get(value, value)
-        elif name == "job_types":
-            text = "、".join(JOB_TYPES.get(job, job) for job in value)
-        elif isinstance(value, bool):
-            text = "是" if value else "否"
-        elif name in ("birth_date", "job_started_on", "information_changed_on"):
-            moment = date.fromisoformat(value)
-            text = f"{moment.year}年{moment.month}月{moment.day}日"
-        else:
-            text = str(value)
-        shown.append((label, text))
+        if name in REGION_FIELDS and value in regions:
+            value = regions[value]
+        elif name in DATE_FIELDS and value:
+            value = date.fromisoformat(value)
+        shown.append((label, value_text(name, value)))
     return shown

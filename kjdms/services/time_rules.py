@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 # The notices count days in Beijing: a registration at 01:00 Beijing time is that day's, not the day before.
-from ..local_time import local_date, local_today
+from ..local_time import chinese_date, local_date, local_today
 from ..models import Dossier, utcnow
 
 LEGAL_BASIS = "辽财会〔2019〕116号 三"
@@ -29,11 +29,7 @@ class Window:
     end: date
 
     def __str__(self) -> str:
-        return f"{_chinese(self.start)}至{_chinese(self.end)}"
-
-
-def _chinese(day: date) -> str:
-    return f"{day.year}年{day.month}月{day.day}日"
+        return f"{chinese_date(self.start)}至{chinese_date(self.end)}"
 
 
 def one_month_after(day: date) -> date:
