@@ -167,7 +167,9 @@ class Config:
 
     def server_settings(self) -> dict:
         """Return waitress's settings: the body cap applies before the body is read, not after it is buffered."""
-        return {"max_request_body_size": self.max_request_bytes}
+        # waitress refuses a body of its limit or more, Flask one over MAX_CONTENT_LENGTH: one byte apart, both
+        # refuse the same bodies, and the site words waitress's refusals (serving.OversizedBodyTask).
+        return {"max_request_body_size": self.max_request_bytes + 1}
 
     def flask_settings(self) -> dict:
         """Return the settings as Flask config keys."""

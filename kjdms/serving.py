@@ -1,10 +1,16 @@
 """Serve the site with waitress in one process, or in several that share one listening socket."""
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
 import time
+
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server as create_waitress_server
+from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import RequestEntityTooLarge
 
 from .extensions import db
 
@@ -62,8 +68,6 @@ def serve_in_processes(app, host: str, port: int, *, workers: int, threads: int,
 
 def _run_child(app, listener: socket.socket, threads: int, settings: dict) -> None:
     """Serve on the inherited socket until told to stop; never return into the parent's code."""
-    from waitress import serve
-
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when Ctrl+C stops everyone
     try:
@@ -77,3 +81,50 @@ def _signal(pid: int, number: int) -> None:
         os.kill(pid, number)
     except ProcessLookupError:
         pass
+
+
+def serve(app, **settings) -> None:
+    """Run waitress with settings until the process is stopped, oversized bodies refused in the site's own page."""
+    create_server(app, **settings).run()
+
+
+def create_server(app, **settings):
+    """Return waitress's server for app with settings, not yet running, oversized bodies refused in the site's page."""
+    dispatchers: dict = {}
+    server = create_waitress_server(app, map=dispatchers, **settings)
+    # One listening server per address (localhost may be two): each makes its connections' channels.
+    for dispatcher in dispatchers.values():
+        if isinstance(dispatcher, BaseWSGIServer):
+            dispatcher.channel_class = SiteChannel
+    return server
+
+
+class OversizedBodyTask(WSGITask):
+    """Hand a request whose body waitress refused as too large to the site without that body, for its 413 page.
+
+    waitress stops reading at max_request_body_size, so no huge body is ever buffered; the site sees the declared
+    length (or what a chunked body reached), over its MAX_CONTENT_LENGTH, and refuses before any view runs.
+    """
+
+    def get_environment(self):
+        """Return the request's environment with an empty body and the refused length."""
+        environ = super().get_environment()
+        environ["wsgi.input"] = io.BytesIO()
+        environ["CONTENT_LENGTH"] = str(max(self.request.content_length, self.request.body_bytes_received))
+        return environ
+
+    def execute(self):
+        """Answer through the site, then close: the rest of the refused body may still be on its way."""
+        self.set_close_on_finish()
+        super().execute()
+
+
+class SiteChannel(HTTPChannel):
+    """waitress's connection, except that a body over the cap is refused by the site rather than in plain English."""
+
+    @staticmethod
+    def error_task_class(channel, request):
+        """Return the task answering request's error: the site's page for a body too large, else waitress's own."""
+        if isinstance(request.error, RequestEntityTooLarge):
+            return OversizedBodyTask(channel, request)
+        return ErrorTask(channel, request)

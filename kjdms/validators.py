@@ -1,4 +1,4 @@
-"""Validate and normalise identity numbers, organisation codes and phone numbers."""
+"""Validate and normalise identity numbers, organisation codes, phone numbers and e-mail addresses."""
 
 import datetime
 import re
@@ -14,6 +14,7 @@ FIELD_LABELS = {
     "phone": "联系电话",
     "employer_uscc": "统一社会信用代码",
     "employer_org_code": "组织机构代码",
+    "email": "电子邮箱",
 }
 
 # GB/T 2260 province-level codes. stdnum's own lookup (cn/loc.dat) lacks 83 and
@@ -228,6 +229,23 @@ def validate_phone(value: str) -> str:
     if not (_MOBILE.fullmatch(phone) or _LANDLINE.fullmatch(phone)):
         raise _error(field, "格式不正确，应为11位手机号或带区号的固定电话（如 0421-3608136）")
     return phone
+
+
+MAX_EMAIL = 254  # RFC 5321's limit on a forward path
+# Deliberately plain: one @, a dot in the domain, no spaces; the mail server has the last word.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def validate_email(value: str | None) -> str | None:
+    """Return the e-mail address without surrounding spaces, None when blank, or raise ValidationError."""
+    field = "email"
+    address = (value or "").strip()
+    check_text(field, FIELD_LABELS[field], address)
+    if not address:
+        return None
+    if len(address) > MAX_EMAIL or not _EMAIL.fullmatch(address):
+        raise _error(field, "格式不正确，应如 zhangwei@example.com")
+    return address
 
 
 # C0 controls but tab, newline and carriage return; DEL; C1 controls; lone surrogates; the bidirectional

@@ -81,10 +81,8 @@ def serve_command(host, port, threads, workers):
     """用 waitress 提供网站服务，后台线程同时提取文字、更新索引。"""
     import logging
 
-    from waitress import serve
-
     from ..request_log import RequestLog
-    from ..serving import serve_in_processes
+    from ..serving import serve, serve_in_processes
     from ..worker import start_thread
 
     app, config = current_app._get_current_object(), get_config()

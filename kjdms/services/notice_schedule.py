@@ -14,9 +14,9 @@ from sqlalchemy.orm import selectinload
 
 from ..local_time import BEIJING, chinese_date, local_date, local_text
 from ..models import Dossier, Notification, Person, Region, RoleAssignment, User, as_utc
-from ..vocabulary import ADMINISTRATOR_ROLE, REVIEWER_QUEUE
+from ..vocabulary import ADMINISTRATOR_ROLE
 from ..workflow import WorkflowEngine
-from .worklist import covered_region_ids, queue_roles
+from .worklist import covered_region_ids, queue_conditions, queue_roles
 
 REMINDER_GAP = timedelta(days=7)  # at most one reminder a week per person
 REMINDER_BATCH = 500
@@ -97,21 +97,22 @@ def queue_digests(session, workflow: WorkflowEngine, schedule: Schedule, *, now:
     local_now = as_utc(now).astimezone(BEIJING)
     if local_now.hour < schedule.digest_hour:
         return 0
-    state = workflow.definition.worklists[REVIEWER_QUEUE].state
+    day = local_now.date().isoformat()
+    keys = {reviewer: f"digest:{day}:{reviewer.id}" for reviewer in _reviewers(session, workflow)}
+    # The worker calls this every round after the hour: today's digests already queued are not computed again.
+    sent = set(session.scalars(select(Notification.dedupe_key).where(Notification.dedupe_key.in_(keys.values()))))
     notices = []
-    for reviewer in _reviewers(session, workflow):
-        covered = covered_region_ids(session, reviewer, *queue_roles(workflow))
-        count, oldest = session.execute(select(func.count(), func.min(Dossier.state_changed_at)).where(
-            Dossier.state == state, Dossier.region_id.in_(covered), Dossier.checked_in_at.is_(None))).one()
+    for reviewer, key in keys.items():
+        if key in sent:
+            continue
+        queue = queue_conditions(workflow, covered_region_ids(session, reviewer, *queue_roles(workflow)))
+        count, oldest = session.execute(select(func.count(), func.min(Dossier.state_changed_at)).where(*queue)).one()
         if not count:
             continue
-        longest = session.scalar(select(Dossier).where(
-            Dossier.state == state, Dossier.region_id.in_(covered), Dossier.checked_in_at.is_(None))
-            .order_by(Dossier.state_changed_at, Dossier.id).limit(1))
+        longest = session.scalar(select(Dossier).where(*queue).order_by(Dossier.state_changed_at, Dossier.id).limit(1))
         waited = (local_date(now) - local_date(oldest)).days
         notices.append(Notification(
-            user_id=reviewer.id, kind="digest", created_at=now, link="/review/",
-            dedupe_key=f"digest:{local_now.date().isoformat()}:{reviewer.id}",
+            user_id=reviewer.id, kind="digest", created_at=now, link="/review/", dedupe_key=key,
             title=f"待审核档案 {count} 份，最长已等待 {waited} 天",
             body=(f"截至 {local_text(now)}，您负责地区的待审核档案共 {count} 份。等待最久的是 {longest.number}"
                   f"（{longest.region.name if longest.region else ''}，{local_text(longest.state_changed_at)} 提交），"
@@ -134,10 +135,8 @@ def _city_administrators(session, region: Region | None) -> list[User]:
 
 def queue_escalations(session, workflow: WorkflowEngine, schedule: Schedule, *, now: datetime) -> int:
     """Tell the city's administrators about each dossier waiting longer than the limit, once per waiting period."""
-    state = workflow.definition.worklists[REVIEWER_QUEUE].state
     overdue = session.scalars(select(Dossier).where(
-        Dossier.state == state, Dossier.checked_in_at.is_(None),
-        Dossier.state_changed_at <= now - timedelta(days=schedule.escalation_days))
+        *queue_conditions(workflow), Dossier.state_changed_at <= now - timedelta(days=schedule.escalation_days))
         .options(selectinload(Dossier.region)).order_by(Dossier.state_changed_at, Dossier.id)).all()
     notices, administrators = [], {}
     for dossier in overdue:

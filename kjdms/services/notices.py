@@ -6,19 +6,14 @@ and a committed one is never lost. The worker delivers them further (services/no
 """
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import object_session
 
 from ..models import CreditRecord, Notification, User, WorkflowHistory, utcnow
-from ..validators import ValidationError, check_text
+from ..validators import validate_email
 from ..vocabulary import APPROVED_STATE, CREDIT_KINDS, REJECTED_STATE, flagged_titles
 
 PAGE_SIZE = 50
-MAX_EMAIL = 254
-# Deliberately plain: one @, a dot in the domain, no spaces; the mail server has the last word.
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 
 
 def _decision_notice(entry: WorkflowHistory) -> dict | None:
@@ -114,10 +109,6 @@ def mark_read(session, user, notice_id: int | None = None) -> int:
 
 def set_email(session, user, address: str) -> str | None:
     """Set (or, when blank, clear) the address user's notices are also e-mailed to; refuse a malformed one."""
-    address = (address or "").strip()
-    check_text("email", "电子邮箱", address)
-    if address and (len(address) > MAX_EMAIL or not EMAIL.fullmatch(address)):
-        raise ValidationError("email", "电子邮箱：格式不正确，应如 zhangwei@example.com")
-    user.email = address or None
+    user.email = validate_email(address)
     session.commit()
     return user.email

@@ -50,7 +50,7 @@ def resubmission(session, dossier: Dossier) -> Resubmission | None:
         select(DossierRevision).where(DossierRevision.dossier_id == dossier.id,
                                       DossierRevision.recorded_at >= as_utc(rejection.created_at))
         .order_by(DossierRevision.recorded_at, DossierRevision.id).limit(1)).first()
-    if rejected is None:  # a working copy has no revisions: its page shows the changes against its baseline
+    if rejected is None:  # rejected before working copies kept their rejected content: nothing to compare with
         return Resubmission(rejection, None)
     return Resubmission(rejection, _field_changes(session, rejected.fields, snapshot_fields(dossier))
                         + _document_changes(session, rejected.attachments, snapshot_attachments(dossier)))

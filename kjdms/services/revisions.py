@@ -10,7 +10,7 @@ from ..display import value_text
 from ..local_time import end_of_day
 from ..models import (AttachmentVersion, Dossier, DossierRevision, Region, WorkflowHistory,
                       as_utc, utcnow)
-from ..vocabulary import DOSSIER_LABELS
+from ..vocabulary import DOSSIER_LABELS, REJECTED_STATE
 
 # The archive reads days as the finance departments do: the calendar day in Beijing.
 NO_RECORD_BEFORE = "此日期之前无记录"
@@ -58,8 +58,9 @@ def write_revisions(session, dossier_ids) -> None:
     """Write a revision of each effective dossier among dossier_ids in session's transaction (change_tracking calls this)."""
     for dossier_id in sorted(dossier_ids):
         dossier = session.get(Dossier, dossier_id)
-        # A deleted dossier (a cancelled working copy) and working copies have no revisions of their own.
-        if dossier is not None and dossier.baseline_id is None:
+        # A deleted dossier (a cancelled working copy) has none. A working copy is no effective record: it keeps
+        # only its content as rejected, which the reviewer compares its resubmission with (services/resubmission.py).
+        if dossier is not None and (dossier.baseline_id is None or dossier.state == REJECTED_STATE):
             record_revision(session, dossier)
     # Revisions change no dossier, so this flush tracks nothing new and the hooks do not recur.
     session.flush()

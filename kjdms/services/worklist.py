@@ -43,6 +43,16 @@ def queue_roles(workflow: WorkflowEngine) -> frozenset[str]:
     return workflow.definition.states[queue.state].roles_with(queue.permission)
 
 
+def queue_conditions(workflow: WorkflowEngine, covered: set[int] | None = None) -> list:
+    """Return the conditions selecting the queue's dossiers (waiting in its state, not a checked-in copy), within
+    the regions covered when given."""
+    state = workflow.definition.worklists[REVIEWER_QUEUE].state
+    conditions = [Dossier.state == state, Dossier.checked_in_at.is_(None)]
+    if covered is not None:
+        conditions.append(Dossier.region_id.in_(covered))
+    return conditions
+
+
 @dataclass
 class WorklistPage:
     """One page of the queue, with the counts that drive its filters."""
@@ -58,8 +68,7 @@ def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: 
                    waited_days: int | None = None, page: int = 1) -> WorklistPage:
     """Return a page of the queue's dossiers within the regions where user works it, the longest waiting first."""
     covered = covered_region_ids(session, user, *queue_roles(workflow))
-    state = workflow.definition.worklists[REVIEWER_QUEUE].state
-    scope = [Dossier.state == state, Dossier.region_id.in_(covered), Dossier.checked_in_at.is_(None)]
+    scope = queue_conditions(workflow, covered)
     waited = Dossier.state_changed_at <= utcnow() - timedelta(days=waited_days) if waited_days else None
     # One grouped pass gives the per-region counts for the filter and the total of the page's filter.
     matching = func.sum(case((waited, 1), else_=0)) if waited is not None else func.count()

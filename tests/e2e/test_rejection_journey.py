@@ -1,42 +1,47 @@
-"""In a browser: a rejection with flagged items, the applicant sees them on every page and fixes them, the reviewer
-sees the resubmission as a diff and approves; screenshots at desktop width and at 390 px."""
+"""In a browser, the issue's one run: a rejection with flagged items, the applicant sees them on every page, fixes
+them and submits again, the reviewer sees the resubmission as a diff and approves, the applicant reads the approval
+on the notices page and the SMTP server run by the test received it; screenshots at desktop width and at 390 px."""
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from kjdms.backends import get_blob_store, get_workflow
+from kjdms.backends import backends, get_blob_store, get_workflow
 from kjdms.extensions import db
+from kjdms.messaging import SmtpMailer
 from kjdms.samples import sample_png
 from kjdms.services.lifecycle import fire_transition
-from tests.e2e.conftest import ARTIFACTS, DESKTOP, PHONE, Camera, sign_in_applicant, sign_in_staff, watch
+from kjdms.worker import work_once
+from tests.e2e.conftest import DESKTOP, PHONE, Camera, sign_in_applicant, sign_in_staff, watched_pages
 from tests.helpers import APPLICANT_PASSWORD, applicant, upload_required
+from tests.notifications.smtp_server import SmtpServer
 
 NAME = "阿依古丽·买买提"
 OLD_EMPLOYER = "朝阳市双塔区示范会计服务有限公司"
 NEW_EMPLOYER = "朝阳市双塔区示范会计服务有限公司财务部"
 REASON = "工作单位名称与单位代码证不一致；学历证书照片不清晰，请重新上传"
+EMAIL = "ayiguli@example.com"
 expect.set_options(timeout=10_000)
 
 
 @pytest.fixture
-def journey_camera():
-    """A Camera writing into test-artifacts/e2e-rejection/ (the loop's camera empties e2e/ for its own)."""
-    folder = ARTIFACTS.parent / "e2e-rejection"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    return Camera(folder)
+def mailbox(site):
+    """A real SMTP server the site's notices are e-mailed to (delivered when the test runs the worker's round)."""
+    with SmtpServer() as server:
+        with site.app.app_context():
+            backends().mailer = SmtpMailer("127.0.0.1", server.port, sender="kjdms@czt.ln.gov.cn", timeout=5)
+        yield server
 
 
 @pytest.fixture
 def submitted(site):
-    """A complete dossier of NAME in 双塔区, submitted; returns (dossier id, ID number)."""
+    """A complete dossier of NAME in 双塔区 whose owner gave an e-mail address, submitted; returns (id, ID number)."""
     with site.app.app_context():
         dossier, owner = applicant(name=NAME, employer_name=OLD_EMPLOYER)
+        owner.email = EMAIL
+        db.session.commit()
         upload_required(get_workflow(), get_blob_store(), dossier, owner)
         fire_transition(db.session, get_workflow(), dossier, "submit", owner)
         found = dossier.id, dossier.person.id_number
@@ -55,17 +60,11 @@ def expect_rejection_shown(page: Page) -> None:
     expect(box.locator("#rejection-flags li")).to_have_text([re.compile("^工作单位名称"), re.compile("^学历证书")])
 
 
-def test_reject_with_flags_fix_and_approve(chromium, site, submitted, journey_camera, tmp_path):
+def test_reject_with_flags_fix_resubmit_approve_and_notify(chromium, site, submitted, mailbox, camera, tmp_path):
     dossier_id, id_number = submitted
-    camera = journey_camera
     clearer = tmp_path / "学历证书-清晰.png"
     clearer.write_bytes(sample_png(960, 1280, seed=11))
-    problems: list[str] = []
-    reviewer_context = chromium.new_context(viewport=DESKTOP, locale="zh-CN")
-    applicant_context = chromium.new_context(viewport=DESKTOP, locale="zh-CN")
-    reviewer = watch(reviewer_context.new_page(), problems)
-    person = watch(applicant_context.new_page(), problems)
-    try:
+    with watched_pages(chromium, camera, "reviewer", "applicant") as (problems, (reviewer, person)):
         # 1. The reviewer rejects, flagging the employer's name and the education certificate.
         sign_in_staff(reviewer, site)
         reviewer.goto(f"{site.url}/review/{dossier_id}")
@@ -137,13 +136,30 @@ def test_reject_with_flags_fix_and_approve(chromium, site, submitted, journey_ca
         expect(person.locator("main > div.d-flex > div > .badge")).to_have_text("已审核确认")
         expect(person.locator("table.table-sm").last).to_contain_text("双塔区财政局 · 审核人员")
         camera.shoot(person, "me-approved")
-    except Exception:
-        print("failed requests and script errors:", problems)
-        for page, who in ((person, "applicant"), (reviewer, "reviewer")):
-            with contextlib.suppress(Exception):
-                camera.shoot(page, f"failure-{who}")
-        raise
-    finally:
-        applicant_context.close()
-        reviewer_context.close()
-    assert problems == []
+
+        # 5. The worker's round mails both decisions; the applicant reads the approval on the notices page.
+        work_once(site.app, calendar=False)
+        assert [(recipients, message["Subject"]) for recipients, message in mailbox.messages] == [
+            ([EMAIL], "您的会计人员信息档案被退回，请修改后重新提交"), ([EMAIL], "您的会计人员信息档案已审核确认")]
+        assert REASON in mailbox.messages[0][1].get_content()
+        assert "已由双塔区财政局审核确认" in mailbox.messages[1][1].get_content()
+        navigation = person.locator("#nav a[href='/notices/']")
+        expect(navigation.locator(".badge")).to_have_text("2")
+        navigation.click()
+        approval = person.locator("li.notice-unread").first
+        expect(approval).to_contain_text("您的会计人员信息档案已审核确认")
+        expect(approval).to_contain_text("已由双塔区财政局审核确认")
+        expect(person.locator("li.notice-unread").last).to_contain_text(f"退回原因：{REASON}")
+        camera.shoot(person, "notices")
+        # On a phone the folded menu hides the navigation: the count stays beside the menu button.
+        person.set_viewport_size(PHONE)
+        expect(person.locator("nav a.d-md-none[href='/notices/']")).to_have_text("通知 2")
+        camera.shoot(person, "notices-390px")
+        assert person.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        person.set_viewport_size(DESKTOP)
+        approval.get_by_role("button", name="标为已读").click()
+        expect(navigation.locator(".badge")).to_have_text("1")
+        expect(person.get_by_text("已由双塔区财政局审核确认")).to_be_visible()  # read, and still there
+        person.locator("li", has_text="已审核确认").get_by_role("link", name="去办理").click()
+        expect(person.get_by_role("heading", name=re.compile("^我的档案"))).to_be_visible()
+        assert problems == []

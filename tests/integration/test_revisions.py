@@ -120,7 +120,8 @@ class TestRecording:
         update_basic_information(db.session, workflow, dossier, {"phone": "13800000004"}, owner)
         assert count() == before + 1 and len(revisions_of(dossier.id)) == revisions_before + 1
 
-    def test_a_working_copy_has_no_revisions_and_its_check_in_revises_the_baseline(self, app, workflow, blobs, people):
+    def test_a_working_copy_keeps_only_its_rejected_content_and_its_check_in_revises_the_baseline(
+            self, app, workflow, blobs, people):
         dossier, owner = people["dossier"], people["owner"]
         upload_required(workflow, blobs, dossier, owner)
         fire_transition(db.session, workflow, dossier, "submit", owner)
@@ -132,9 +133,15 @@ class TestRecording:
                                filename="新表.png")
         fire_transition(db.session, workflow, copy, "submit", owner)
         assert revisions_of(copy.id) == [] and len(revisions_of(dossier.id)) == baseline_revisions
+        fire_transition(db.session, workflow, copy, "reject", people["reviewer"], "请上传新单位的代码证")
+        [rejected] = revisions_of(copy.id)
+        assert rejected.state == "rejected" and rejected.fields["employer_name"] == "朝阳市新单位有限公司"
+        assert rejected.attachments["basic_info_form"]["number"] == 2
+        fire_transition(db.session, workflow, copy, "revise", owner)
+        fire_transition(db.session, workflow, copy, "submit", owner)
         fire_transition(db.session, workflow, copy, "approve", people["reviewer"])
         latest = revisions_of(dossier.id)[-1]
-        assert len(revisions_of(dossier.id)) == baseline_revisions + 1 and revisions_of(copy.id) == []
+        assert len(revisions_of(dossier.id)) == baseline_revisions + 1 and revisions_of(copy.id) == [rejected]
         assert latest.state == "approved" and latest.fields["employer_name"] == "朝阳市新单位有限公司"
         assert latest.attachments["basic_info_form"]["number"] == 2
 

@@ -66,6 +66,58 @@ class TestResubmissionDiff:
         assert auth("other_reviewer").get(f"/review/{resubmitted.id}").status_code == 404
 
 
+@pytest.fixture
+def resubmitted_change(people, workflow, blobs, auth):
+    """A working copy of the owner's approved dossier (new employer, form signed again), rejected with two flags,
+    then submitted again through the pages with a new phone number and an employer's certificate."""
+    dossier, owner = people["dossier"], people["owner"]
+    upload_required(workflow, blobs, dossier, owner)
+    fire_transition(db.session, workflow, dossier, "submit", owner)
+    fire_transition(db.session, workflow, dossier, "approve", people["reviewer"])
+    person = auth("owner")
+    assert person.submit("/me/change", page="/me/").status_code == 302
+    assert person.submit("/me/edit", basic_information(employer_name=NEW_EMPLOYER, job_types=["cashier"])
+                         ).status_code == 302
+    assert person.upload("basic_info_form", sample_pdf("form signed for the change"), "基本信息表.pdf").status_code == 302
+    assert person.fire("submit").status_code == 302
+    copy = person.working_dossier()
+    assert decide(auth("reviewer"), copy.id, "reject", comment=CHANGE_REASON, fields=CHANGE_FLAGS).status_code == 302
+    person.fire("revise")
+    assert person.submit("/me/edit", basic_information(employer_name=NEW_EMPLOYER, job_types=["cashier"],
+                                                       phone="13912345678")).status_code == 302
+    assert person.upload("employer_certificate", sample_pdf("certificate of the new employer"),
+                         "单位代码证.pdf").status_code == 302
+    assert person.fire("submit").status_code == 302
+    return fresh(Dossier, copy.id)
+
+
+NEW_EMPLOYER = "朝阳市双塔区新华会计师事务所有限公司"
+CHANGE_REASON = "联系电话无法接通；请上传新单位的代码证"
+CHANGE_FLAGS = ["phone", "attachment:employer_certificate"]
+
+
+class TestResubmittedChange:
+    """A working copy resubmitted after a rejection is compared with the change as it was rejected."""
+
+    def test_only_what_changed_since_the_rejection_is_compared(self, auth, resubmitted_change):
+        # The comparison's own card: the whole change against the effective dossier follows it.
+        box = resubmission_box(text(auth("reviewer").get(f"/review/{resubmitted_change.id}"))).split("本次变更内容")[0]
+        assert CHANGE_REASON in box and "退回时指出的项目：<strong>联系电话、单位代码证</strong>" in box
+        rows = re.findall(r'<tr class="table-warning"><td>(.*?)</td>', box, re.S)
+        assert [re.sub(r"<[^>]+>|退回时指出", "", row).strip() for row in rows] == ["联系电话", "单位代码证"]
+        assert re.search(r"联系电话 <span[^>]*>退回时指出</span></td>\s*<td>13904211234</td><td>13912345678</td>", box)
+        # The new employer was already in the rejected change: it is no answer to the rejection.
+        assert NEW_EMPLOYER not in box and "没有记录" not in box and "退回时指出但未改动" not in box
+
+    def test_the_whole_change_against_the_effective_dossier_stays_below(self, auth, resubmitted_change):
+        page = text(auth("reviewer").get(f"/review/{resubmitted_change.id}"))
+        whole = page.split("本次变更内容")[1].split("</table>")[0]
+        assert NEW_EMPLOYER in whole and "13912345678" in whole and "基本信息表" in whole
+
+    def test_a_reviewer_of_another_region_sees_nothing(self, auth, resubmitted_change):
+        assert auth("other_reviewer").get(f"/review/{resubmitted_change.id}").status_code == 404
+
+
 class TestDecidedList:
     @pytest.fixture
     def decided(self, people, workflow, blobs):

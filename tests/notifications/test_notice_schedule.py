@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from kjdms.extensions import db
 from kjdms.local_time import BEIJING
@@ -129,6 +129,26 @@ def test_each_reviewer_gets_one_digest_a_day_of_their_own_queue(workflow, blobs,
     [longcheng] = kinds_of(people["other_reviewer"], "digest")
     assert longcheng.title == "待审核档案 1 份，最长已等待 3 天" and oldest.number not in longcheng.body
     assert queue_digests(db.session, workflow, SCHEDULE, now=at_nine + timedelta(days=1)) == 3  # the next day
+
+
+def test_a_round_after_the_digests_went_out_reads_no_queue(workflow, blobs, people):
+    at_nine = beijing(date(2019, 6, 20), 9)
+    submitted_at(workflow, blobs, at_nine - timedelta(days=2), name="王芳")
+    submitted_at(workflow, blobs, at_nine - timedelta(days=1), name="赵磊", region_code="211303",
+                 employer_name="朝阳市龙城区会计服务中心")
+    assert queue_digests(db.session, workflow, SCHEDULE, now=at_nine) == 3
+    statements = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert queue_digests(db.session, workflow, SCHEDULE, now=at_nine + timedelta(minutes=5)) == 0
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    # Who reviews and which digests are queued today, nothing of the queues themselves.
+    assert statements and not [statement for statement in statements if "FROM dossiers" in statement]
 
 
 def test_a_reviewer_with_an_empty_queue_gets_no_digest(workflow, people):

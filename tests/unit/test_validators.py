@@ -17,6 +17,7 @@ from kjdms.validators import (
     normalize_id_number,
     org_code_check_char,
     uscc_check_char,
+    validate_email,
     validate_id_number,
     validate_org_code,
     validate_phone,
@@ -392,3 +393,20 @@ def test_invalid_phones(value):
 
 def test_empty_phone():
     assert_fails(validate_phone, "", "phone", "必填")
+
+
+@pytest.mark.parametrize("value, expected", [
+    (" zhangwei@example.com ", "zhangwei@example.com"), ("li.na+kj@czt.ln.gov.cn", "li.na+kj@czt.ln.gov.cn"),
+    ("", None), ("   ", None), (None, None)])
+def test_valid_or_blank_emails(value, expected):
+    assert validate_email(value) == expected
+
+
+@pytest.mark.parametrize("value", ["zhangwei", "zhang wei@example.com", "a@b", "a@b.", "a@@example.com",
+                                   "x" * 250 + "@example.com"])
+def test_invalid_emails(value):
+    assert_fails(validate_email, value, "email", "格式不正确，应如 zhangwei@example.com")
+
+
+def test_an_email_with_a_direction_override_is_refused_naming_the_character():
+    assert_fails(validate_email, "zhangwei@example.com\u202e", "email", "U+202E")
