@@ -36,7 +36,7 @@ class StaffToken(BaseModel):
 @bp.get("/me")
 @spec.validate(resp=responses(Me), tags=["session"], security=[{BEARER: []}, {SESSION: []}])
 def me():
-    """Tell the caller who the API takes them for."""
+    """说明 API 把调用者认作谁（下游系统或工作人员）。"""
     who = caller()
     if who is None:
         raise unauthenticated()
@@ -53,7 +53,7 @@ def me():
 @staff_required
 @spec.validate(resp=responses(StaffToken, 400, status=201), tags=["session"], security=[{SESSION: []}])
 def create_staff_token():
-    """Issue a token for scripts to a staff user signed in on the site (the session's CSRF token required)."""
+    """为已登录网站的工作人员签发脚本用令牌（须带页面的 X-CSRFToken）。"""
     who = caller()
     if who.by_token:
         raise ApiError(403, message="令牌只能由登录网站的工作人员申请，不能以令牌换取令牌。")
