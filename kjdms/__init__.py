@@ -16,6 +16,8 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the application: config, extensions, backends, change tracking, blueprints, back office, commands."""
     from . import commands, models  # noqa: F401  (models registers the tables on db.metadata)
     from .admin import init_admin
+    from .api import init_api
+    from .api.errors import HTTP_ERRORS, json_or
     from .backends import Backends, get_drainer, make_blob_store, make_mailer, make_search_index, make_sms_gateway
     from .extensions import csrf, db, login_manager, migrate
     from .services import build_workflow
@@ -64,8 +66,10 @@ def create_app(config: Config | None = None) -> Flask:
     sessions.install_revocation(db.session)
     for module in (home, filters, auth, applicant, files, review, search, archive, credit, stats, reports, notices):
         app.register_blueprint(module.bp)
-    for code in home.ERRORS:
-        app.register_error_handler(code, home.error_page)
+    init_api(app)
+    # Under /api/ every error is JSON (api/errors.py); elsewhere the pages' own, or Flask's where there is none.
+    for code in sorted(set(home.ERRORS) | set(HTTP_ERRORS)):
+        app.register_error_handler(code, json_or(home.error_page if code in home.ERRORS else None))
     init_admin(app)
     commands.register(app)
     return app

@@ -357,6 +357,9 @@ class Tombstone(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"), unique=True)
     id_number_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # The keyed hash of the name (services/status_lookup.name_hash): a lookup must match the name too.
+    # None on tombstones written before it was kept: such a person is never found by name and ID number.
+    name_hash: Mapped[str | None] = mapped_column(String(64))
     purged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     actor_label: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
@@ -571,3 +574,54 @@ class NotificationDelivery(db.Model):
 
 
 Index("ix_notification_deliveries_due", NotificationDelivery.status, NotificationDelivery.next_attempt_at)
+
+
+api_client_regions = db.Table(
+    "api_client_regions",
+    db.Column("client_id", ForeignKey("api_clients.id", ondelete="CASCADE"), primary_key=True),
+    db.Column("region_id", ForeignKey("regions.id"), primary_key=True),
+)
+
+
+class ApiClient(db.Model):
+    """A downstream system (exam registration, continuing education) allowed to ask the JSON API about persons.
+
+    Only a hash of its key is kept: the key is shown once when created or rotated (services/api_clients.py).
+    """
+
+    __tablename__ = "api_clients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(255))
+    # Whether its lookups may say that a live credit finding exists (PIPL: only those who need it).
+    may_see_credit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Lookups a minute before 429; each process counts in the database, so the limit holds across them.
+    rate_per_minute: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The key's public first part finds the row; the sha256 of the whole key checks it.
+    key_prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    regions: Mapped[list[Region]] = relationship(secondary=api_client_regions, order_by="Region.sort_order")
+    created_by: Mapped[User | None] = relationship()
+
+    @property
+    def label(self) -> str:
+        """Return how audit records and logs name this client."""
+        return f"api:{self.name}"
+
+    def __repr__(self):
+        return f"<ApiClient {self.name}>"
+
+
+class ApiRateWindow(db.Model):
+    """How many persons a client asked about in one minute: one row a client and minute, raised atomically."""
+
+    __tablename__ = "api_rate_windows"
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id", ondelete="CASCADE"), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)

@@ -2,6 +2,7 @@
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory, url_for
 from sqlalchemy import select
 
+from ..api.errors import ApiError, is_api_request
 from ..backends import get_config
 from ..extensions import db
 from ..models import Region
@@ -73,6 +74,8 @@ def refuse_control_characters_in_the_address():
         try:
             check_text(name, f"地址参数“{clean_filename(name) or '?'}”", name + value)
         except ValidationError as error:
+            if is_api_request():
+                raise ApiError(400, "invalid", error.message) from None
             return render_template("home/error.html", code=400, title=ERRORS[400][0], message=error.message), 400
     return None
 
