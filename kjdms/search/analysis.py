@@ -309,3 +309,17 @@ def _starts(haystack: str, piece: str):
         if not cut_before and not cut_after:
             yield start
         start = haystack.find(piece, start + 1)
+
+
+# Marks both ends of every run of letters and digits: a substring test on text so marked is occurs().
+WORD_EDGE = "\x01"
+
+
+def edge_marked(normal: str) -> str:
+    """Return normalised text with WORD_EDGE around each run of letters and digits (pieces and fields alike).
+
+    A piece marked so is a plain substring of a field marked so exactly where occurs() finds it:
+    a word at either end of the piece must meet a marked run end, so it cannot cut a longer word.
+    """
+    return "".join(f"{WORD_EDGE}{match.group()}{WORD_EDGE}" if match.lastgroup == WORD else match.group()
+                   for match in _RUN.finditer(normal))
