@@ -143,16 +143,28 @@ def app(request, tmp_path, sqlite_template):
         shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
         config = make_config(tmp_path)
     else:
-        config = make_config(tmp_path, request.getfixturevalue("postgres_migrated"))
+        # postgres_search: the search index in PostgreSQL too (tests opt in with helpers.BOTH_SEARCH_INDEXES).
+        search = "postgres" if request.param == "postgres_search" else "whoosh"
+        config = make_config(tmp_path, request.getfixturevalue("postgres_migrated"), SEARCH=search)
     application = create_app(config)
+    on_postgres = request.param != "sqlite"
     with application.app_context():
-        if request.param == "postgres":
+        if on_postgres:
             empty_tables()
+            empty_search_index()
         yield application
         db.session.remove()
-        if request.param == "postgres":
+        if on_postgres:
             empty_tables()
+            empty_search_index()
         db.engine.dispose()
+
+
+def empty_search_index() -> None:
+    """Drop the PostgreSQL search index's tables, which live beside the models' (a Whoosh index is in tmp_path)."""
+    from kjdms.search.postgres_index import PostgresSearchIndex
+
+    PostgresSearchIndex(lambda: db.engine).drop()
 
 
 @pytest.fixture

@@ -330,6 +330,6 @@ class PostgresRebuild:
             connection.execute(text(f"ALTER TABLE {REBUILD_TABLE} RENAME TO {TABLE}"))
             for suffix in ("pkey", *_secondary_indexes()):
                 connection.execute(text(f"ALTER INDEX {REBUILD_TABLE}_{suffix} RENAME TO {TABLE}_{suffix}"))
-            connection.execute(text(f"DELETE FROM {PROGRESS_TABLE}"))
+            connection.execute(text(f"DROP TABLE {PROGRESS_TABLE}"))
         with self.live.engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text(f"ANALYZE {TABLE}"))
