@@ -12,6 +12,7 @@ from .base import FACETS, IndexResults, SearchRequest
 # The tables are the backend's own, made on first use (as Whoosh makes its folder), not by a migration:
 # a rebuild creates a new one and renames it into place, and an instance on Whoosh has none of them.
 TABLE, REBUILD_TABLE, PROGRESS_TABLE = "search_documents", "search_documents_rebuild", "search_rebuild_progress"
+INDEX_TABLES = (TABLE, REBUILD_TABLE, PROGRESS_TABLE)
 # The same fields as the Whoosh index (whoosh_index.TEXT_FIELDS, VALUE_FIELDS).
 TEXT_FIELDS = ("name", "employer", "numbers", "region_text", "attachments")
 VALUE_FIELDS = ("region", "state", "qualification", "education", "scope", "year", "has_credit", "kind")
@@ -306,7 +307,7 @@ class PostgresSearchIndex:
         """Drop every table of the index (the instance then searches an empty one, or `kjdms reindex` refills it)."""
         with self.engine().begin() as connection:
             _lock(connection)
-            for table in (TABLE, REBUILD_TABLE, PROGRESS_TABLE):
+            for table in INDEX_TABLES:
                 connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
         self._ready = False
 

@@ -157,3 +157,23 @@ def test_a_multi_process_deployment_leaves_the_outbox_to_the_worker(tmp_path, sq
         assert "华罗庚" in run(app, "search", "华罗庚").output
         db.session.remove()
         db.engine.dispose()
+
+
+def test_the_postgresql_index_is_refused_on_sqlite_naming_both_settings(tmp_path):
+    from kjdms import create_app
+    from tests.conftest import make_config
+
+    with pytest.raises(RuntimeError) as refused:
+        create_app(make_config(tmp_path, SEARCH="postgres"))
+    assert "KJDMS_SEARCH=postgres" in str(refused.value) and "KJDMS_DATABASE_URL" in str(refused.value)
+    assert "不是 PostgreSQL 数据库" in str(refused.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("app", ["postgres_search"], indirect=True)
+def test_init_creates_the_postgresql_index_table_and_a_second_run_keeps_it(app):
+    get_search_index().drop()
+    assert "检索索引表：已创建" in run(app, "init").output
+    applicant(name="华罗庚")
+    assert "检索索引表：已存在" in run(app, "init").output
+    assert "华罗庚" in run(app, "search", "华罗庚").output
