@@ -250,21 +250,27 @@ def rusage() -> tuple[float, int]:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime, own.ru_maxrss * 1024
 
 
-def build_whoosh(folder: Path, documents, chunk: int) -> dict:
-    """Build the index as a reindex does: WhooshRebuild.add per chunk, then swap."""
-    index = WhooshSearchIndex(folder)
-    seconds, swap_seconds = 0.0, 0.0
+def rebuild_timed(index, documents, chunk: int, engine: str) -> tuple[float, float]:
+    """Rebuild index as a reindex does (add per chunk, then swap); return (seconds in all, seconds of the swap)."""
+    seconds = 0.0
     rebuild = index.start_rebuild()
     for part in chunks(documents, chunk):
         started = time.perf_counter()
         rebuild.add(part, last_id=part[-1]["dossier_id"])
         seconds += time.perf_counter() - started
-        progress("whoosh", part[-1]["dossier_id"])
+        progress(engine, part[-1]["dossier_id"])
     started = time.perf_counter()
     rebuild.swap()
     swap_seconds = time.perf_counter() - started
+    return seconds + swap_seconds, swap_seconds
+
+
+def build_whoosh(folder: Path, documents, chunk: int) -> dict:
+    """Build the index as a reindex does: WhooshRebuild.add per chunk, then swap."""
+    index = WhooshSearchIndex(folder)
+    seconds, swap_seconds = rebuild_timed(index, documents, chunk, "whoosh")
     live = folder / "live"
-    return {"seconds": seconds + swap_seconds, "swap_seconds": swap_seconds,
+    return {"seconds": seconds, "swap_seconds": swap_seconds,
             "bytes": sum(path.stat().st_size for path in live.resolve().iterdir()),
             "segments": len(index._live()._segments())}
 
@@ -281,21 +287,11 @@ def build_postgres(url: str, documents, chunk: int) -> dict:
     import sqlalchemy as sa
 
     engine = postgres_engine(url)
-    index = PostgresSearchIndex(lambda: engine)
-    seconds = 0.0
-    rebuild = index.start_rebuild()
-    for part in chunks(documents, chunk):
-        started = time.perf_counter()
-        rebuild.add(part, last_id=part[-1]["dossier_id"])
-        seconds += time.perf_counter() - started
-        progress("postgres", part[-1]["dossier_id"])
-    started = time.perf_counter()
-    rebuild.swap()
-    swap_seconds = time.perf_counter() - started
+    seconds, swap_seconds = rebuild_timed(PostgresSearchIndex(lambda: engine), documents, chunk, "postgres")
     with engine.connect() as connection:
         size = connection.scalar(sa.text(f"SELECT pg_total_relation_size('{TABLE}')"))
     engine.dispose()
-    return {"seconds": seconds + swap_seconds, "swap_seconds": swap_seconds, "bytes": size}
+    return {"seconds": seconds, "swap_seconds": swap_seconds, "bytes": size}
 
 
 FTS_SCHEMA = """

@@ -68,10 +68,9 @@ def sqlite_template(tmp_path_factory):
     return folder / "kjdms.sqlite3"
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A fresh schema on the real PostgreSQL server, migrated once for the session."""
-    schema = f"kjdms_test_{uuid.uuid4().hex[:8]}"
+def fresh_schema(prefix: str):
+    """Create a schema on the real PostgreSQL server; yield the URL that works in it, then drop it."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(POSTGRES_URL)
     try:
         with admin.begin() as connection:
@@ -81,11 +80,16 @@ def postgres_url():
             raise
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error.orig}")
     separator = "&" if "?" in POSTGRES_URL else "?"
-    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    yield url
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
     with admin.begin() as connection:
         connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh schema on the real PostgreSQL server, migrated once for the session."""
+    yield from fresh_schema("kjdms_test")
 
 
 @pytest.fixture(scope="session")

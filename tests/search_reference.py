@@ -1,14 +1,14 @@
 """The reference a search index is held to: the relevance set as index documents, and a brute-force scan."""
+import random
 from collections import Counter
 from pathlib import Path
-import random
 
 import yaml
 
 from kjdms.search import FACETS, ScopeGrant, SearchRequest
+from kjdms.search.base import TEXT_FIELDS
 from kjdms.search.analysis import query_pieces, substring_matches
 
-TEXT_FIELDS = ("name", "employer", "numbers", "region_text", "attachments")
 RELEVANCE = yaml.safe_load((Path(__file__).parent / "search" / "relevance.yaml").read_text("utf-8"))
 # A small tree: 1 above 2 and 3, 2 above 4 and 5 (region_path lists a region and those above it).
 PATHS = (["4", "2", "1"], ["5", "2", "1"], ["3", "1"], ["_none"])
@@ -72,3 +72,19 @@ def requests():
         SearchRequest(text="会计", grants=()),
     ]
     return found
+
+
+def fill(search_index, after_chunk=lambda rebuild: None) -> dict:
+    """Rebuild search_index from documents() in chunks of 100, replace some, remove 3, 30 and 90; return what it holds."""
+    everything = documents()
+    rebuild = search_index.start_rebuild()
+    for start in range(0, len(everything), 100):
+        rebuild.add(everything[start:start + 100], last_id=everything[start:start + 100][-1]["dossier_id"])
+        after_chunk(rebuild)
+    rebuild.swap()
+    changed = [dict(document, state="approved", changed=document["changed"] + 1) for document in everything[::7]]
+    search_index.write(changed, deleted_ids=[3, 30, 90])
+    held = {document["dossier_id"]: document for document in everything + changed}
+    for removed in (3, 30, 90):
+        del held[removed]
+    return held

@@ -7,15 +7,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
 from .analysis import edge_marked, index_frequencies, normalize, piece_cover, query_pieces
-from .base import FACETS, IndexResults, SearchRequest
+from .base import FACETS, TEXT_FIELDS, VALUE_FIELDS, IndexResults, SearchRequest
 
 # The tables are the backend's own, made on first use (as Whoosh makes its folder), not by a migration:
 # a rebuild creates a new one and renames it into place, and an instance on Whoosh has none of them.
 TABLE, REBUILD_TABLE, PROGRESS_TABLE = "search_documents", "search_documents_rebuild", "search_rebuild_progress"
 INDEX_TABLES = (TABLE, REBUILD_TABLE, PROGRESS_TABLE)
-# The same fields as the Whoosh index (whoosh_index.TEXT_FIELDS, VALUE_FIELDS).
-TEXT_FIELDS = ("name", "employer", "numbers", "region_text", "attachments")
-VALUE_FIELDS = ("region", "state", "qualification", "education", "scope", "year", "has_credit", "kind")
 FILTER_COLUMNS = {**{name: name for name in VALUE_FIELDS}, "region_path": "region_path"}
 COLUMNS = ("dossier_id", "stamp", "id_hash", "region_path", "job_types", "changed", *VALUE_FIELDS,
            "name_text", "employer_text", "match_text", "terms", "untermed")

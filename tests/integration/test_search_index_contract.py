@@ -1,33 +1,21 @@
 """Every search index answers as the brute-force scan does: the relevance set, scope, filters, facets, order, pages."""
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
 from kjdms.search import ScopeGrant, SearchRequest, WhooshSearchIndex
 from kjdms.search.analysis import query_pieces
 from kjdms.search.postgres_index import PostgresSearchIndex
-from tests.conftest import POSTGRES_URL
-from tests.search_reference import RELEVANCE, STATES, documents, requests, scan_search
+from tests.conftest import fresh_schema
+from tests.search_reference import RELEVANCE, STATES, fill, requests, scan_search
 
 
 @pytest.fixture(scope="module")
 def postgres_engine():
     """An engine on a schema of its own on the real PostgreSQL, dropped at the end."""
-    schema = f"kjdms_index_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as error:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error.orig}")
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    engine = sa.create_engine(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
-    yield engine
-    engine.dispose()
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    for url in fresh_schema("kjdms_index"):
+        engine = sa.create_engine(url)
+        yield engine
+        engine.dispose()
 
 
 @pytest.fixture(scope="module", params=["whoosh", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -37,17 +25,9 @@ def index(request, tmp_path_factory):
         search_index = WhooshSearchIndex(tmp_path_factory.mktemp("index"))
     else:
         search_index = PostgresSearchIndex(lambda engine=request.getfixturevalue("postgres_engine"): engine)
-    everything = documents()
-    rebuild = search_index.start_rebuild()
-    for start in range(0, len(everything), 100):
-        rebuild.add(everything[start:start + 100], last_id=everything[start:start + 100][-1]["dossier_id"])
-    rebuild.swap()
-    changed = [dict(document, state="approved", changed=document["changed"] + 1) for document in everything[::7]]
-    search_index.write(changed, deleted_ids=[3, 30, 90])
-    held = {document["dossier_id"]: document for document in everything + changed}
-    for removed in (3, 30, 90):
-        del held[removed]
+    held = fill(search_index)
     return search_index, held
+
 
 @pytest.mark.parametrize("request_", requests(), ids=lambda request: f"{request.text}|{request.sort}")
 def test_search_finds_and_counts_what_a_scan_does(index, request_):

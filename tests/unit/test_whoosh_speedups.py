@@ -1,37 +1,24 @@
 """Check that the faster Whoosh writer writes what Whoosh writes, and that the bitset search answers as a scan does."""
 
-import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import given, settings, strategies as st
 from whoosh import index as whoosh_index
 from whoosh.fields import TEXT
 
-from kjdms.search import FACETS, ScopeGrant, SearchRequest, WhooshSearchIndex
-from kjdms.search.analysis import (chinese_analyzer, index_frequencies, normalize, occurrences, query_pieces,
-                                   substring_matches)
+from kjdms.search import ScopeGrant, SearchRequest, WhooshSearchIndex
+from kjdms.search.analysis import chinese_analyzer, index_frequencies, normalize, occurrences, substring_matches
 from kjdms.search.whoosh_index import TEXT_FIELDS, schema, whoosh_fields
 from kjdms.search.whoosh_writing import FastSegmentWriter
-from tests.search_reference import STATES, documents, requests, scan_search
+from tests.search_reference import STATES, documents, fill, requests, scan_search
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     """Return a live index of three segments, some documents replaced, some removed."""
     search_index = WhooshSearchIndex(tmp_path_factory.mktemp("index"))
-    everything = documents()
-    rebuild = search_index.start_rebuild()
-    for start in range(0, len(everything), 100):
-        rebuild.add(everything[start:start + 100], last_id=everything[start:start + 100][-1]["dossier_id"])
-        rebuild._commit()  # a segment per chunk, as a large rebuild makes
-    rebuild.swap()
-    changed = [dict(document, state="approved", changed=document["changed"] + 1) for document in everything[::7]]
-    search_index.write(changed, deleted_ids=[3, 30, 90])
-    held = {document["dossier_id"]: document for document in everything + changed}
-    for removed in (3, 30, 90):
-        del held[removed]
+    # A segment per chunk, as a large rebuild makes.
+    held = fill(search_index, after_chunk=lambda rebuild: rebuild._commit())
     return search_index, held
 
 
