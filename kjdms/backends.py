@@ -47,10 +47,22 @@ def s3_blob_store(config: Config):
 
 def make_search_index(config: Config) -> SearchIndex:
     """Return the search index named by KJDMS_SEARCH."""
-    factories = {"whoosh": lambda: WhooshSearchIndex(config.INDEX_DIR)}
+    factories = {"whoosh": lambda: WhooshSearchIndex(config.INDEX_DIR), "postgres": lambda: postgres_search_index(config)}
     if config.SEARCH not in factories:
         raise RuntimeError(f"KJDMS_SEARCH={config.SEARCH!r}: known indexes are {', '.join(factories)}")
     return factories[config.SEARCH]()
+
+
+def postgres_search_index(config: Config) -> SearchIndex:
+    """Return the index in the instance's own PostgreSQL database, refusing any other database."""
+    from .extensions import db
+    from .search.postgres_index import PostgresSearchIndex
+
+    if not config.DATABASE_URL.startswith("postgresql"):
+        raise RuntimeError("KJDMS_SEARCH=postgres：检索索引存放在实例的 PostgreSQL 数据库中，"
+                           f"但 KJDMS_DATABASE_URL 不是 PostgreSQL 数据库（{config.DATABASE_URL.split(':')[0]}）；"
+                           "请改用 PostgreSQL，或设置 KJDMS_SEARCH=whoosh")
+    return PostgresSearchIndex(lambda: db.engine)
 
 
 def make_mailer(config: Config) -> Mailer | None:

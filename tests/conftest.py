@@ -68,10 +68,9 @@ def sqlite_template(tmp_path_factory):
     return folder / "kjdms.sqlite3"
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A fresh schema on the real PostgreSQL server, migrated once for the session."""
-    schema = f"kjdms_test_{uuid.uuid4().hex[:8]}"
+def fresh_schema(prefix: str):
+    """Create a schema on the real PostgreSQL server; yield the URL that works in it, then drop it."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(POSTGRES_URL)
     try:
         with admin.begin() as connection:
@@ -81,11 +80,16 @@ def postgres_url():
             raise
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error.orig}")
     separator = "&" if "?" in POSTGRES_URL else "?"
-    url = f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-    yield url
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
     with admin.begin() as connection:
         connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh schema on the real PostgreSQL server, migrated once for the session."""
+    yield from fresh_schema("kjdms_test")
 
 
 @pytest.fixture(scope="session")
@@ -143,16 +147,28 @@ def app(request, tmp_path, sqlite_template):
         shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
         config = make_config(tmp_path)
     else:
-        config = make_config(tmp_path, request.getfixturevalue("postgres_migrated"))
+        # postgres_search: the search index in PostgreSQL too (tests opt in with helpers.BOTH_SEARCH_INDEXES).
+        search = "postgres" if request.param == "postgres_search" else "whoosh"
+        config = make_config(tmp_path, request.getfixturevalue("postgres_migrated"), SEARCH=search)
     application = create_app(config)
+    on_postgres = request.param != "sqlite"
     with application.app_context():
-        if request.param == "postgres":
+        if on_postgres:
             empty_tables()
+            empty_search_index()
         yield application
         db.session.remove()
-        if request.param == "postgres":
+        if on_postgres:
             empty_tables()
+            empty_search_index()
         db.engine.dispose()
+
+
+def empty_search_index() -> None:
+    """Drop the PostgreSQL search index's tables, which live beside the models' (a Whoosh index is in tmp_path)."""
+    from kjdms.search.postgres_index import PostgresSearchIndex
+
+    PostgresSearchIndex(lambda: db.engine).drop()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
-from ..backends import get_blob_store, get_config, get_workflow
+from ..backends import get_blob_store, get_config, get_search_index, get_workflow
 from ..extensions import db
 from ..schema import upgrade_schema
 
@@ -39,6 +39,9 @@ def init_command():
     added, changed = load_regions(db.session)
     click.echo(f"数据库{'已创建' if was_new else '已是最新结构'}：{get_config().DATABASE_URL.split('?')[0]}")
     click.echo(f"地区：新增 {added}，更新 {changed}")
+    index = get_search_index()
+    if hasattr(index, "ensure_tables"):  # KJDMS_SEARCH=postgres: the index's table lives in the database
+        click.echo(f"检索索引表：{'已创建' if index.ensure_tables() else '已存在'}")
     store = get_blob_store()
     if hasattr(store, "ensure_bucket"):  # S3: the bucket is part of the instance, as the database is
         click.echo(f"S3 存储桶 {store.bucket}：{'已创建' if store.ensure_bucket() else '已存在'}")

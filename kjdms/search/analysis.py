@@ -75,7 +75,7 @@ def normalize(text: str) -> str:
     # on text already in NFKC (nearly all of it) that is the same as folding the whole.
     if unicodedata.is_normalized("NFKC", text):
         return text.casefold().translate(_NAME_DOTS)
-    return "".join(normalize_char(char) for char in text)
+    return "".join(map(normalize_char, text))
 
 
 @lru_cache(maxsize=65536)
@@ -165,10 +165,10 @@ class CJKBigramTokenizer(Tokenizer):
                     yield emit(text + next_text, position, startchar, next_end)
 
 
-def index_frequencies(value: str) -> Counter:
+def index_frequencies(value: str, *, normalized: bool = False) -> Counter:
     """Return how many times CJKBigramTokenizer emits each term of value (a field without positions)."""
     tokens: list[str] = []
-    for match in _RUN.finditer(normalize(value)):
+    for match in _RUN.finditer(value if normalized else normalize(value)):
         kind, text = match.lastgroup, match.group()
         if kind == CJK:
             tokens += text
@@ -309,3 +309,17 @@ def _starts(haystack: str, piece: str):
         if not cut_before and not cut_after:
             yield start
         start = haystack.find(piece, start + 1)
+
+
+# Marks both ends of every run of letters and digits: a substring test on text so marked is occurs().
+WORD_EDGE = "\x01"
+
+
+def edge_marked(normal: str) -> str:
+    """Return normalised text with WORD_EDGE around each run of letters and digits (pieces and fields alike).
+
+    A piece marked so is a plain substring of a field marked so exactly where occurs() finds it:
+    a word at either end of the piece must meet a marked run end, so it cannot cut a longer word.
+    """
+    return "".join(f"{WORD_EDGE}{match.group()}{WORD_EDGE}" if match.lastgroup == WORD else match.group()
+                   for match in _RUN.finditer(normal))

@@ -9,6 +9,10 @@ FACETS = ("region", "state", "qualification", "year", "has_credit")
 # Where no region is set yet (roles_on: only roles at the top of the tree reach those dossiers).
 NO_REGION = "_none"
 SORTS = ("relevance", "date")
+# What a document's typed text is searched in; the ID number is never among them (only its keyed hash is indexed).
+TEXT_FIELDS = ("name", "employer", "numbers", "region_text", "attachments")
+# Facets and filters: a document field of the same name, one value per dossier.
+VALUE_FIELDS = ("region", "state", "qualification", "education", "scope", "year", "has_credit", "kind")
 
 
 @dataclass(frozen=True)

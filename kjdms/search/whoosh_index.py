@@ -13,15 +13,11 @@ from whoosh.fields import ID, KEYWORD, NUMERIC, STORED, Schema
 from whoosh.query import And, NullQuery, Or, Term
 
 from .analysis import text_query
-from .base import IndexResults, SearchRequest
+from .base import TEXT_FIELDS, VALUE_FIELDS, IndexResults, SearchRequest
 from .whoosh_matching import run_search
 from .whoosh_storage import create_index, open_index
 from .whoosh_writing import CJKText, FastSegmentWriter
 
-# Searched by the typed text; the ID number is never among them (only its keyed hash is indexed).
-TEXT_FIELDS = ("name", "employer", "numbers", "region_text", "attachments")
-# Facets and filters: a document field of the same name, one value per dossier.
-VALUE_FIELDS = ("region", "state", "qualification", "education", "scope", "year", "has_credit", "kind")
 LIVE, REBUILD, PROGRESS = "live", "rebuild", "progress.json"
 # A rebuild commits a segment (its checkpoint) once the writer's posting pool holds about this much.
 # Fewer, larger segments search faster, and merging them later costs as much as indexing did. With

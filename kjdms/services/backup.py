@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from ..blobs import BlobCorrupted, BlobNotFound, BlobStore
 from ..blobs.base import copy_blob
 from ..blobs.local import LocalBlobStore
+from ..search.postgres_index import INDEX_TABLES
 from . import archive, audit
 from .archive import owner_only
 from .backup_keys import KEYS_FILE, SEALED_KEYS_FILE, seal_keys
@@ -41,7 +42,8 @@ MANIFEST = archive.MANIFEST
 BLOB_LIST = "blobs.txt"
 TABLES = "tables"
 # Written by the migrations rather than kept as rows: the snapshot records the revision instead.
-SKIPPED_TABLES = {"alembic_version"}
+# The search index's tables (KJDMS_SEARCH=postgres) are derived data: a restore rebuilds the index.
+SKIPPED_TABLES = {"alembic_version", *INDEX_TABLES}
 STATE = "state.json"
 ROWS_PER_FETCH = 2000
 

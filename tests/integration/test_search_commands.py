@@ -1,18 +1,17 @@
 """kjdms reindex, index check/status, search and worker: rebuilt from the database, resumable, checked."""
-import json
-
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from kjdms.backends import get_config, get_search_index
 from kjdms.extensions import db
 from kjdms.models import Dossier, Person
 from kjdms.samples import sample_pdf
 from kjdms.search import whoosh_index
-from kjdms.search.whoosh_index import PROGRESS, REBUILD, WhooshRebuild
+from kjdms.search.postgres_index import PostgresRebuild
+from kjdms.search.whoosh_index import REBUILD, WhooshRebuild
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.reindex import check_index, reindex
-from tests.helpers import applicant, make_id_number, staff
+from tests.helpers import BOTH_SEARCH_INDEXES, applicant, make_id_number, staff
 
 NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨帆", "赵磊"]
 
@@ -32,6 +31,7 @@ def wipe_live_index():
     index.write([], [int(key) for key in index.stamps()])
 
 
+@BOTH_SEARCH_INDEXES
 def test_reindex_rebuilds_the_index_from_the_database(app, dossiers):
     wipe_live_index()
     assert get_search_index().doc_count() == 0
@@ -39,12 +39,23 @@ def test_reindex_rebuilds_the_index_from_the_database(app, dossiers):
     assert result.exit_code == 0 and f"{len(NAMES)} 份档案" in result.output
     assert get_search_index().doc_count() == len(NAMES)
     assert check_index(db.session, get_search_index(), get_config().ID_HASH_KEY).ok
-    assert not (get_config().INDEX_DIR / REBUILD).exists()
-    assert len([path for path in get_config().INDEX_DIR.iterdir() if path.name.startswith("gen-")]) == 1
+    assert not leftovers()
 
 
+def leftovers() -> list[str]:
+    """Return what a finished rebuild must not leave: a rebuild in progress, an older generation."""
+    if get_config().SEARCH == "postgres":
+        return db.session.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                                       "AND tablename LIKE 'search%' AND tablename <> 'search_documents'")).all()
+    folder = get_config().INDEX_DIR
+    generations = [path.name for path in folder.iterdir() if path.name.startswith("gen-")]
+    return [REBUILD] * (folder / REBUILD).exists() + generations[1:]
+
+
+@BOTH_SEARCH_INDEXES
 def test_an_interrupted_reindex_resumes_from_its_checkpoint(app, dossiers, monkeypatch):
-    real_add, calls = WhooshRebuild.add, []
+    rebuild = PostgresRebuild if get_config().SEARCH == "postgres" else WhooshRebuild
+    real_add, calls = rebuild.add, []
 
     def add_then_crash(self, documents, last_id):
         calls.append(last_id)
@@ -52,21 +63,22 @@ def test_an_interrupted_reindex_resumes_from_its_checkpoint(app, dossiers, monke
             raise KeyboardInterrupt("operator pressed Ctrl+C")
         real_add(self, documents, last_id)
 
-    monkeypatch.setattr(WhooshRebuild, "add", add_then_crash)
+    monkeypatch.setattr(rebuild, "add", add_then_crash)
     # A segment's worth per chunk: every chunk is committed and checkpointed (a real rebuild commits every 256 MB).
     monkeypatch.setattr(whoosh_index, "REBUILD_SEGMENT_MB", -1)
     with pytest.raises(KeyboardInterrupt):
         reindex(db.session, get_search_index(), get_config().ID_HASH_KEY, chunk=2)
-    progress = json.loads((get_config().INDEX_DIR / REBUILD / PROGRESS).read_text())
-    assert progress["last_id"] == dossiers[1].id  # the first chunk is in, the second is not
+    # The first chunk is in, the second is not: the rebuild to resume says so.
+    assert get_search_index().start_rebuild().resume_after == dossiers[1].id
     assert get_search_index().doc_count() == len(NAMES)  # the live index kept serving meanwhile
-    monkeypatch.setattr(WhooshRebuild, "add", real_add)
+    monkeypatch.setattr(rebuild, "add", real_add)
     result = run(app, "reindex", "--chunk", "2")
     assert f"已完成至档案 #{dossiers[1].id}" in result.output
     assert get_search_index().doc_count() == len(NAMES)
     assert check_index(db.session, get_search_index(), get_config().ID_HASH_KEY).ok
 
 
+@BOTH_SEARCH_INDEXES
 def test_changes_made_while_a_reindex_runs_reach_the_new_index(app, dossiers):
     first = dossiers[0]
 
@@ -83,6 +95,7 @@ def test_changes_made_while_a_reindex_runs_reach_the_new_index(app, dossiers):
     assert "张伟伟" in run(app, "search", "张伟伟").output
 
 
+@BOTH_SEARCH_INDEXES
 def test_index_check_names_missing_stale_and_extra_entries_and_repairs_them(app, dossiers):
     assert run(app, "index", "check").exit_code == 0
     index = get_search_index()
@@ -99,6 +112,7 @@ def test_index_check_names_missing_stale_and_extra_entries_and_repairs_them(app,
     assert run(app, "index", "check").exit_code == 0
 
 
+@BOTH_SEARCH_INDEXES
 def test_search_prints_masked_matches_scoped_by_the_user_given(app, dossiers):
     number = make_id_number()
     applicant(name="欧阳修", id_number=number, region_code="211303")
@@ -113,6 +127,7 @@ def test_search_prints_masked_matches_scoped_by_the_user_given(app, dossiers):
     assert unknown.exit_code == 2 and "nobody" in unknown.output
 
 
+@BOTH_SEARCH_INDEXES
 def test_worker_once_extracts_pending_text_and_index_status_reports_the_queue(app, workflow, blobs):
     dossier, owner = applicant(name="钱学森")
     add_attachment_version(db.session, workflow, blobs, dossier, "other", sample_pdf("Award No. QX1911"),
@@ -142,3 +157,23 @@ def test_a_multi_process_deployment_leaves_the_outbox_to_the_worker(tmp_path, sq
         assert "华罗庚" in run(app, "search", "华罗庚").output
         db.session.remove()
         db.engine.dispose()
+
+
+def test_the_postgresql_index_is_refused_on_sqlite_naming_both_settings(tmp_path):
+    from kjdms import create_app
+    from tests.conftest import make_config
+
+    with pytest.raises(RuntimeError) as refused:
+        create_app(make_config(tmp_path, SEARCH="postgres"))
+    assert "KJDMS_SEARCH=postgres" in str(refused.value) and "KJDMS_DATABASE_URL" in str(refused.value)
+    assert "不是 PostgreSQL 数据库" in str(refused.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("app", ["postgres_search"], indirect=True)
+def test_init_creates_the_postgresql_index_table_and_a_second_run_keeps_it(app):
+    get_search_index().drop()
+    assert "检索索引表：已创建" in run(app, "init").output
+    applicant(name="华罗庚")
+    assert "检索索引表：已存在" in run(app, "init").output
+    assert "华罗庚" in run(app, "search", "华罗庚").output

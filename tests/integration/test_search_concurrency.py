@@ -95,3 +95,43 @@ def test_two_searches_pruning_the_segment_cache_at_once_do_not_fail(sqlite_app):
     request = SearchRequest(text="", grants=operator_grants(db.session, get_workflow()))
     assert index.search(request).total == 2
     assert "merged-away" not in index._segment_data
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("app", ["postgres_search"], indirect=True)
+def test_searches_on_postgresql_keep_answering_while_writes_and_a_rebuild_swap_run(app):
+    from kjdms.backends import get_config, get_workflow
+    from kjdms.services.reindex import reindex
+
+    dossiers = [applicant(name=name, employer_name=f"朝阳市{name}会计服务有限公司")[0]
+                for name in ("张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊")]
+    index, key = get_search_index(), get_config().ID_HASH_KEY
+    documents, _ = documents_for(db.session, [dossier.id for dossier in dossiers], key)
+    request = SearchRequest(text="会计", grants=operator_grants(db.session, get_workflow()))
+    errors, searches, writing = [], [0], threading.Event()
+    writing.set()
+
+    def search():
+        with app.app_context():
+            try:
+                while writing.is_set():
+                    assert index.search(request).total == len(dossiers)
+                    assert len(index.stamps()) == len(dossiers)
+                    searches[0] += 1
+            except Exception as error:  # noqa: BLE001  (any failure is what the test counts)
+                errors.append(repr(error))
+
+    readers = [threading.Thread(target=search) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        for round_number in range(20):
+            index.write(documents[round_number % len(documents):][:2])
+            if round_number % 5 == 4:
+                # The live table is dropped and the new one renamed into its place under the readers.
+                reindex(db.session, index, key, chunk=4)
+    finally:
+        writing.clear()
+        for reader in readers:
+            reader.join(30)
+    assert errors == [] and searches[0] > 20

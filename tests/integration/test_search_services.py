@@ -14,7 +14,9 @@ from kjdms.services.search import search_dossiers
 from kjdms.services.text_extraction import extract_pending
 from kjdms.services.working_copy import start_working_copy
 from kjdms.permissions import SYSTEM
-from tests.helpers import CommitFailed, applicant, fail_next_commit, make_id_number, staff, upload_required
+from tests.helpers import BOTH_SEARCH_INDEXES, CommitFailed, applicant, fail_next_commit, make_id_number, staff, upload_required
+
+pytestmark = BOTH_SEARCH_INDEXES
 
 
 def find(user, text="", **options):

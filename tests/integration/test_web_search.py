@@ -15,8 +15,11 @@ from kjdms.validators import forbidden_character
 from tests.helpers import applicant, upload_required
 from tests.webclient import database_snapshot, fresh, text
 
-# A page sweep: SQLite only; the services under these pages are tested on both databases.
+# A page sweep: SQLite only; the services under these pages are tested on both databases and both indexes.
 pytestmark = pytest.mark.pages
+# A few pages once more with the search index in PostgreSQL: what is found, marked, counted, scoped and ordered.
+ALSO_ON_THE_POSTGRESQL_INDEX = pytest.mark.parametrize(
+    "app", ["sqlite", pytest.param("postgres_search", marks=pytest.mark.postgres)], indirect=True)
 
 NO_RESULTS = "没有找到符合条件的档案"
 SURNAMES = "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔"
@@ -107,6 +110,7 @@ class TestAccess:
 
 
 class TestResults:
+    @ALSO_ON_THE_POSTGRESQL_INDEX
     def test_a_name_is_found_marked_with_its_masked_number_region_state_and_link(self, auth, scene):
         main = scene["main"]
         page = auth("reviewer").get("/search/?q=欧阳明月")
@@ -123,6 +127,7 @@ class TestResults:
         assert names(page) == ["欧阳明月"]
         assert "朝阳市双塔区<mark>新华会计</mark>师事务所有限公司" in text(page)
 
+    @ALSO_ON_THE_POSTGRESQL_INDEX
     def test_the_full_id_number_finds_its_person_and_leaves_no_trace_of_itself(self, auth, scene):
         visitor, number = auth("reviewer"), scene["main"].person.id_number
         response = visitor.get(f"/search/?q={number}")
@@ -185,6 +190,7 @@ class TestResults:
 
 
 class TestScope:
+    @ALSO_ON_THE_POSTGRESQL_INDEX
     def test_another_countys_reviewer_sees_no_result_count_or_facet_of_it(self, auth, scene):
         visitor = auth("other_reviewer")
         page = visitor.get("/search/")
@@ -234,6 +240,7 @@ class TestScope:
 
 
 class TestFacets:
+    @ALSO_ON_THE_POSTGRESQL_INDEX
     def test_counts_match_and_a_facet_link_narrows_keeping_the_query(self, auth, scene):
         visitor = auth("city_reviewer")
         page = visitor.get("/search/?q=朝阳市")
@@ -296,6 +303,7 @@ class TestPagingAndOrder:
         page = text(auth("reviewer").get("/search/?q=分页&page=1"))
         assert re.findall(r'<a class="page-link" href="[^"]*page=(\d)"\s*(?:aria-current="page")?>', page) == ["1", "2"]
 
+    @ALSO_ON_THE_POSTGRESQL_INDEX
     def test_sorting_by_date_puts_the_latest_handled_first(self, auth, many):
         visitor = auth("reviewer")
         assert names(visitor.get("/search/?q=分页&sort=date")) == [f"{surname}分页" for surname in SURNAMES[:20]]

@@ -1,116 +1,25 @@
 """Check that the faster Whoosh writer writes what Whoosh writes, and that the bitset search answers as a scan does."""
 
-import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import given, settings, strategies as st
 from whoosh import index as whoosh_index
 from whoosh.fields import TEXT
 
-from kjdms.search import FACETS, ScopeGrant, SearchRequest, WhooshSearchIndex
-from kjdms.search.analysis import (chinese_analyzer, index_frequencies, normalize, occurrences, query_pieces,
-                                   substring_matches)
+from kjdms.search import ScopeGrant, SearchRequest, WhooshSearchIndex
+from kjdms.search.analysis import chinese_analyzer, index_frequencies, normalize, occurrences, substring_matches
 from kjdms.search.whoosh_index import TEXT_FIELDS, schema, whoosh_fields
 from kjdms.search.whoosh_writing import FastSegmentWriter
-
-RELEVANCE = yaml.safe_load((Path(__file__).parent.parent / "search" / "relevance.yaml").read_text("utf-8"))
-# A small tree: 1 above 2 and 3, 2 above 4 and 5 (region_path lists a region and those above it).
-PATHS = (["4", "2", "1"], ["5", "2", "1"], ["3", "1"], ["_none"])
-STATES = ("draft", "submitted", "approved", "rejected", "archived")
-
-
-def documents(seed=1):
-    """Return the relevance set's dossiers as services.indexing documents, with scattered values."""
-    rng = random.Random(seed)
-    found = []
-    for number, document in enumerate(RELEVANCE["documents"], start=1):
-        path = rng.choice(PATHS)
-        found.append({
-            "dossier_id": number, "name": document["name"], "employer": document["employer"],
-            "numbers": [], "region_text": "", "attachments": [document["text"]],
-            "region_path": path, "region": path[0], "state": rng.choice(STATES),
-            "qualification": rng.choice(("none", "junior", "intermediate")), "education": "bachelor",
-            "scope": "in_accounting_work", "job_types": ["cashier"], "year": str(rng.randint(2019, 2021)),
-            "has_credit": rng.choice("01"), "kind": "dossier", "id_hash": f"hash{number}",
-            "changed": rng.randrange(10**9, 2 * 10**9), "stamp": f"s{number}",
-        })
-    return found
-
-
-def scan_search(documents_by_id, request):
-    """Answer request by brute force over the documents the index holds: the reference."""
-    reached = lambda document: any(set(document["region_path"]) & set(grant.region_keys)  # noqa: E731
-                                   and document["state"] in grant.states for grant in request.grants)
-    typed = request.text.strip() or request.id_hashes
-    if not any(grant.region_keys and grant.states for grant in request.grants) or \
-            (typed and not query_pieces(request.text) and not request.id_hashes):
-        return [], 0, {}
-    found = [document for document in documents_by_id.values()
-             if reached(document)
-             and all(document[name] == value or (name == "region_path" and value in document[name])
-                     for name, value in request.filters.items())
-             and all(document["id_hash"] == id_hash for id_hash in request.id_hashes)
-             and (not query_pieces(request.text) or substring_matches(
-                 [document[name] if isinstance(document[name], str) else "\n".join(document[name])
-                  for name in TEXT_FIELDS], request.text))]
-    counts = {name: dict(Counter(document[name] for document in found)) for name in FACETS}
-    newest_first = sorted(found, key=lambda document: (-document["changed"], document["dossier_id"]))
-    return [document["dossier_id"] for document in newest_first], len(found), counts
-
+from tests.search_reference import STATES, documents, fill, requests, scan_search
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     """Return a live index of three segments, some documents replaced, some removed."""
     search_index = WhooshSearchIndex(tmp_path_factory.mktemp("index"))
-    everything = documents()
-    rebuild = search_index.start_rebuild()
-    for start in range(0, len(everything), 100):
-        rebuild.add(everything[start:start + 100], last_id=everything[start:start + 100][-1]["dossier_id"])
-        rebuild._commit()  # a segment per chunk, as a large rebuild makes
-    rebuild.swap()
-    changed = [dict(document, state="approved", changed=document["changed"] + 1) for document in everything[::7]]
-    search_index.write(changed, deleted_ids=[3, 30, 90])
-    held = {document["dossier_id"]: document for document in everything + changed}
-    for removed in (3, 30, 90):
-        del held[removed]
+    # A segment per chunk, as a large rebuild makes.
+    held = fill(search_index, after_chunk=lambda rebuild: rebuild._commit())
     return search_index, held
-
-
-def requests():
-    """Return requests of every kind: relevance queries, several grants, filters, dates, ID hashes."""
-    everyone = (ScopeGrant(("1", "_none"), STATES),)
-    some = (ScopeGrant(("2",), ("submitted", "approved")), ScopeGrant(("3",), ("draft",)))
-    found = []
-    for query in RELEVANCE["queries"]:
-        found.append(SearchRequest(text=query["query"], grants=everyone, page_size=1000))
-        found.append(SearchRequest(text=query["query"], grants=some, sort="date", page_size=1000))
-    found += [
-        SearchRequest(text="", grants=everyone, page_size=1000),
-        SearchRequest(text="会计", grants=some, filters={"qualification": "junior"}, page_size=1000),
-        SearchRequest(text="会计 有限公司", grants=everyone, filters={"region_path": "2", "year": "2020"}, page_size=1000),
-        SearchRequest(text="", grants=some, id_hashes=("hash5", "hash6"), page_size=1000),
-        SearchRequest(text="", grants=everyone, id_hashes=("hash8",), page_size=1000),
-        SearchRequest(text="\u200b", grants=everyone),
-        SearchRequest(text="会计", grants=()),
-    ]
-    return found
-
-
-@pytest.mark.parametrize("request_", requests(), ids=lambda request: f"{request.text}|{request.sort}")
-def test_search_finds_and_counts_what_a_scan_does(index, request_):
-    search_index, held = index
-    ids, total, counts = scan_search(held, request_)
-    results = search_index.search(request_)
-    assert results.total == total
-    assert {name: values for name, values in results.facets.items() if values} == \
-        {name: values for name, values in counts.items() if values}
-    if request_.sort == "date" or not query_pieces(request_.text):
-        assert results.dossier_ids == ids  # the same order: newest first
-    else:
-        assert set(results.dossier_ids) == set(ids)
 
 
 def test_an_index_with_positions_still_answers_exactly(tmp_path):
@@ -129,25 +38,6 @@ def test_an_index_with_positions_still_answers_exactly(tmp_path):
         ids, total, counts = scan_search(held, request)
         results = search_index.search(request)
         assert (results.total, set(results.dossier_ids)) == (total, set(ids)), request.text
-
-
-def test_relevance_queries_find_the_expected_documents(index):
-    index, _ = index
-    names = {number: document["id"] for number, document in enumerate(RELEVANCE["documents"], start=1)}
-    everyone = (ScopeGrant(("1", "_none"), STATES),)
-    for query in RELEVANCE["queries"]:
-        results = index.search(SearchRequest(text=query["query"], grants=everyone, page_size=1000))
-        # 3, 30 and 90 were removed from the index.
-        assert {names[number] for number in results.dossier_ids} == set(query["expected"]) - {"d003", "d030", "d090"}
-
-
-def test_pages_follow_one_another(index):
-    index, _ = index
-    everyone = (ScopeGrant(("1", "_none"), STATES),)
-    whole = index.search(SearchRequest(text="会计", grants=everyone, page_size=1000)).dossier_ids
-    pages = [index.search(SearchRequest(text="会计", grants=everyone, page=page, page_size=7)).dossier_ids
-             for page in range(1, 4)]
-    assert sum(pages, []) == whole[:21]
 
 
 @pytest.mark.parametrize("limitmb, chunks", [(128, 1), (1, 1), (128, 3)])
