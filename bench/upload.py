@@ -11,12 +11,10 @@ commit (KJDMS_INDEX_AFTER_COMMIT=1, the embedded default); `off` leaves it to a 
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -24,16 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s3_upload import scanned_pdf  # noqa: E402
+from s3_upload import applicant_browser, print_comparison, scanned_pdf, upload_arguments  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from kjdms import create_app  # noqa: E402
 from kjdms.config import Config  # noqa: E402
 from kjdms.extensions import db  # noqa: E402
-from kjdms.schema import upgrade_schema  # noqa: E402
-from kjdms.services.reference import load_regions  # noqa: E402
-from tests.helpers import applicant  # noqa: E402
-from tests.webclient import WebClient  # noqa: E402
 
 
 def hash_write_sync(data: bytes, path: Path) -> None:
@@ -56,9 +50,7 @@ def upload_request(token: str, data: bytes, filename: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--uploads", type=int, default=15)
-    parser.add_argument("--megabytes", type=float, default=2.5)
+    parser = upload_arguments(__doc__.splitlines()[0], uploads=15)
     parser.add_argument("--drain", choices=("off", "inline"), default="off",
                         help="inline: drain the search index in the request (the embedded default); off: a worker does")
     arguments = parser.parse_args()
@@ -71,12 +63,7 @@ def main() -> None:
         baseline_folder.mkdir()
         page, raw, sizes = [], [], []
         with app.app_context():
-            upgrade_schema()
-            load_regions(db.session)
-            _, owner = applicant()
-            db.session.commit()
-            app.test_client_class = WebClient
-            browser = app.test_client().enter_as(owner)
+            browser = applicant_browser(app)
             token = browser.csrf_token("/me/documents")
             browser.open(upload_request(token, scanned_pdf(0.1), "预热.pdf"))  # warm up: templates, statements
             for number in range(arguments.uploads):
@@ -92,13 +79,7 @@ def main() -> None:
                 raw.append(time.perf_counter() - started)
             db.session.remove()
             db.engine.dispose()
-        size = statistics.median(sizes) / 1024 / 1024
-        through_page, by_hand = size / statistics.median(page), size / statistics.median(raw)
-        print(f"{arguments.uploads} uploads of {size:.2f} MB each, drain {arguments.drain}, "
-              f"load {os.getloadavg()[0]:.2f}")
-        print(f"  through /me/documents/other   median {statistics.median(page) * 1000:7.1f} ms   {through_page:6.1f} MB/s")
-        print(f"  sha256 + write + fsync        median {statistics.median(raw) * 1000:7.1f} ms   {by_hand:6.1f} MB/s")
-        print(f"  ratio                         {through_page / by_hand:.2f} (target ≥ 0.5)")
+        print_comparison(f"drain {arguments.drain}", sizes, page, "sha256 + write + fsync", raw)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
