@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa  # noqa: E402
 
-from worklist import QueryCounter, database  # noqa: E402
+from worklist import database  # noqa: E402
 
 from kjdms import create_app  # noqa: E402
 from kjdms.backends import get_blob_store, get_workflow  # noqa: E402
@@ -154,14 +154,18 @@ class DriverBaseline:
 
 def statements_of_one(pairs: list[tuple[int, int]]) -> list[str]:
     """Return the SQL statements one kjdms transition runs (fresh session, dossier and owner read by id)."""
-    counter = QueryCounter(db.engine)
+    statements = []
+
+    def count(connection, cursor, statement, parameters, context, executemany):
+        statements.append((connection, statement))
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
     try:
-        counter.reset()
         through_kjdms(pairs[:1], 1)
-        return [statement for statement, _ in counter.statements]
     finally:
-        sa.event.remove(db.engine, "before_cursor_execute", counter._before)
-        sa.event.remove(db.engine, "after_cursor_execute", counter._after)
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    # The transaction's own: an inline drain after the commit runs on a connection of its own.
+    return [statement for connection, statement in statements if connection is statements[0][0]]
 
 
 def main() -> None:
