@@ -120,12 +120,15 @@ class LocalBlobStore:
             if _refresh(final):
                 temporary.unlink()
                 return BlobInfo(sha256, size, created=False)
+            # Synced only once it is known to be new (a stream's duplicate is dropped unsynced), and
+            # before the rename: a name must never show bytes a power cut could still take away.
+            _fsync(temporary)
             self._make_folders(final.parent)
             os.replace(temporary, final)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        _fsync_folder(final.parent)
+        _fsync(final.parent)
         return BlobInfo(sha256, size, created=True)
 
     def _make_folders(self, folder: Path) -> None:
@@ -135,7 +138,7 @@ class LocalBlobStore:
             except FileExistsError:
                 continue
             # A new folder survives a power cut only once its parent's entry is on disk.
-            _fsync_folder(path.parent)
+            _fsync(path.parent)
 
     def _stat(self, sha256: str) -> os.stat_result:
         try:
@@ -155,8 +158,6 @@ def _write_temporary(folder: Path, chunks: Iterable[bytes]) -> tuple[Path, str, 
                 digest.update(chunk)
                 size += len(chunk)
                 file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
         os.chmod(temporary, _BLOB_MODE)
     except BaseException:
         temporary.unlink(missing_ok=True)
@@ -186,10 +187,12 @@ def _is_blob_path(path: Path) -> bool:
     return path.parent.name == name[2:4] and path.parent.parent.name == name[:2]
 
 
-def _fsync_folder(folder: Path) -> None:
-    if os.name == "nt":
+def _fsync(path: Path) -> None:
+    """Flush a file's content, or a folder's entries, to disk."""
+    if os.name == "nt" and path.is_dir():
         return  # Windows cannot open a folder to fsync it; NTFS journals renames itself.
-    descriptor = os.open(folder, os.O_RDONLY)
+    # Read-only suffices for fsync, and a blob is already owner read-only when it is synced.
+    descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
     finally:

@@ -50,17 +50,21 @@ def row_hash(sequence: int, previous_hash: str, row: dict) -> str:
 
 def _locked_head(connection) -> tuple[int, str]:
     """Lock the chain head until commit and return (sequence, hash) of the newest row."""
-    # The head row may be missing (a fresh table, or emptied): create it from the newest row, once.
-    last = connection.execute(select(AuditEvent.sequence, AuditEvent.row_hash)
-                              .order_by(AuditEvent.sequence.desc()).limit(1)).first()
-    insert = postgres_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    connection.execute(insert(AuditChainHead).values(id=1, sequence=last[0] if last else 0,
-                                                     row_hash=last[1] if last else GENESIS)
-                       .on_conflict_do_nothing(index_elements=["id"]))
-    connection.execute(update(AuditChainHead).where(AuditChainHead.id == 1)
-                       .values(sequence=AuditChainHead.sequence))
-    return tuple(connection.execute(select(AuditChainHead.sequence, AuditChainHead.row_hash)
-                                    .where(AuditChainHead.id == 1)).one())
+    # One statement locks and reads: on PostgreSQL an UPDATE that waited for a concurrent writer re-reads the
+    # row that writer committed, and RETURNING hands back that row; on SQLite it takes the write lock.
+    lock = (update(AuditChainHead).where(AuditChainHead.id == 1).values(sequence=AuditChainHead.sequence)
+            .returning(AuditChainHead.sequence, AuditChainHead.row_hash))
+    head = connection.execute(lock).first()
+    if head is None:
+        # The head row is missing (a fresh table, or emptied): create it from the newest row, once.
+        last = connection.execute(select(AuditEvent.sequence, AuditEvent.row_hash)
+                                  .order_by(AuditEvent.sequence.desc()).limit(1)).first()
+        insert = postgres_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        connection.execute(insert(AuditChainHead).values(id=1, sequence=last[0] if last else 0,
+                                                         row_hash=last[1] if last else GENESIS)
+                           .on_conflict_do_nothing(index_elements=["id"]))
+        head = connection.execute(lock).one()
+    return tuple(head)
 
 
 def link(connection, rows: list[dict]) -> None:

@@ -12,6 +12,7 @@ from ..validators import ValidationError, check_text
 from ..vocabulary import APPROVED_STATE, REJECTABLE_ITEMS
 from ..workflow import TransitionRefused, WorkflowEngine
 from . import audit, login_throttle
+from .dossier_reads import load_for_change
 from .identity import id_number_hash, name_hash
 from .transaction import ConflictError, committing
 from .working_copy import check_in
@@ -57,6 +58,7 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
         raise ConflictError()
     if dossier.checked_in_at is not None:
         raise TransitionRefused("该信息变更已审核确认并入档案，不能再操作")
+    load_for_change(session, dossier)
     flagged = checked_flags(workflow, name, flagged)
     roles = roles_on(actor, dossier)
     result = workflow.fire(dossier, name, roles, comment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ..display import value_text
 from ..local_time import end_of_day
@@ -45,25 +45,26 @@ def snapshot_attachments(dossier: Dossier) -> dict:
             for attachment in dossier.attachments if (version := attachment.current) is not None}
 
 
-def record_revision(session, dossier: Dossier) -> DossierRevision:
-    """Add a revision of dossier as it now stands to session's transaction."""
-    revision = DossierRevision(dossier_id=dossier.id, recorded_at=utcnow(), state=dossier.state,
-                               fields=snapshot_fields(dossier), attachments=snapshot_attachments(dossier),
-                               is_legacy=bool(dossier.person.is_legacy), to_confirm=bool(dossier.to_confirm))
-    session.add(revision)
-    return revision
+def revision_row(dossier: Dossier) -> dict:
+    """Return the columns of a revision of dossier as it now stands."""
+    return {"dossier_id": dossier.id, "recorded_at": utcnow(), "state": dossier.state,
+            "fields": snapshot_fields(dossier), "attachments": snapshot_attachments(dossier),
+            "is_legacy": bool(dossier.person.is_legacy), "to_confirm": bool(dossier.to_confirm)}
 
 
 def write_revisions(session, dossier_ids) -> None:
     """Write a revision of each effective dossier among dossier_ids in session's transaction (change_tracking calls this)."""
+    rows = []
     for dossier_id in sorted(dossier_ids):
         dossier = session.get(Dossier, dossier_id)
         # A deleted dossier (a cancelled working copy) has none. A working copy is no effective record: it keeps
         # only its content as rejected, which the reviewer compares its resubmission with (services/resubmission.py).
         if dossier is not None and (dossier.baseline_id is None or dossier.state == REJECTED_STATE):
-            record_revision(session, dossier)
-    # Revisions change no dossier, so this flush tracks nothing new and the hooks do not recur.
-    session.flush()
+            rows.append(revision_row(dossier))
+    if rows:
+        # Straight to the connection, after the flush of the changes: the transaction never reads a revision
+        # back, and a second flush (the unit of work once more) would only cost time.
+        session.connection().execute(insert(DossierRevision), rows)
 
 
 # -- the dossier on a past date ----------------------------------------------------------------

@@ -7,6 +7,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kjdms.blobs.base import CHUNK_SIZE
 from kjdms.extensions import db
 from kjdms.models import Attachment, AttachmentVersion, AuditEvent, Dossier, User
 from kjdms.permissions import PermissionDenied
@@ -151,6 +152,31 @@ class TestRefusedUploads:
         data = sample_pdf("exactly")
         version = upload(workflow, blobs, people["dossier"], people["owner"], data, max_bytes=len(data))
         assert version.size == len(data)
+
+    def test_a_pdf_streams_into_the_store_a_chunk_at_a_time(self, app, workflow, blobs, people):
+        requested = []
+
+        class RecordingStream(io.BytesIO):
+            def read(self, size=-1):
+                requested.append(size)
+                return super().read(size)
+
+        data = sample_pdf("streamed").ljust(3 * CHUNK_SIZE + 5, b"\n")
+        version = upload(workflow, blobs, people["dossier"], people["owner"], RecordingStream(data),
+                         max_bytes=len(data))
+        # Never the whole upload at once: read, hashed and written a chunk at a time.
+        assert requested and all(0 < size <= CHUNK_SIZE for size in requested)
+        assert version.size == len(data) and version.sha256 == hashlib.sha256(data).hexdigest()
+        assert blobs.read(version.sha256) == data
+
+    def test_a_stream_past_the_cap_half_way_leaves_no_file_behind(self, app, workflow, blobs, people):
+        cap = 2 * CHUNK_SIZE
+        stream = io.BytesIO(sample_pdf("too long").ljust(3 * CHUNK_SIZE, b"\n"))
+        error = refused_upload(workflow, blobs, people["dossier"], people["owner"], stream, "form.pdf",
+                               max_bytes=cap)
+        assert error.field == "file" and error.message == "文件：超过大小上限 2 MB"
+        assert stream.tell() <= cap + CHUNK_SIZE  # refused at the chunk that passed the cap, not read on
+        assert [path for path in blobs.root.rglob("*") if path.is_file()] == []
 
     def test_an_unknown_slot_is_refused(self, app, workflow, blobs, people):
         error = refused_upload(workflow, blobs, people["dossier"], people["owner"], sample_pdf(), "护照.pdf",

@@ -3,7 +3,7 @@ import hashlib
 import json
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -13,6 +13,7 @@ from kjdms.models import (Attachment, AttachmentVersion, AuditEvent, Dossier, Pe
                           WorkflowHistory)
 from kjdms.permissions import SYSTEM
 from kjdms.samples import sample_pdf, sample_png
+from kjdms.services import audit_chain
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.identity import id_number_hash
 from kjdms.services.lifecycle import (DEADLINE_LEGAL_BASIS, PERSONAL_DOSSIER_FIELDS, PERSONAL_PERSON_FIELDS,
@@ -247,6 +248,48 @@ class TestOptimisticLocking:
         assert [row[0] for row in rows] == ["submit", first]
         assert rows[-1][3:] == ("reviewer", "第一位审核人的意见")
         assert [event[0] for event in events] == ["workflow.submit", f"workflow.{first}"]
+
+
+# A request reads the dossier and the signed-in user, then fires: one query for what the transition reads
+# of the dossier, the actor's roles, the chain head locked and moved on (two statements), and one statement
+# for each row written (dossier, history, audit event, outbox, revision; a decision also notifies the owner).
+STATEMENTS_PER_TRANSITION = {"submit": 11, "approve": 12, "reject": 12}
+
+
+class TestStatementsPerTransition:
+    @staticmethod
+    def statements_of(workflow, dossier_id, name, actor_id, comment=None) -> list[str]:
+        """Fire name as a request does (a fresh session, the dossier and the actor read by id); return its SQL."""
+        db.session.remove()
+        statements = []
+
+        def count(connection, cursor, statement, parameters, context, executemany):
+            statements.append((connection, statement))
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:
+            dossier, actor = db.session.get(Dossier, dossier_id), db.session.get(User, actor_id)
+            fire_transition(db.session, workflow, dossier, name, actor, comment)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        # The request's own: the index drain after the commit (KJDMS_INDEX_AFTER_COMMIT) has a connection of its own.
+        return [statement for connection, statement in statements if connection is statements[0][0]]
+
+    @pytest.mark.parametrize("decision, comment", [("approve", None), ("reject", "学历证书照片不清晰")])
+    def test_a_transition_runs_a_bounded_number_of_statements(self, app, workflow, blobs, people, decision, comment):
+        dossier, owner, reviewer = people["dossier"], people["owner"], people["reviewer"]
+        upload_required(workflow, blobs, dossier, owner)
+        dossier_id, owner_id, reviewer_id = dossier.id, owner.id, reviewer.id
+
+        submit = self.statements_of(workflow, dossier_id, "submit", owner_id)
+        decide = self.statements_of(workflow, dossier_id, decision, reviewer_id, comment)
+
+        assert len(submit) <= STATEMENTS_PER_TRANSITION["submit"], submit
+        assert len(decide) <= STATEMENTS_PER_TRANSITION[decision], decide
+        # Both still wrote everything they must, the audit event linked to the chain.
+        assert [row[0] for row in history(dossier_id)] == ["submit", decision]
+        assert [event[0] for event in workflow_events(dossier_id)] == ["workflow.submit", f"workflow.{decision}"]
+        assert audit_chain.verify(db.session)[1] is None
 
 
 def purge(workflow, blobs, dossier, actor, reason="逾期未进行信息更新和确认", **options):

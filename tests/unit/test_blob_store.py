@@ -345,12 +345,23 @@ class TestDurability:
         store.put(CONTENT)
         assert final.parent.parent in synced and final.parent.parent.parent in synced
 
-    def test_a_blob_already_stored_costs_no_fsync(self, tmp_path, synced):
+    @pytest.mark.parametrize("again", [CONTENT, io.BytesIO(CONTENT)], ids=["bytes", "stream"])
+    def test_a_blob_already_stored_costs_no_fsync(self, tmp_path, synced, again):
         store = LocalBlobStore(tmp_path / "blobs")
         store.put(CONTENT)
         synced.clear()
-        store.put(CONTENT)
+        assert store.put(again).created is False
         assert synced == []
+        assert not list(store.root.glob(f"{TEMPORARY_PREFIX}*")), "the stream's duplicate was left behind"
+
+    @pytest.mark.parametrize("given", [CONTENT, io.BytesIO(CONTENT)], ids=["bytes", "stream"])
+    def test_a_new_blob_syncs_its_file_and_its_folder_once_each(self, tmp_path, synced, given):
+        store = LocalBlobStore(tmp_path / "blobs")
+        final = store.path_for(CONTENT_SHA256)
+        final.parent.mkdir(parents=True)  # the fan-out folders of a store past its first blobs
+        store.put(given)
+        assert [path.parent if path.name.startswith(TEMPORARY_PREFIX) else path for path in synced] == [
+            final.parent if isinstance(given, bytes) else store.root, final.parent]
 
 
 # -- S3 only ------------------------------------------------------------------------------------------
