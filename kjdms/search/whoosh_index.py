@@ -15,6 +15,7 @@ from whoosh.query import And, NullQuery, Or, Term
 from .analysis import text_query
 from .base import IndexResults, SearchRequest
 from .whoosh_matching import run_search
+from .whoosh_merging import merge_smallest, segments_to_merge
 from .whoosh_storage import create_index, open_index
 from .whoosh_writing import CJKText, FastSegmentWriter
 
@@ -93,7 +94,8 @@ def replace_documents(writer, documents: Iterable[dict], deleted_ids: Iterable[i
     except BaseException:
         writer.cancel()
         raise
-    writer.commit(optimize=optimize)
+    # No merging here: the indexer merges small segments after the commit (whoosh_merging).
+    writer.commit(optimize=optimize, merge=False)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -166,6 +168,19 @@ class WhooshSearchIndex:
         with self._write_lock:
             writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
             replace_documents(writer, documents, deleted_ids, optimize=optimize)
+
+    def merge_small_segments(self) -> bool:
+        """Merge the smallest segments when there are too many (whoosh_merging); return whether it merged."""
+        if not segments_to_merge(self._live()._segments()):
+            return False
+        with self._write_lock:
+            writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
+            try:
+                writer.commit(mergetype=merge_smallest)
+            except BaseException:
+                writer.cancel()
+                raise
+        return True
 
     def purge_deleted(self) -> None:
         """Merge every segment, so deleted documents' terms and stored fields leave the files; drop old generations."""

@@ -10,7 +10,7 @@ import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, object_session, selectinload
 
 from ..models import Attachment, Dossier, IndexOutbox, Region, as_utc, utcnow
@@ -136,38 +136,45 @@ def drain_outbox(engine, index: SearchIndex, id_hash_key: str, *, batch: int = D
 
 def queued_count(session) -> int:
     """Return how many outbox rows wait for the indexer."""
-    from sqlalchemy import func
     return session.scalar(select(func.count()).select_from(IndexOutbox).where(IndexOutbox.indexed_at.is_(None)))
 
 
 class OutboxDrainer:
-    """Drains the outbox right after each commit (the embedded default), one drain at a time.
+    """Drains the outbox, one drain at a time in this process; each commit that queued rows wakes the indexer.
 
-    With after_commit off (several processes), `kjdms worker` drains instead; notify then
-    only wakes this process's background worker, if it runs one.
+    Off the request path by default: notify only wakes the indexer thread (worker.index_continuously),
+    which drains what gathered in one batch. With after_commit (KJDMS_INDEX_AFTER_COMMIT=1, kept for
+    scripts and the tests) notify drains at once, in the thread that committed.
     """
 
-    def __init__(self, engine_getter, index: SearchIndex, id_hash_key: str, *, after_commit: bool = True):
+    def __init__(self, engine_getter, index: SearchIndex, id_hash_key: str, *, after_commit: bool = False):
         self.engine_getter, self.index, self.id_hash_key = engine_getter, index, id_hash_key
         self.after_commit = after_commit
+        # Two sleepers: the worker (new uploads to extract, notices to send) and the indexer (rows queued).
         self.wake = threading.Event()
+        self.arrived = threading.Event()
         self._lock = threading.Lock()
         self._pending = threading.Event()
 
     def notify(self) -> None:
-        """Called after a commit that queued rows: drain now (inline mode) and wake the worker."""
+        """Called after a commit that queued rows: wake the worker and the indexer (and drain now, inline mode)."""
         self.wake.set()
+        self.arrived.set()
         if self.after_commit:
             self.drain()
 
     def drain(self) -> int:
-        """Drain the outbox; if another thread is draining, leave it a note to go round again."""
+        """Drain the outbox and let the index merge what that left; if another thread drains, leave it a note to go again."""
         self._pending.set()
         done = 0
         while self._pending.is_set() and self._lock.acquire(blocking=False):
             try:
                 self._pending.clear()
-                done += drain_outbox(self.engine_getter(), self.index, self.id_hash_key)
+                drained = drain_outbox(self.engine_getter(), self.index, self.id_hash_key)
+                done += drained
+                if drained:
+                    # Here, not in the commit that wrote the batch: merging small segments was 40% of it.
+                    self.index.merge_small_segments()
             except Exception:  # a database hiccup: the rows stay for the next drain
                 log.exception("draining the index outbox failed")
             finally:

@@ -1,0 +1,40 @@
+"""When Whoosh segments are merged: never on the commit that writes changes, by the indexer when they grow too many.
+
+Each drain commits its batch as a segment of its own (merge=False): Whoosh's default policy merged
+small segments inside every commit, 40% of its time. The indexer then calls merge_small_segments,
+which merges only when the segments outnumber SEGMENT_LIMIT, and then the smallest few of them
+(tiers: a merged segment is merged again only once MERGE_FANOUT others as small have gathered),
+so each change is rewritten a few times at most and a merge stays short.
+"""
+from __future__ import annotations
+
+from whoosh.reading import SegmentReader
+
+# Searches and updates open every segment: beyond this many the indexer merges the smallest.
+SEGMENT_LIMIT = 12
+# How many of the smallest segments one merge takes.
+MERGE_FANOUT = 6
+# Segments this large (a rebuild's) are left alone: merging one would hold the writer for seconds,
+# and the changes queued meanwhile would wait. Only an optimize (purge_deleted) rewrites them.
+LARGE_SEGMENT_DOCS = 5_000
+
+
+def segments_to_merge(segments) -> list:
+    """Return the segments to merge now: the smallest few when there are too many, else none."""
+    if len(segments) <= SEGMENT_LIMIT:
+        return []
+    small = sorted((segment for segment in segments if segment.doc_count_all() < LARGE_SEGMENT_DOCS),
+                   key=lambda segment: segment.doc_count_all())
+    chosen = small[:MERGE_FANOUT]
+    return chosen if len(chosen) > 1 else []
+
+
+def merge_smallest(writer, segments) -> list:
+    """Whoosh merge function: add the segments_to_merge to writer's new segment; return the segments kept."""
+    chosen = segments_to_merge(segments)
+    for segment in chosen:
+        reader = SegmentReader(writer.storage, writer.schema, segment)
+        writer.add_reader(reader)
+        reader.close()
+    names = {segment.segment_id() for segment in chosen}
+    return [segment for segment in segments if segment.segment_id() not in names]
