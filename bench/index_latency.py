@@ -60,6 +60,16 @@ def make_instance(folder: Path, whoosh_folder: Path, id_hash_key: str):
     return app
 
 
+def steady(changes: int, rate: float):
+    """Yield 0 .. changes-1, each at its time on a fixed schedule of rate a second (late ones at once)."""
+    started = time.perf_counter()
+    for number in range(changes):
+        wait = started + number / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        yield number
+
+
 def kjdms_round(app, changes: int, rate: float, first: int) -> list[float]:
     """Make changes at rate per second with the worker threads running; return each one's latency in ms."""
     from sqlalchemy import select
@@ -76,11 +86,7 @@ def kjdms_round(app, changes: int, rate: float, first: int) -> list[float]:
         dossiers = db.session.scalars(select(Dossier).order_by(Dossier.id)).all()
         thread, stop = start_thread(app)
         saved = []
-        started = time.perf_counter()
-        for number in range(changes):
-            wait = started + number / rate - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
+        for number in steady(changes, rate):
             dossier = dossiers[number % len(dossiers)]
             update_basic_information(db.session, get_workflow(), dossier, {"employer_name": employer(first + number)},
                                      dossier.person.user)
@@ -102,11 +108,7 @@ def kjdms_round(app, changes: int, rate: float, first: int) -> list[float]:
 def fts_round(connection, documents: list[dict], changes: int, rate: float, first: int, write, stamp) -> list[float]:
     """Write the same changes to FTS5 at rate per second, each in its own transaction; return each one's ms."""
     latencies = []
-    started = time.perf_counter()
-    for number in range(changes):
-        wait = started + number / rate - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)
+    for number in steady(changes, rate):
         document = dict(documents[number % len(documents)], employer=employer(first + number))
         stamp(document)
         began = time.perf_counter()

@@ -46,8 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uploads", type=int, default=20)
     parser.add_argument("--megabytes", type=float, default=2.5)
-    parser.add_argument("--index-after-commit", choices=("0", "1"), default="1",
-                        help="0: as a deployment with a separate kjdms worker (the request does not drain the index)")
+    parser.add_argument("--index-after-commit", choices=("0", "1"), default="0",
+                        help="1: the request drains the index outbox itself (0, the default: the indexer does)")
     arguments = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kjdms-bench-s3-"))
     server = SeaweedServer(work / "seaweedfs")
