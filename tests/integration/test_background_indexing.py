@@ -79,6 +79,22 @@ def test_the_indexer_writes_what_gathered_in_one_commit(app, background, reviewe
     assert names(find(reviewer, "钱二")) == ["钱二"]
 
 
+def test_the_indexer_finds_rows_no_commit_of_its_process_woke_it_for(app, background, reviewer):
+    applicant(name="卫东")
+    background.arrived.clear()  # as when another process committed: nothing here was woken
+    stop, drained = threading.Event(), threading.Event()
+    indexer = threading.Thread(target=index_continuously, args=(app, stop),
+                               kwargs={"poll_seconds": 0.05, "on_round": lambda done: drained.set()})
+    indexer.start()
+    try:
+        assert drained.wait(INDEXER_PATIENCE)
+    finally:
+        stop.set()
+        indexer.join()
+    assert queued_count(db.session) == 0
+    assert names(find(reviewer, "卫东")) == ["卫东"]
+
+
 def test_a_batch_interrupted_after_its_index_commit_is_indexed_again_and_nothing_is_lost(
         app, background, reviewer, monkeypatch):
     people = ("周一", "吴二", "郑三", "王四")
