@@ -1,10 +1,11 @@
 """When Whoosh segments are merged: never on the commit that writes changes, by the indexer when they grow too many.
 
 Each drain commits its batch as a segment of its own (merge=False): Whoosh's default policy merged
-small segments inside every commit, 40% of its time. The indexer then calls merge_small_segments,
-which merges only when the segments outnumber SEGMENT_LIMIT, and then the smallest few of them
-(tiers: a merged segment is merged again only once MERGE_FANOUT others as small have gathered),
-so each change is rewritten a few times at most and a merge stays short.
+small segments inside every commit, 40% of its time. After each batch the indexer calls
+merge_small_segments, which merges only when the segments outnumber SEGMENT_LIMIT, and then the
+smallest few (tiers: a merged segment is merged again only once MERGE_FANOUT others as small have
+gathered), so each change is rewritten a few times at most. The count stays within SEGMENT_LIMIT
+plus the segments of LARGE_SEGMENT_DOCS or more (a rebuild's, and one per that many changes).
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from whoosh.reading import SegmentReader
 SEGMENT_LIMIT = 12
 # How many of the smallest segments one merge takes.
 MERGE_FANOUT = 6
-# Segments this large (a rebuild's) are left alone: merging one would hold the writer for seconds,
-# and the changes queued meanwhile would wait. Only an optimize (purge_deleted) rewrites them.
+# Nor does a merge make a segment larger than this: a merge reads every posting back in Python, about as
+# slow as indexing the documents again, and the changes queued meanwhile wait. A rebuild's segments are
+# larger: only an optimize (purge_deleted) or a reindex rewrites them.
 LARGE_SEGMENT_DOCS = 5_000
 
 
@@ -23,9 +25,12 @@ def segments_to_merge(segments) -> list:
     """Return the segments to merge now: the smallest few when there are too many, else none."""
     if len(segments) <= SEGMENT_LIMIT:
         return []
-    small = sorted((segment for segment in segments if segment.doc_count_all() < LARGE_SEGMENT_DOCS),
-                   key=lambda segment: segment.doc_count_all())
-    chosen = small[:MERGE_FANOUT]
+    chosen, total = [], 0
+    for segment in sorted(segments, key=lambda segment: segment.doc_count_all())[:MERGE_FANOUT]:
+        if total + segment.doc_count_all() > LARGE_SEGMENT_DOCS:
+            break
+        chosen.append(segment)
+        total += segment.doc_count_all()
     return chosen if len(chosen) > 1 else []
 
 

@@ -38,6 +38,14 @@ def test_a_rebuilds_large_segments_are_left_to_an_optimize():
     assert [segment.name for segment in chosen] == ["smaller", "small"]
 
 
+def test_no_merge_makes_a_segment_past_the_large_size():
+    half = LARGE_SEGMENT_DOCS // 2
+    segments = [Segment(f"s{number}", half - 1) for number in range(SEGMENT_LIMIT)] + [Segment("tiny", 1)]
+    chosen = segments_to_merge(segments)
+    assert [segment.docs for segment in chosen] == [1, half - 1, half - 1]
+    assert sum(segment.docs for segment in chosen) <= LARGE_SEGMENT_DOCS
+
+
 def test_each_write_is_a_segment_until_the_indexer_merges_the_smallest(tmp_path):
     index = WhooshSearchIndex(tmp_path)
     everything = documents()[:SEGMENT_LIMIT + 2]
