@@ -15,7 +15,7 @@ from whoosh.query import And, NullQuery, Or, Term
 from .analysis import text_query
 from .base import IndexResults, SearchRequest
 from .whoosh_matching import run_search
-from .whoosh_merging import merge_smallest, segments_to_merge
+from .whoosh_merging import BUSY_SEGMENT_LIMIT, SEGMENT_LIMIT, merge_smallest, segments_to_merge
 from .whoosh_storage import create_index, open_index
 from .whoosh_writing import CJKText, FastSegmentWriter
 
@@ -169,14 +169,15 @@ class WhooshSearchIndex:
             writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
             replace_documents(writer, documents, deleted_ids, optimize=optimize)
 
-    def merge_small_segments(self) -> bool:
-        """Merge the smallest segments when there are too many (whoosh_merging); return whether it merged."""
-        if not segments_to_merge(self._live()._segments()):
+    def merge_small_segments(self, *, busy: bool = False) -> bool:
+        """Merge the smallest segments when there are too many (fewer merges while busy); return whether it merged."""
+        limit = BUSY_SEGMENT_LIMIT if busy else SEGMENT_LIMIT
+        if not segments_to_merge(self._live()._segments(), limit):
             return False
         with self._write_lock:
             writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
             try:
-                writer.commit(mergetype=merge_smallest)
+                writer.commit(mergetype=lambda writer, segments: merge_smallest(writer, segments, limit))
             except BaseException:
                 writer.cancel()
                 raise

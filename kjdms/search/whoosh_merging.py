@@ -2,17 +2,20 @@
 
 Each drain commits its batch as a segment of its own (merge=False): Whoosh's default policy merged
 small segments inside every commit, 40% of its time. After each batch the indexer calls
-merge_small_segments, which merges only when the segments outnumber SEGMENT_LIMIT, and then the
+merge_small_segments, which merges only when the segments outnumber SEGMENT_LIMIT (BUSY_SEGMENT_LIMIT
+while more changes wait), and then the
 smallest few (tiers: a merged segment is merged again only once MERGE_FANOUT others as small have
-gathered), so each change is rewritten a few times at most. The count stays within SEGMENT_LIMIT
+gathered), so each change is rewritten a few times at most. The count stays within BUSY_SEGMENT_LIMIT
 plus the segments of LARGE_SEGMENT_DOCS or more (a rebuild's, and one per that many changes).
 """
 from __future__ import annotations
 
 from whoosh.reading import SegmentReader
 
-# Searches and updates open every segment: beyond this many the indexer merges the smallest.
+# Searches and updates open every segment: beyond this many the indexer merges the smallest once the
+# outbox is empty; while changes wait, only beyond BUSY_SEGMENT_LIMIT (a merge would hold them up).
 SEGMENT_LIMIT = 12
+BUSY_SEGMENT_LIMIT = 24
 # How many of the smallest segments one merge takes.
 MERGE_FANOUT = 6
 # Nor does a merge make a segment larger than this: a merge reads every posting back in Python, about as
@@ -21,9 +24,9 @@ MERGE_FANOUT = 6
 LARGE_SEGMENT_DOCS = 5_000
 
 
-def segments_to_merge(segments) -> list:
-    """Return the segments to merge now: the smallest few when there are too many, else none."""
-    if len(segments) <= SEGMENT_LIMIT:
+def segments_to_merge(segments, limit: int = SEGMENT_LIMIT) -> list:
+    """Return the segments to merge now: the smallest few when there are more than limit, else none."""
+    if len(segments) <= limit:
         return []
     chosen, total = [], 0
     for segment in sorted(segments, key=lambda segment: segment.doc_count_all())[:MERGE_FANOUT]:
@@ -34,9 +37,9 @@ def segments_to_merge(segments) -> list:
     return chosen if len(chosen) > 1 else []
 
 
-def merge_smallest(writer, segments) -> list:
+def merge_smallest(writer, segments, limit: int = SEGMENT_LIMIT) -> list:
     """Whoosh merge function: add the segments_to_merge to writer's new segment; return the segments kept."""
-    chosen = segments_to_merge(segments)
+    chosen = segments_to_merge(segments, limit)
     for segment in chosen:
         reader = SegmentReader(writer.storage, writer.schema, segment)
         writer.add_reader(reader)

@@ -106,9 +106,9 @@ def drain_outbox(engine, index: SearchIndex, id_hash_key: str, *, batch: int = D
     """Index every queued dossier, a batch to a commit; return how many outbox rows were done.
 
     On an index failure the rows stay queued (with the error) for the next drain. Its own
-    plain Session: the drain must not queue rows for what it writes itself. After each batch the
-    index may merge small segments: here, not in the commit that wrote it (40% of its time), and
-    not only once the outbox is empty, which under a steady stream of changes it never is.
+    plain Session: the drain must not queue rows for what it writes itself. The index merges small
+    segments here, not in the commit that wrote them (40% of its time): once the outbox is empty, or
+    after a batch if they grew too many even for a busy moment (under a steady stream it is never empty).
     """
     done = 0
     while True:
@@ -117,7 +117,7 @@ def drain_outbox(engine, index: SearchIndex, id_hash_key: str, *, batch: int = D
                 select(IndexOutbox.id, IndexOutbox.dossier_id).where(IndexOutbox.indexed_at.is_(None))
                 .order_by(IndexOutbox.id).limit(batch)).all()
             if not rows:
-                return done
+                break
             row_ids = [row.id for row in rows]
             try:
                 documents, removed = documents_for(session, {row.dossier_id for row in rows}, id_hash_key)
@@ -134,7 +134,9 @@ def drain_outbox(engine, index: SearchIndex, id_hash_key: str, *, batch: int = D
             session.execute(delete(IndexOutbox).where(IndexOutbox.indexed_at < now - KEEP_INDEXED_ROWS))
             session.commit()
             done += len(rows)
-        index.merge_small_segments()
+        index.merge_small_segments(busy=True)
+    index.merge_small_segments()
+    return done
 
 
 def queued_count(session) -> int:

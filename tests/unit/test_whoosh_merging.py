@@ -54,6 +54,7 @@ def test_each_write_is_a_segment_until_the_indexer_merges_the_smallest(tmp_path)
     assert len(index._live()._segments()) == SEGMENT_LIMIT + 2  # no merge inside the writes' commits
     removed = everything[1]["dossier_id"]
     index.write([dict(everything[0], stamp="changed")], deleted_ids=[removed])
+    assert index.merge_small_segments(busy=True) is False  # while changes wait, more segments are borne
     assert index.merge_small_segments() is True
     assert len(index._live()._segments()) == SEGMENT_LIMIT + 3 - MERGE_FANOUT + 1
     assert index.merge_small_segments() is False  # within the limit again
