@@ -21,6 +21,19 @@ class ProcessDied(BaseException):
     """The process ending where it stands (killed): no `except Exception` catches it."""
 
 
+def run_indexer_until_a_drain(app, **options) -> None:
+    """Run the worker's indexer in a thread until one of its drains indexes something, then stop it."""
+    stop, drained = threading.Event(), threading.Event()
+    indexer = threading.Thread(target=index_continuously, args=(app, stop),
+                               kwargs={**options, "on_round": lambda done: drained.set()})
+    indexer.start()
+    try:
+        assert drained.wait(INDEXER_PATIENCE)
+    finally:
+        stop.set()
+        indexer.join()
+
+
 @pytest.fixture
 def background(app):
     """The embedded default: a commit queues its rows and wakes the indexer, and returns."""
@@ -65,15 +78,7 @@ def test_the_indexer_writes_what_gathered_in_one_commit(app, background, reviewe
     for name in ("赵一", "钱二", "孙三"):
         applicant(name=name)
     db.session.commit()  # no transaction of the test's left open while the indexer writes
-    stop, drained = threading.Event(), threading.Event()
-    indexer = threading.Thread(target=index_continuously, args=(app, stop),
-                               kwargs={"on_round": lambda done: drained.set()})
-    indexer.start()
-    try:
-        assert drained.wait(INDEXER_PATIENCE)
-    finally:
-        stop.set()
-        indexer.join()
+    run_indexer_until_a_drain(app)
     assert batches == [sorted(["赵一", "钱二", "孙三"])]  # one Whoosh commit for the three
     assert queued_count(db.session) == 0
     assert names(find(reviewer, "钱二")) == ["钱二"]
@@ -82,15 +87,7 @@ def test_the_indexer_writes_what_gathered_in_one_commit(app, background, reviewe
 def test_the_indexer_finds_rows_no_commit_of_its_process_woke_it_for(app, background, reviewer):
     applicant(name="卫东")
     background.arrived.clear()  # as when another process committed: nothing here was woken
-    stop, drained = threading.Event(), threading.Event()
-    indexer = threading.Thread(target=index_continuously, args=(app, stop),
-                               kwargs={"poll_seconds": 0.05, "on_round": lambda done: drained.set()})
-    indexer.start()
-    try:
-        assert drained.wait(INDEXER_PATIENCE)
-    finally:
-        stop.set()
-        indexer.join()
+    run_indexer_until_a_drain(app, poll_seconds=0.05)
     assert queued_count(db.session) == 0
     assert names(find(reviewer, "卫东")) == ["卫东"]
 
