@@ -3,10 +3,10 @@
 Each drain commits its batch as a segment of its own (merge=False): Whoosh's default policy merged
 small segments inside every commit, 40% of its time. After each batch the indexer calls
 merge_small_segments, which merges only when the segments outnumber SEGMENT_LIMIT (BUSY_SEGMENT_LIMIT
-while more changes wait), and then the
-smallest few (tiers: a merged segment is merged again only once MERGE_FANOUT others as small have
-gathered), so each change is rewritten a few times at most. The count stays within BUSY_SEGMENT_LIMIT
-plus the segments of LARGE_SEGMENT_DOCS or more (a rebuild's, and one per that many changes).
+while more changes wait), and then the smallest few (tiers: a merged segment is merged again only
+once MERGE_FANOUT others as small have gathered), so each change is rewritten a few times at most.
+The count stays within BUSY_SEGMENT_LIMIT plus the segments of LARGE_SEGMENT_DOCS or more (a
+rebuild's, and one per that many changes).
 """
 from __future__ import annotations
 
