@@ -72,8 +72,8 @@ def applicant_browser(app) -> WebClient:
 
 def main() -> None:
     parser = upload_arguments(__doc__.splitlines()[0], uploads=20)
-    parser.add_argument("--index-after-commit", choices=("0", "1"), default="1",
-                        help="0: as a deployment with a separate kjdms worker (the request does not drain the index)")
+    parser.add_argument("--index-after-commit", choices=("0", "1"), default="0",
+                        help="1: the request drains the index outbox itself (0, the default: the indexer does)")
     arguments = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kjdms-bench-s3-"))
     server = SeaweedServer(work / "seaweedfs")

@@ -112,9 +112,10 @@ class Config:
         self.S3_SECRET_KEY = get("S3_SECRET_KEY") or None
         self.SEARCH = get("SEARCH", "whoosh")
         self.INDEX_DIR = Path(get("INDEX_DIR") or self.STORAGE_DIR / "index")
-        # Drain the index outbox right after each commit; turn off when several processes share
-        # the database and one `kjdms worker` does the indexing (Whoosh takes one writer at a time).
-        self.INDEX_AFTER_COMMIT = _flag(get("INDEX_AFTER_COMMIT", "1"))
+        # Off: the worker's indexer thread (or `kjdms worker`) drains the index outbox in batches, and no
+        # request waits for the index. On: each commit drains it before returning, as before (scripts, tests);
+        # never with several processes (Whoosh takes one writer at a time).
+        self.INDEX_AFTER_COMMIT = _flag(get("INDEX_AFTER_COMMIT", "0"))
         # `kjdms serve` runs the worker (text extraction, outbox) in a thread unless it runs elsewhere.
         self.WORKER = get("WORKER", "thread")
         self.OCR = _flag(get("OCR", "1"))

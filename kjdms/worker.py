@@ -1,4 +1,8 @@
-"""The worker: extract the text of new uploads, drain the index outbox, deliver notices and, if chosen, purge daily."""
+"""The worker: extract the text of new uploads, drain the index outbox, deliver notices and, if chosen, purge daily.
+
+The outbox has a thread of its own (index_continuously): an extraction with OCR takes seconds,
+and a change should reach the search index well within one.
+"""
 from __future__ import annotations
 
 import logging
@@ -21,6 +25,10 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 5.0
 # The calendar's notices and the retry of failed extractions look at whole tables: not every round.
 CALENDAR_SECONDS = 300.0
+# Woken by a commit, the indexer waits this long for more to arrive, then writes them all in one commit.
+GATHER_SECONDS = 0.1
+# Commits of other processes wake nobody here: the indexer looks at the outbox this often all the same.
+INDEX_POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -39,8 +47,8 @@ class WorkDone:
         return bool(self.extracted or self.indexed or self.purged or self.notified or self.queued)
 
 
-def work_once(app: Flask, *, extraction_batch: int = 5, calendar: bool = True) -> WorkDone:
-    """Extract a few pending versions, drain the outbox and deliver due notices, in app's context.
+def work_once(app: Flask, *, extraction_batch: int = 5, calendar: bool = True, drain: bool = True) -> WorkDone:
+    """Extract a few pending versions, drain the outbox (unless the indexer thread does) and deliver due notices.
 
     With calendar, also queue the reminders, digests and escalations due and retry the extractions
     whose cause of failure is gone.
@@ -56,7 +64,7 @@ def work_once(app: Flask, *, extraction_batch: int = 5, calendar: bool = True) -
             notified = dispatch_new(db.session, channels) + deliver_due(db.session, channels)
         finally:
             db.session.remove()
-        return WorkDone(extracted, chosen.drainer.drain(), purged, notified, queued)
+        return WorkDone(extracted, chosen.drainer.drain() if drain else 0, purged, notified, queued)
 
 
 def _calendar(chosen) -> int:
@@ -77,15 +85,35 @@ def _purge_due(chosen) -> int:
     return len(run.purged) if run is not None else 0
 
 
+def index_continuously(app: Flask, stop: threading.Event, *, gather_seconds: float = GATHER_SECONDS,
+                       poll_seconds: float = INDEX_POLL_SECONDS, on_round=lambda done: None) -> None:
+    """Drain the outbox until stop is set: woken by a commit, after gather_seconds; else every poll_seconds."""
+    with app.app_context():
+        drainer = backends().drainer
+    while not stop.is_set():
+        if drainer.arrived.wait(poll_seconds):
+            # What arrives meanwhile goes into the same Whoosh commit: one commit a batch, not one a change.
+            stop.wait(gather_seconds)
+        # Cleared before the drain: a commit during it wakes the next round.
+        drainer.arrived.clear()
+        with app.app_context():
+            indexed = drainer.drain()  # logs and keeps the rows on any failure
+        if indexed:
+            on_round(WorkDone(0, indexed))
+
+
 def run(app: Flask, stop: threading.Event, *, poll_seconds: float = POLL_SECONDS, on_round=lambda done: None) -> None:
-    """Work until stop is set; sleep when idle until a commit wakes the drainer or poll_seconds pass."""
+    """Work until stop is set, the outbox drained by an indexer thread; sleep when idle until a commit or poll_seconds."""
     with app.app_context():
         wake = backends().drainer.wake
+    indexer = threading.Thread(target=index_continuously, args=(app, stop), kwargs={"on_round": on_round},
+                               name="kjdms-indexer", daemon=True)
+    indexer.start()
     calendar_due = 0.0
     while not stop.is_set():
         try:
             calendar = time.monotonic() >= calendar_due
-            done = work_once(app, calendar=calendar)
+            done = work_once(app, calendar=calendar, drain=False)
             if calendar:
                 calendar_due = time.monotonic() + CALENDAR_SECONDS
             on_round(done)
@@ -95,10 +123,11 @@ def run(app: Flask, stop: threading.Event, *, poll_seconds: float = POLL_SECONDS
         if not done.anything:
             wake.wait(poll_seconds)
             wake.clear()
+    indexer.join()
 
 
 def start_thread(app: Flask) -> tuple[threading.Thread, threading.Event]:
-    """Run the worker in a daemon thread of this process (the embedded default); return it and its stop event."""
+    """Run the worker and its indexer in daemon threads of this process (the embedded default); return it and its stop event."""
     stop = threading.Event()
     thread = threading.Thread(target=run, args=(app, stop), name="kjdms-worker", daemon=True)
     thread.start()

@@ -20,7 +20,13 @@ KEPT_TABLES = {"alembic_version", "regions"}
 
 
 def make_config(tmp_path, database_url=None, **overrides) -> Config:
-    """Return a Config isolated from the environment, storing under tmp_path."""
+    """Return a Config isolated from the environment, storing under tmp_path.
+
+    The tests' one way to see a change in search: each commit drains the outbox before it returns
+    (KJDMS_INDEX_AFTER_COMMIT=1), so a search right after sees it without waiting for a worker.
+    Tests of the background indexer pass INDEX_AFTER_COMMIT="0" and drain through tests.helpers.indexed().
+    """
+    overrides = {"INDEX_AFTER_COMMIT": "1", **overrides}
     return Config(
         environ={}, STORAGE_DIR=tmp_path, DATABASE_URL=database_url or f"sqlite:///{tmp_path / 'kjdms.sqlite3'}",
         SECRET_KEY="test-secret-key", ID_HASH_KEY="test-id-hash-key", TESTING=True, **overrides,

@@ -67,6 +67,16 @@ def applicant(name="张伟", region_code="211302", complete=True, id_number=None
     return dossier, dossier.person.user
 
 
+def indexed() -> int:
+    """Drain the index outbox now, as the worker's indexer would; return how many rows it indexed.
+
+    For tests of the background indexer (INDEX_AFTER_COMMIT="0"); elsewhere each commit drains already.
+    """
+    from kjdms.backends import get_drainer
+
+    return get_drainer().drain()
+
+
 def upload_required(workflow, blobs, dossier, owner, seed=0):
     """Upload a distinct file into every slot the dossier requires."""
     for index, slot in enumerate(required_slots(dossier)):

@@ -94,14 +94,14 @@ def serve_command(host, port, threads, workers):
     if workers > 1:
         # The search index takes one writer: the processes leave indexing and extraction to one `kjdms worker`.
         if config.WORKER == "thread" or config.INDEX_AFTER_COMMIT:
-            raise click.ClickException("多个服务进程时，请设置 KJDMS_WORKER=external 和 KJDMS_INDEX_AFTER_COMMIT=0，"
+            raise click.ClickException("多个服务进程时，请设置 KJDMS_WORKER=external（KJDMS_INDEX_AFTER_COMMIT=0，即默认值），"
                                        "并另外运行一个 kjdms worker")
         serve_in_processes(RequestLog(app), host, port, workers=workers, threads=threads, settings=config.server_settings(),
                            announce=click.echo)
         return
     if config.WORKER == "thread":
-        # Text extraction and the outbox's safety net run beside the site; KJDMS_WORKER=external
-        # leaves them to a `kjdms worker` process.
+        # Text extraction and the index outbox (a thread of its own) run beside the site;
+        # KJDMS_WORKER=external leaves them to a `kjdms worker` process.
         start_thread(app)
     click.echo(f"kjdms 正在 http://{host}:{port}/ 提供服务（Ctrl+C 停止）")
     # waitress would otherwise buffer up to 1 GiB of any request before Flask's cap could refuse it.

@@ -61,6 +61,9 @@ class SearchIndex(Protocol):
     def start_rebuild(self, outbox_mark: int = 0) -> Rebuild:
         """Return the rebuild in progress (to resume it) or a new one that will replay outbox rows after outbox_mark."""
 
+    def merge_small_segments(self, *, busy: bool = False) -> bool:
+        """Tidy up after writes, off the request (the indexer, after each batch; busy: more wait); return whether it did."""
+
     def purge_deleted(self) -> None:
         """Rewrite the index so that removed documents' bytes are gone from its files."""
 

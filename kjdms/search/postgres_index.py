@@ -289,6 +289,10 @@ class PostgresSearchIndex:
             self.ensure_tables()
         return PostgresRebuild(self, outbox_mark)
 
+    def merge_small_segments(self, *, busy: bool = False) -> bool:
+        """Return False: PostgreSQL keeps its GIN index tidy itself (autovacuum folds in its pending list)."""
+        return False
+
     def purge_deleted(self) -> None:
         """Rewrite the index tables, so that removed rows' text leaves their files (and the GIN index's keys)."""
         # Until VACUUM FULL, a deleted row's bytes stay in the table's pages, and GIN keeps every key it

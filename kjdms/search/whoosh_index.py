@@ -15,6 +15,7 @@ from whoosh.query import And, NullQuery, Or, Term
 from .analysis import text_query
 from .base import TEXT_FIELDS, VALUE_FIELDS, IndexResults, SearchRequest
 from .whoosh_matching import run_search
+from .whoosh_merging import BUSY_SEGMENT_LIMIT, SEGMENT_LIMIT, merge_smallest, segments_to_merge
 from .whoosh_storage import create_index, open_index
 from .whoosh_writing import CJKText, FastSegmentWriter
 
@@ -89,7 +90,8 @@ def replace_documents(writer, documents: Iterable[dict], deleted_ids: Iterable[i
     except BaseException:
         writer.cancel()
         raise
-    writer.commit(optimize=optimize)
+    # No merging here: the indexer merges small segments after the commit (whoosh_merging).
+    writer.commit(optimize=optimize, merge=False)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -162,6 +164,20 @@ class WhooshSearchIndex:
         with self._write_lock:
             writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
             replace_documents(writer, documents, deleted_ids, optimize=optimize)
+
+    def merge_small_segments(self, *, busy: bool = False) -> bool:
+        """Merge the smallest segments when there are too many (fewer merges while busy); return whether it merged."""
+        limit = BUSY_SEGMENT_LIMIT if busy else SEGMENT_LIMIT
+        if not segments_to_merge(self._live()._segments(), limit):
+            return False
+        with self._write_lock:
+            writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
+            try:
+                writer.commit(mergetype=lambda writer, segments: merge_smallest(writer, segments, limit))
+            except BaseException:
+                writer.cancel()
+                raise
+        return True
 
     def purge_deleted(self) -> None:
         """Merge every segment, so deleted documents' terms and stored fields leave the files; drop old generations."""

@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import Region
 from ..search import FACETS
 from ..services import disclosures
+from ..services.indexing import queued_count
 from ..services.search import (CREDIT_LABELS, FACET_TITLES, MAX_QUERY_CHARACTERS, SearchPage, search_dossiers,
                                split_id_numbers)
 from ..validators import ValidationError, check_text, clean_filename
@@ -141,4 +142,6 @@ def index():
         chosen_labels=_chosen_labels(results), facet_names=[name for name in FACETS if name in results.facets],
         # With nothing typed there is no relevance to rank by: the index lists the latest handled first.
         sort=results.sort if query or id_numbers else "date", refusal=refusal,
+        # The index trails the database by the indexer's delay: say so while changes wait for it.
+        behind=queued_count(db.session),
     ), 400 if refusal else 200

@@ -1,0 +1,63 @@
+"""Writes leave small segments; the indexer merges the smallest when they grow too many, and never a rebuild's."""
+from dataclasses import dataclass
+
+from kjdms.search import WhooshSearchIndex
+from kjdms.search.whoosh_merging import LARGE_SEGMENT_DOCS, MERGE_FANOUT, SEGMENT_LIMIT, segments_to_merge
+from tests.unit.test_whoosh_speedups import documents
+
+
+@dataclass(frozen=True)
+class Segment:
+    """What the policy reads of a Whoosh segment."""
+
+    name: str
+    docs: int
+
+    def doc_count_all(self) -> int:
+        return self.docs
+
+    def segment_id(self) -> str:
+        return self.name
+
+
+def test_within_the_limit_nothing_is_merged():
+    assert segments_to_merge([Segment(f"s{number}", 1) for number in range(SEGMENT_LIMIT)]) == []
+
+
+def test_over_the_limit_the_smallest_few_are_merged():
+    segments = [Segment(f"s{number}", 100 - number) for number in range(SEGMENT_LIMIT + 1)]
+    chosen = segments_to_merge(segments)
+    assert len(chosen) == MERGE_FANOUT
+    assert [segment.docs for segment in chosen] == sorted(segment.docs for segment in segments)[:MERGE_FANOUT]
+
+
+def test_a_rebuilds_large_segments_are_left_to_an_optimize():
+    large = [Segment(f"large{number}", LARGE_SEGMENT_DOCS) for number in range(SEGMENT_LIMIT)]
+    assert segments_to_merge(large + [Segment("small", 3)]) == []  # one small segment: nothing to merge it with
+    chosen = segments_to_merge(large + [Segment("small", 3), Segment("smaller", 1)])
+    assert [segment.name for segment in chosen] == ["smaller", "small"]
+
+
+def test_no_merge_makes_a_segment_past_the_large_size():
+    half = LARGE_SEGMENT_DOCS // 2
+    segments = [Segment(f"s{number}", half - 1) for number in range(SEGMENT_LIMIT)] + [Segment("tiny", 1)]
+    chosen = segments_to_merge(segments)
+    assert [segment.docs for segment in chosen] == [1, half - 1, half - 1]
+    assert sum(segment.docs for segment in chosen) <= LARGE_SEGMENT_DOCS
+
+
+def test_each_write_is_a_segment_until_the_indexer_merges_the_smallest(tmp_path):
+    index = WhooshSearchIndex(tmp_path)
+    everything = documents()[:SEGMENT_LIMIT + 2]
+    for document in everything:
+        index.write([document])
+    assert len(index._live()._segments()) == SEGMENT_LIMIT + 2  # no merge inside the writes' commits
+    removed = everything[1]["dossier_id"]
+    index.write([dict(everything[0], stamp="changed")], deleted_ids=[removed])
+    assert index.merge_small_segments(busy=True) is False  # while changes wait, more segments are borne
+    assert index.merge_small_segments() is True
+    assert len(index._live()._segments()) == SEGMENT_LIMIT + 3 - MERGE_FANOUT + 1
+    assert index.merge_small_segments() is False  # within the limit again
+    expected = {document["dossier_id"]: document["stamp"] for document in everything if document["dossier_id"] != removed}
+    expected[everything[0]["dossier_id"]] = "changed"
+    assert index.stamps() == expected  # every document once, the replaced one new, the removed one gone
