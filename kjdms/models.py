@@ -23,6 +23,11 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
+def dossier_number(dossier_id: int, baseline_id: int | None) -> str:
+    """Return the dossier number printed on the basic-information form (a working copy shows its baseline's)."""
+    return f"KJ{baseline_id or dossier_id:010d}"
+
+
 class Region(db.Model):
     """A node of the region tree: province, city, county office or special unit."""
 
@@ -230,7 +235,7 @@ class Dossier(db.Model):
     @property
     def number(self) -> str:
         """Return the dossier number printed on the basic-information form (a working copy shows its baseline's)."""
-        return f"KJ{self.baseline_id or self.id:010d}"
+        return dossier_number(self.id, self.baseline_id)
 
     @property
     def is_working_copy(self) -> bool:
