@@ -21,7 +21,7 @@ REGION_PARENTS = select(Region.id, Region.parent_id)
 def covered_region_ids(session, user: User, *roles: str) -> set[int]:
     """Return the ids of the regions where user holds any of roles, and of every region below them."""
     children: dict[int | None, list[int]] = {}
-    for region_id, parent_id in session.connection().execute(REGION_PARENTS):
+    for region_id, parent_id in session.execute(REGION_PARENTS):
         children.setdefault(parent_id, []).append(region_id)
     # The assignments the request already loaded to let the user in (staff_role_required): no second query.
     covered, stack = set(), [assignment.region_id for assignment in user.role_assignments if assignment.role in roles]
@@ -88,14 +88,13 @@ def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: 
     values = {"state": workflow.definition.worklists[REVIEWER_QUEUE].state, "covered": sorted(covered),
               "waited_before": utcnow() - timedelta(days=waited_days or 0),
               "region": region_id if region_id in covered else -1}
-    connection = session.connection()
     # One grouped pass gives the per-region counts for the filter and the total of the page's filter.
-    rows = connection.execute(counts_statement, values).all()
+    rows = session.execute(counts_statement, values).all()
     counts = {row_region: count for row_region, count, _ in rows}
     total = sum(int(match or 0) for row_region, _, match in rows if region_id in (None, row_region))
     page, pages = clamp_page(page, total, PAGE_SIZE)
-    rows = connection.execute(rows_statement, {**values, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}).all()
-    regions = connection.execute(REGIONS_LISTED, {"ids": list(counts)}).all()
+    rows = session.execute(rows_statement, {**values, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}).all()
+    regions = session.execute(REGIONS_LISTED, {"ids": list(counts)}).all()
     return WorklistPage([queue_row(row) for row in rows], total, page, pages,
                         [(region, counts[region.id]) for region in regions])
 

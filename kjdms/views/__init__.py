@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import wraps
 
-from flask import abort, flash, request
+from flask import abort, flash, request, url_for
 from flask_login import current_user, login_required
 
 from ..backends import get_workflow
@@ -21,6 +21,17 @@ def int_arg(name: str) -> int | None:
     """Return the query argument name as a small non-negative integer, or None for anything else typed there."""
     value = request.args.get(name, "")
     return int(value) if value.isascii() and value.isdigit() and len(value) < 8 else None
+
+
+def id_link_prefix(endpoint: str, argument: str) -> str:
+    """Return the address of endpoint without the trailing integer argument, for a list to append each row's id.
+
+    Building an address costs tens of microseconds; a page of fifty rows builds one instead of fifty.
+    """
+    address = url_for(endpoint, **{argument: 1})
+    if not address.endswith("/1"):
+        raise ValueError(f"{endpoint}: {argument} is not the last part of its address")
+    return address[:-1]
 
 
 def show_errors(form, errors) -> None:

@@ -15,7 +15,7 @@ from ..services.worklist import queue_roles, reviewer_queue
 from ..services.resubmission import resubmission
 from ..services.working_copy import changes
 from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, REJECTABLE_ITEMS, REVEAL_ID_NUMBER, STAFF_ROLES
-from . import dossier_or_404, int_arg, post_transition, staff_role_required
+from . import dossier_or_404, id_link_prefix, int_arg, post_transition, staff_role_required
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 WAITING_CHOICES = {0: "不限", 3: "超过3天", 7: "超过7天", 15: "超过15天", 30: "超过30天"}
@@ -29,7 +29,8 @@ def worklist():
     queue = reviewer_queue(db.session, get_workflow(), current_user, region_id=region_id,
                            waited_days=waited if waited in WAITING_CHOICES else None, page=int_arg("page") or 1)
     return render_template("review/worklist.html", queue=queue, region_id=region_id, waited=waited,
-                           waiting_choices=WAITING_CHOICES, now=utcnow())
+                           waiting_choices=WAITING_CHOICES, now=utcnow(),
+                           review_link=id_link_prefix("review.dossier", "dossier_id"))
 
 
 @bp.get("/decided")
