@@ -308,20 +308,24 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
 
 
 def report(results: dict, processes: list[int], pages: list[str]) -> None:
-    """Print medians of the rounds: requests/s, CPU ms a request, the ratio to the hello world, the scaling."""
+    """Print medians of the rounds: requests/s, CPU ms a request, the ratios to the hello world, the scaling."""
     median = lambda key, field: statistics.median(r[field] for r in results[key])  # noqa: E731
-    header = f"{'page':<16}{'procs':>6}{'req/s':>9}{'CPU ms':>8}{'hello req/s':>13}{'CPU ms':>8}{'ratio':>8}{'×1 proc':>9}{'bytes':>8}"
+    header = (f"{'page':<16}{'procs':>6}{'req/s':>8}{'CPU ms':>8}{'hello req/s':>12}{'CPU ms':>8}{'ratio':>8}"
+              f"{'CPU ratio':>10}{'x1 proc':>8}{'bytes':>8}")
     print(header)
     print("-" * len(header))
     for path in pages:
         for count in processes:
             rate, hello_rate = median(("kjdms", count, path), "rate"), median(("hello", count, "/"), "rate")
+            cpu, hello_cpu = median(("kjdms", count, path), "cpu_ms"), median(("hello", count, "/"), "cpu_ms")
             single = median(("kjdms", processes[0], path), "rate")
-            print(f"{path:<16}{count:>6}{rate:>9.0f}{median(('kjdms', count, path), 'cpu_ms'):>8.2f}{hello_rate:>13.0f}"
-                  f"{median(('hello', count, '/'), 'cpu_ms'):>8.2f}{rate / hello_rate:>8.3f}{rate / single:>9.2f}"
+            print(f"{path:<16}{count:>6}{rate:>8.0f}{cpu:>8.2f}{hello_rate:>12.0f}{hello_cpu:>8.2f}"
+                  f"{rate / hello_rate:>8.3f}{hello_cpu / cpu:>10.3f}{rate / single:>8.2f}"
                   f"{results['kjdms', count, path][0]['bytes']:>8}")
-    print(f"  medians of the rounds; CPU ms = server processes' user+system CPU / requests; ratio = kjdms/hello with "
-          f"the same processes; ×1 proc = against {processes[0]} process(es). Load average now "
+    print(f"  medians of {len(next(iter(results.values())))} rounds. CPU ms: the server processes' user+system CPU "
+          f"over the requests served. ratio: kjdms req/s / hello req/s with the same processes; CPU ratio: hello CPU ms "
+          f"/ kjdms CPU ms (what the ratio becomes when the CPU, not the client or other load, is the limit); x1 proc: "
+          f"req/s against {processes[0]} process(es). Load average at the end: "
           f"{' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
 
