@@ -169,8 +169,9 @@ def load(server: Server, path: str, seconds: float, cookie: str | None) -> dict:
         raise SystemExit(f"{server.label} {path}: status {status} before the run (signed out?)")
     cpu = server.cpu_seconds()
     headers = ["-H", f"Cookie: session={cookie}"] if cookie else []
-    run = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", *headers, server.url(path)],
-                         capture_output=True, text=True, check=True)
+    # A generous timeout: under load a slow page is slow, not an error.
+    run = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "30s", *headers,
+                          server.url(path)], capture_output=True, text=True, check=True)
     cpu = server.cpu_seconds() - cpu
     requests = int(re.search(r"(\d+) requests in", run.stdout).group(1))
     if "Non-2xx" in run.stdout or "Socket errors" in run.stdout:
