@@ -8,7 +8,7 @@ from functools import cache
 from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import aliased
 
-from ..models import Dossier, Person, Region, User, WorkflowHistory, dossier_number, utcnow
+from ..models import Dossier, DossierNumbering, Person, Region, User, WorkflowHistory, utcnow
 from ..vocabulary import REVIEWER_QUEUE
 from ..workflow import WorkflowEngine
 from .time_rules import SUBMIT, LateFlag, late_registration, late_update
@@ -46,7 +46,7 @@ def queue_roles(workflow: WorkflowEngine) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class QueueRow:
+class QueueRow(DossierNumbering):
     """One dossier of the queue as the worklist shows it, read in the page's one query (no objects per row)."""
 
     id: int
@@ -58,16 +58,6 @@ class QueueRow:
     state_changed_at: datetime
     late_flags: list[LateFlag]
 
-    @property
-    def number(self) -> str:
-        """Return the dossier number (a working copy shows its baseline's)."""
-        return dossier_number(self.id, self.baseline_id)
-
-    @property
-    def is_working_copy(self) -> bool:
-        """Tell whether this is a working copy of an approved dossier."""
-        return self.baseline_id is not None
-
 
 @dataclass
 class WorklistPage:
@@ -77,7 +67,7 @@ class WorklistPage:
     total: int
     page: int
     pages: int
-    counts_by_region: list[tuple[Region, int]]
+    counts_by_region: list[tuple]  # (a row with the region's id and name, its count)
 
 
 def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: int | None = None,

@@ -74,12 +74,13 @@ def staff_role_required(*roles):
     return decorate
 
 
-def dossier_or_404(dossier_id: int, permission="view") -> Dossier:
+def dossier_or_404(dossier_id: int, permission="view", options=()) -> Dossier:
     """Return the dossier if the signed-in staff user holds permission on it; 404 otherwise, revealing nothing.
 
-    permission is a workflow permission, or a test taking (workflow, user, dossier).
+    permission is a workflow permission, or a test taking (workflow, user, dossier); options are loader options
+    for what the page shows of it.
     """
-    dossier = db.session.get(Dossier, dossier_id)
+    dossier = db.session.get(Dossier, dossier_id, options=options)
     allowed = permission if callable(permission) else (
         lambda workflow, user, record: can(workflow, user, permission, record))
     if dossier is None or current_user.is_applicant or not allowed(get_workflow(), current_user, dossier):
