@@ -99,7 +99,8 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SystemExit(f"{self.label} stopped at start (status {self.process.returncode}); see {self.log.name}")
+                raise SystemExit(f"{self.label} stopped at start (status {self.process.returncode}); "
+                                 f"see {self.log.name}")
             with contextlib.suppress(OSError):
                 fetch(self.url(path), cookie)
                 if len(self.pids()) >= self.processes:
@@ -242,7 +243,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seconds", type=float, default=5, help="length of one wrk run, under 60 (5)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are over these (3)")
     parser.add_argument("--processes", default="1,2", help="serving processes to measure, comma-separated (1,2)")
-    parser.add_argument("--database-url", help=f"an empty database; postgresql gets a fresh schema, e.g. {POSTGRES_URL}")
+    parser.add_argument("--database-url",
+                        help=f"an empty database; postgresql gets a fresh schema, e.g. {POSTGRES_URL}")
     parser.add_argument("--profile", action="store_true", help="also cProfile 200 requests of each page in-process")
     parser.add_argument("--hello", action="store_true", help=argparse.SUPPRESS)  # run as the hello world server
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -256,8 +258,9 @@ def main(argv=None) -> None:
     if not 0 < args.seconds < 60:
         raise SystemExit("--seconds: under 60, or the session's idle clock would rewrite the cookie mid-run")
     processes = [int(value) for value in args.processes.split(",")]
-    with tempfile.TemporaryDirectory(prefix="kjdms-pages-") as tmp, database(args.database_url, Path(tmp)) as (url, label):
-        run(Path(tmp), url, label, processes, args)
+    with tempfile.TemporaryDirectory(prefix="kjdms-pages-") as tmp:
+        with database(args.database_url, Path(tmp)) as (url, label):
+            run(Path(tmp), url, label, processes, args)
 
 
 def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
@@ -324,8 +327,8 @@ def report(results: dict, processes: list[int], pages: list[str]) -> None:
                   f"{rate / hello_rate:>8.3f}{hello_cpu / cpu:>10.3f}{rate / single:>8.2f}"
                   f"{results['kjdms', count, path][0]['bytes']:>8}")
     print(f"  medians of {len(next(iter(results.values())))} rounds. CPU ms: the server processes' user+system CPU "
-          f"over the requests served. ratio: kjdms req/s / hello req/s with the same processes; CPU ratio: hello CPU ms "
-          f"/ kjdms CPU ms (what the ratio becomes when the CPU, not the client or other load, is the limit); x1 proc: "
+          f"over the requests served. ratio: kjdms req/s / hello req/s with the same processes; CPU ratio: "
+          f"hello CPU ms / kjdms CPU ms (what the ratio becomes when the CPU, not the client or other load, is the limit); x1 proc: "
           f"req/s against {processes[0]} process(es). Load average at the end: "
           f"{' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 

@@ -24,7 +24,7 @@ def as_utc(moment: datetime) -> datetime:
 
 
 class DossierNumbering:
-    """The number and the working-copy test of anything with a dossier's id and baseline_id (a Dossier, a worklist row)."""
+    """The number and working-copy test of anything with a dossier's id and baseline_id (Dossier, a worklist row)."""
 
     @property
     def number(self) -> str:
