@@ -328,8 +328,8 @@ def report(results: dict, processes: list[int], pages: list[str]) -> None:
                   f"{results['kjdms', count, path][0]['bytes']:>8}")
     print(f"  medians of {len(next(iter(results.values())))} rounds. CPU ms: the server processes' user+system CPU "
           f"over the requests served. ratio: kjdms req/s / hello req/s with the same processes; CPU ratio: "
-          f"hello CPU ms / kjdms CPU ms (what the ratio becomes when the CPU, not the client or other load, is the limit); x1 proc: "
-          f"req/s against {processes[0]} process(es). Load average at the end: "
+          f"hello CPU ms / kjdms CPU ms (what the ratio becomes when the CPU, not the client or other load, is the "
+          f"limit); x1 proc: req/s against {processes[0]} process(es). Load average at the end: "
           f"{' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
 
