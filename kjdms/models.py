@@ -23,6 +23,20 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
+class DossierNumbering:
+    """The number and working-copy test of anything with a dossier's id and baseline_id (Dossier, a worklist row)."""
+
+    @property
+    def number(self) -> str:
+        """Return the dossier number printed on the basic-information form (a working copy shows its baseline's)."""
+        return f"KJ{self.baseline_id or self.id:010d}"
+
+    @property
+    def is_working_copy(self) -> bool:
+        """Tell whether this is a working copy of an approved dossier."""
+        return self.baseline_id is not None
+
+
 class Region(db.Model):
     """A node of the region tree: province, city, county office or special unit."""
 
@@ -162,7 +176,7 @@ ONE_OPEN_WORKING_COPY = text("baseline_id IS NOT NULL AND checked_in_at IS NULL"
 NOT_CHECKED_IN = text("checked_in_at IS NULL")
 
 
-class Dossier(db.Model):
+class Dossier(DossierNumbering, db.Model):
     """A person's basic information and documents, moving through the dossier workflow.
 
     A working copy (after plone.app.iterate) is a Dossier whose baseline_id points at the
@@ -226,16 +240,6 @@ class Dossier(db.Model):
     history: Mapped[list[WorkflowHistory]] = relationship(
         back_populates="dossier", cascade="all, delete-orphan", order_by="WorkflowHistory.id"
     )
-
-    @property
-    def number(self) -> str:
-        """Return the dossier number printed on the basic-information form (a working copy shows its baseline's)."""
-        return f"KJ{self.baseline_id or self.id:010d}"
-
-    @property
-    def is_working_copy(self) -> bool:
-        """Tell whether this is a working copy of an approved dossier."""
-        return self.baseline_id is not None
 
     def attachment(self, slot: str) -> Attachment | None:
         """Return the attachment in slot, if one was ever uploaded."""

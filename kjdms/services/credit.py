@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import and_, event, exists, func, inspect, select
+from sqlalchemy import and_, bindparam, event, exists, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, object_session, selectinload
 
@@ -72,10 +72,12 @@ def credit_file(session, person_id: int) -> list[CreditChain]:
     return sorted(chains, key=lambda chain: chain.head.id, reverse=True)
 
 
-def _live_condition():
-    """Return the SQL condition of a live record: not a revocation, and nothing supersedes it."""
-    later = aliased(CreditRecord)
-    return (CreditRecord.action != "revoke") & ~exists().where(later.supersedes_id == CreditRecord.id)
+_LATER = aliased(CreditRecord)
+# The SQL condition of a live record: not a revocation, and nothing supersedes it (built once per process).
+LIVE = (CreditRecord.action != "revoke") & ~exists().where(_LATER.supersedes_id == CreditRecord.id)
+LIVE_COUNTS = (select(CreditRecord.person_id, func.count())
+               .where(CreditRecord.person_id.in_(bindparam("person_ids", expanding=True)), LIVE)
+               .group_by(CreditRecord.person_id))
 
 
 def live_person_ids(session, person_ids) -> set[int]:
@@ -84,7 +86,7 @@ def live_person_ids(session, person_ids) -> set[int]:
     if not person_ids:
         return set()
     return set(session.scalars(select(CreditRecord.person_id).distinct().where(
-        CreditRecord.person_id.in_(person_ids), _live_condition())))
+        CreditRecord.person_id.in_(person_ids), LIVE)))
 
 
 def live_count(session, person_id: int) -> int:
@@ -94,8 +96,7 @@ def live_count(session, person_id: int) -> int:
 
 def live_counts(session, person_ids) -> dict[int, int]:
     """Return how many live records each of person_ids has (absent: none), in one query."""
-    return dict(session.execute(select(CreditRecord.person_id, func.count()).where(
-        CreditRecord.person_id.in_(list(person_ids)), _live_condition()).group_by(CreditRecord.person_id)).all())
+    return dict(session.execute(LIVE_COUNTS, {"person_ids": list(person_ids)}).all())
 
 
 # -- the credit officers' list ---------------------------------------------------------------------

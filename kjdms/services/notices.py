@@ -6,7 +6,7 @@ and a committed one is never lost. The worker delivers them further (services/no
 """
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import object_session
 
 from ..models import CreditRecord, Notification, User, WorkflowHistory, utcnow
@@ -79,10 +79,14 @@ def queue_event_notices(session, objects) -> int:
     return len(rows)
 
 
+# Asked on every page (the navigation's badge): built once per process, not once per request.
+UNREAD_COUNT = select(func.count()).select_from(Notification).where(
+    Notification.user_id == bindparam("user_id"), Notification.read_at.is_(None))
+
+
 def unread_count(session, user) -> int:
     """Return how many of user's notices are unread."""
-    return session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.user_id == user.id, Notification.read_at.is_(None))) or 0
+    return session.scalar(UNREAD_COUNT, {"user_id": user.id}) or 0
 
 
 def count_of(session, user) -> int:

@@ -10,6 +10,7 @@ from ..local_time import chinese_date, local_date, local_today
 from ..models import Dossier, utcnow
 
 LEGAL_BASIS = "辽财会〔2019〕116号 三"
+SUBMIT = "submit"  # the transition whose first firing counts as reporting an update
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def one_month_after(day: date) -> date:
 
 def first_submitted_at(dossier: Dossier) -> datetime | None:
     """Return when this dossier record was first submitted for review, if it was."""
-    return next((row.created_at for row in dossier.history if row.action == "submit"), None)
+    return next((row.created_at for row in dossier.history if row.action == SUBMIT), None)
 
 
 def registration_flag(dossier: Dossier) -> LateFlag | None:
@@ -48,11 +49,16 @@ def registration_flag(dossier: Dossier) -> LateFlag | None:
 
     People of the old system registered there: the import date says nothing about them.
     """
-    registered = dossier.baseline or dossier
-    started = dossier.job_started_on
-    if started is None or dossier.person.is_legacy:
+    if dossier.job_started_on is None or dossier.person.is_legacy:
         return None
-    registered_on = local_date(registered.created_at)
+    return late_registration(dossier.job_started_on, (dossier.baseline or dossier).created_at, legacy=False)
+
+
+def late_registration(started: date | None, registered_at: datetime, *, legacy: bool) -> LateFlag | None:
+    """Flag a registration at registered_at more than a month after started (none for the old system's people)."""
+    if started is None or legacy:
+        return None
+    registered_on = local_date(registered_at)
     if registered_on <= one_month_after(started):
         return None
     return LateFlag("registration", "逾期登记",
@@ -68,7 +74,14 @@ def update_flag(dossier: Dossier, now: datetime | None = None) -> LateFlag | Non
     changed = dossier.information_changed_on
     if changed is None or (dossier.baseline is not None and dossier.baseline.information_changed_on == changed):
         return None
-    reported_on = local_date(first_submitted_at(dossier) or now or utcnow())
+    return late_update(changed, first_submitted_at(dossier) or now or utcnow())
+
+
+def late_update(changed: date | None, reported_at: datetime) -> LateFlag | None:
+    """Flag a change of changed reported at reported_at, more than a month later."""
+    if changed is None:
+        return None
+    reported_on = local_date(reported_at)
     if reported_on <= one_month_after(changed):
         return None
     return LateFlag("update", "逾期更新",

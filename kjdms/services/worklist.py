@@ -2,27 +2,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import bindparam, case, func, select
+from sqlalchemy.orm import aliased
 
-from ..models import Dossier, Region, RoleAssignment, User, utcnow
+from ..models import Dossier, DossierNumbering, Person, Region, User, WorkflowHistory, utcnow
 from ..vocabulary import REVIEWER_QUEUE
 from ..workflow import WorkflowEngine
+from .time_rules import SUBMIT, LateFlag, late_registration, late_update
 
 PAGE_SIZE = 50
+# Built once per process: building a select and its cache key costs more than running it on a small table.
+REGION_PARENTS = select(Region.id, Region.parent_id)
 
 
 def covered_region_ids(session, user: User, *roles: str) -> set[int]:
     """Return the ids of the regions where user holds any of roles, and of every region below them."""
-    parents = dict(session.execute(select(Region.id, Region.parent_id)).all())
     children: dict[int | None, list[int]] = {}
-    for region_id, parent_id in parents.items():
+    for region_id, parent_id in session.execute(REGION_PARENTS):
         children.setdefault(parent_id, []).append(region_id)
-    roots = session.scalars(select(RoleAssignment.region_id).where(
-        RoleAssignment.user_id == user.id, RoleAssignment.role.in_(roles))).all()
-    covered, stack = set(), list(roots)
+    # The assignments the request already loaded to let the user in (staff_role_required): no second query.
+    covered, stack = set(), [assignment.region_id for assignment in user.role_assignments if assignment.role in roles]
     while stack:
         region_id = stack.pop()
         if region_id not in covered:
@@ -53,37 +55,95 @@ def queue_conditions(workflow: WorkflowEngine, covered: set[int] | None = None) 
     return conditions
 
 
+@dataclass(frozen=True)
+class QueueRow(DossierNumbering):
+    """One dossier of the queue as the worklist shows it, read in the page's one query (no objects per row)."""
+
+    id: int
+    baseline_id: int | None
+    name: str | None
+    id_number: str | None
+    employer_name: str | None
+    region_name: str | None
+    state_changed_at: datetime
+    late_flags: list[LateFlag]
+
+
 @dataclass
 class WorklistPage:
     """One page of the queue, with the counts that drive its filters."""
 
-    dossiers: list[Dossier]
+    dossiers: list[QueueRow]
     total: int
     page: int
     pages: int
-    counts_by_region: list[tuple[Region, int]]
+    counts_by_region: list[tuple]  # (a row with the region's id and name, its count)
 
 
 def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: int | None = None,
                    waited_days: int | None = None, page: int = 1) -> WorklistPage:
     """Return a page of the queue's dossiers within the regions where user works it, the longest waiting first."""
     covered = covered_region_ids(session, user, *queue_roles(workflow))
-    scope = queue_conditions(workflow, covered)
-    waited = Dossier.state_changed_at <= utcnow() - timedelta(days=waited_days) if waited_days else None
+    counts_statement, rows_statement = queue_statements(region_id is not None, bool(waited_days))
+    values = {"state": workflow.definition.worklists[REVIEWER_QUEUE].state, "covered": sorted(covered),
+              "waited_before": utcnow() - timedelta(days=waited_days or 0),
+              "region": region_id if region_id in covered else -1}
     # One grouped pass gives the per-region counts for the filter and the total of the page's filter.
-    matching = func.sum(case((waited, 1), else_=0)) if waited is not None else func.count()
-    rows = session.execute(select(Dossier.region_id, func.count(), matching).where(*scope)
-                           .group_by(Dossier.region_id)).all()
+    rows = session.execute(counts_statement, values).all()
     counts = {row_region: count for row_region, count, _ in rows}
     total = sum(int(match or 0) for row_region, _, match in rows if region_id in (None, row_region))
-    if region_id is not None:
-        scope.append(Dossier.region_id == (region_id if region_id in covered else -1))
-    if waited is not None:
-        scope.append(waited)
     page, pages = clamp_page(page, total, PAGE_SIZE)
-    dossiers = session.scalars(
-        select(Dossier).where(*scope).order_by(Dossier.state_changed_at, Dossier.id)
-        .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
-        .options(selectinload(Dossier.person), selectinload(Dossier.region))).all()
-    regions = session.scalars(select(Region).where(Region.id.in_(counts)).order_by(Region.sort_order)).all()
-    return WorklistPage(dossiers, total, page, pages, [(region, counts[region.id]) for region in regions])
+    rows = session.execute(rows_statement, {**values, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}).all()
+    regions = session.execute(REGIONS_LISTED, {"ids": list(counts)}).all()
+    return WorklistPage([queue_row(row) for row in rows], total, page, pages,
+                        [(region, counts[region.id]) for region in regions])
+
+
+REGIONS_LISTED = (select(Region.id, Region.name).where(Region.id.in_(bindparam("ids", expanding=True)))
+                  .order_by(Region.sort_order))
+
+
+@cache
+def queue_statements(by_region: bool, by_waiting: bool):
+    """Return the queue's (per-region counts, page of rows) selects with or without the two filters, built once."""
+    scope = [Dossier.state == bindparam("state"), Dossier.region_id.in_(bindparam("covered", expanding=True)),
+             Dossier.checked_in_at.is_(None)]
+    waited = Dossier.state_changed_at <= bindparam("waited_before")
+    matching = func.sum(case((waited, 1), else_=0)) if by_waiting else func.count()
+    counts = select(Dossier.region_id, func.count(), matching).where(*scope).group_by(Dossier.region_id)
+    filters = [Dossier.region_id == bindparam("region")] if by_region else []
+    if by_waiting:
+        filters.append(waited)
+    page = queue_rows([*scope, *filters]).offset(bindparam("offset")).limit(bindparam("limit"))
+    return counts, page
+
+
+def queue_rows(scope: list):
+    """Return the select of the queue's rows within scope, the longest waiting first, with what the late flags need."""
+    baseline = aliased(Dossier)
+    # Asked only of a dossier that reports a change: when it was first submitted (time_rules.update_flag).
+    first_submitted = (select(WorkflowHistory.created_at)
+                       .where(WorkflowHistory.dossier_id == Dossier.id, WorkflowHistory.action == SUBMIT)
+                       .order_by(WorkflowHistory.id).limit(1).scalar_subquery())
+    return (select(Dossier.id, Dossier.baseline_id, Person.name, Person.id_number, Person.is_legacy,
+                   Dossier.employer_name, Region.name.label("region_name"), Dossier.state_changed_at,
+                   Dossier.job_started_on, Dossier.information_changed_on, Dossier.created_at,
+                   baseline.created_at.label("baseline_created_at"),
+                   baseline.information_changed_on.label("baseline_changed_on"),
+                   case((Dossier.information_changed_on.is_not(None), first_submitted)).label("first_submitted_at"))
+            .join(Person, Person.id == Dossier.person_id)
+            .outerjoin(Region, Region.id == Dossier.region_id)
+            .outerjoin(baseline, baseline.id == Dossier.baseline_id)
+            .where(*scope).order_by(Dossier.state_changed_at, Dossier.id))
+
+
+def queue_row(row) -> QueueRow:
+    """Return the worklist's row for one result of queue_rows, its late flags as time_rules.late_flags finds them."""
+    has_baseline = row.baseline_id is not None
+    flags = [late_registration(row.job_started_on, row.baseline_created_at if has_baseline else row.created_at,
+                               legacy=row.is_legacy)]
+    # A working copy that keeps its baseline's change date declares no new change.
+    if not (has_baseline and row.baseline_changed_on == row.information_changed_on):
+        flags.append(late_update(row.information_changed_on, row.first_submitted_at or utcnow()))
+    return QueueRow(row.id, row.baseline_id, row.name, row.id_number, row.employer_name, row.region_name,
+                    row.state_changed_at, [flag for flag in flags if flag is not None])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import wraps
 
-from flask import abort, flash, request
+from flask import abort, flash, request, url_for
 from flask_login import current_user, login_required
 
 from ..backends import get_workflow
@@ -21,6 +21,17 @@ def int_arg(name: str) -> int | None:
     """Return the query argument name as a small non-negative integer, or None for anything else typed there."""
     value = request.args.get(name, "")
     return int(value) if value.isascii() and value.isdigit() and len(value) < 8 else None
+
+
+def id_link_prefix(endpoint: str, argument: str) -> str:
+    """Return the address of endpoint without the trailing integer argument, for a list to append each row's id.
+
+    Building an address costs tens of microseconds; a page of fifty rows builds one instead of fifty.
+    """
+    address = url_for(endpoint, **{argument: 1})
+    if not address.endswith("/1"):
+        raise ValueError(f"{endpoint}: {argument} is not the last part of its address")
+    return address[:-1]
 
 
 def show_errors(form, errors) -> None:
@@ -63,12 +74,13 @@ def staff_role_required(*roles):
     return decorate
 
 
-def dossier_or_404(dossier_id: int, permission="view") -> Dossier:
+def dossier_or_404(dossier_id: int, permission="view", options=()) -> Dossier:
     """Return the dossier if the signed-in staff user holds permission on it; 404 otherwise, revealing nothing.
 
-    permission is a workflow permission, or a test taking (workflow, user, dossier).
+    permission is a workflow permission, or a test taking (workflow, user, dossier); options are loader options
+    for what the page shows of it.
     """
-    dossier = db.session.get(Dossier, dossier_id)
+    dossier = db.session.get(Dossier, dossier_id, options=options)
     allowed = permission if callable(permission) else (
         lambda workflow, user, record: can(workflow, user, permission, record))
     if dossier is None or current_user.is_applicant or not allowed(get_workflow(), current_user, dossier):

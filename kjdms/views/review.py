@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..backends import get_workflow
 from ..extensions import db
 from ..forms import ActionForm, TransitionForm
-from ..models import Dossier, utcnow
+from ..models import Attachment, Dossier, Region, utcnow
 from ..permissions import can, roles_on
 from ..services import disclosures
 from ..services.decisions import DECISIONS, decisions_of
@@ -15,10 +16,14 @@ from ..services.worklist import queue_roles, reviewer_queue
 from ..services.resubmission import resubmission
 from ..services.working_copy import changes
 from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, REJECTABLE_ITEMS, REVEAL_ID_NUMBER, STAFF_ROLES
-from . import dossier_or_404, int_arg, post_transition, staff_role_required
+from . import dossier_or_404, id_link_prefix, int_arg, post_transition, staff_role_required
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 WAITING_CHOICES = {0: "不限", 3: "超过3天", 7: "超过7天", 15: "超过15天", 30: "超过30天"}
+# What the review page reads of a dossier, read with it: the person, the region up to the province (office, city,
+# province: the roles that reach it), and one query for every document's versions rather than one each.
+SHOWN = (joinedload(Dossier.person), joinedload(Dossier.region).joinedload(Region.parent).joinedload(Region.parent),
+         selectinload(Dossier.attachments).selectinload(Attachment.versions))
 
 
 @bp.get("/")
@@ -29,7 +34,8 @@ def worklist():
     queue = reviewer_queue(db.session, get_workflow(), current_user, region_id=region_id,
                            waited_days=waited if waited in WAITING_CHOICES else None, page=int_arg("page") or 1)
     return render_template("review/worklist.html", queue=queue, region_id=region_id, waited=waited,
-                           waiting_choices=WAITING_CHOICES, now=utcnow())
+                           waiting_choices=WAITING_CHOICES, now=utcnow(),
+                           review_link=id_link_prefix("review.dossier", "dossier_id"))
 
 
 @bp.get("/decided")
@@ -66,14 +72,14 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
 @staff_role_required(*STAFF_ROLES)
 def dossier(dossier_id):
     """Show all basic information and each document's current version beside it."""
-    return _render(dossier_or_404(dossier_id))
+    return _render(dossier_or_404(dossier_id, options=SHOWN))
 
 
 @bp.post("/<int:dossier_id>/reveal")
 @staff_role_required(*STAFF_ROLES)
 def reveal(dossier_id):
     """Show the full ID number once, and write who asked to the audit log."""
-    record = dossier_or_404(dossier_id)
+    record = dossier_or_404(dossier_id, options=SHOWN)
     if not ActionForm().validate_on_submit():
         abort(400)
     if not can(get_workflow(), current_user, REVEAL_ID_NUMBER, record):
@@ -86,7 +92,7 @@ def reveal(dossier_id):
 @staff_role_required(lambda: queue_roles(get_workflow()))
 def decide(dossier_id, name):
     """Approve, or reject with a reason; a decision based on a stale page is refused as a conflict."""
-    record = dossier_or_404(dossier_id)
+    record = dossier_or_404(dossier_id, options=SHOWN)
     form = TransitionForm()
     form.fields.choices = REJECTABLE_ITEMS
     # The page offers only these markers; any other value was not sent by it.

@@ -147,3 +147,43 @@ def test_the_applicant_enters_the_dates_on_the_form(app, auth, people):
     refused = owner_browser.submit("/me/edit", basic_information(job_started_on="2999-01-01"))
     assert refused.status_code == 422 and "从事会计工作日期：2999-01-01 晚于今天" in text(refused)
     assert fresh(Dossier, people["dossier"].id).job_started_on == date(2019, 3, 1)
+
+
+def test_the_worklist_reads_in_one_query_the_flags_the_time_rules_find_on_each_dossier(app, workflow, blobs):
+    from kjdms.services.worklist import reviewer_queue
+
+    reviewer = staff("reviewer_chaoyang", "reviewer", "211300")
+    late_registration, owner = applicant(name="刘洋", job_started_on=days_ago(70))
+    late_update, update_owner = applicant(name="陈静", information_changed_on=days_ago(40))
+    legacy, legacy_owner = applicant(name="王芳", job_started_on=days_ago(900), is_legacy=True)
+    punctual, punctual_owner = applicant(name="李娜", job_started_on=days_ago(5))
+    changed, changed_owner = applicant(name="赵磊", job_started_on=days_ago(80))
+    kept, kept_owner = applicant(name="孙丽", information_changed_on=days_ago(50))
+    for seed, (dossier, user) in enumerate([(late_registration, owner), (late_update, update_owner),
+                                            (legacy, legacy_owner), (punctual, punctual_owner),
+                                            (changed, changed_owner), (kept, kept_owner)]):
+        upload_required(workflow, blobs, dossier, user, seed=seed)
+        fire_transition(db.session, workflow, dossier, "submit", user)
+    for dossier in (changed, kept):
+        fire_transition(db.session, workflow, dossier, "approve", reviewer)
+    # Working copies: one reports a change late (and keeps the baseline's late registration), one keeps the old date.
+    changed_copy = start_working_copy(db.session, workflow, changed, changed_owner)
+    update_basic_information(db.session, workflow, changed_copy, {"information_changed_on": days_ago(45)},
+                             changed_owner)
+    upload_required(workflow, blobs, changed_copy, changed_owner, seed=7)  # the form printed again, and so on
+    fire_transition(db.session, workflow, changed_copy, "submit", changed_owner)
+    kept_copy = start_working_copy(db.session, workflow, kept, kept_owner)
+    update_basic_information(db.session, workflow, kept_copy, {"employer_name": "朝阳市双塔区新单位有限公司"}, kept_owner)
+    upload_required(workflow, blobs, kept_copy, kept_owner, seed=8)
+    fire_transition(db.session, workflow, kept_copy, "submit", kept_owner)
+    db.session.commit()
+
+    rows = {row.id: row for row in reviewer_queue(db.session, workflow, reviewer).dossiers}
+    assert set(rows) == {late_registration.id, late_update.id, legacy.id, punctual.id, changed_copy.id, kept_copy.id}
+    for dossier in (late_registration, late_update, legacy, punctual, changed_copy, kept_copy):
+        assert rows[dossier.id].late_flags == late_flags(db.session.get(Dossier, dossier.id)), dossier.person.name
+    assert [flag.kind for flag in rows[late_registration.id].late_flags] == ["registration"]
+    assert [flag.kind for flag in rows[late_update.id].late_flags] == ["update"]
+    assert [flag.kind for flag in rows[changed_copy.id].late_flags] == ["registration", "update"]
+    assert rows[legacy.id].late_flags == rows[punctual.id].late_flags == rows[kept_copy.id].late_flags == []
+    assert rows[changed_copy.id].number == changed.number and rows[changed_copy.id].is_working_copy

@@ -361,3 +361,12 @@ class TestConflicts:
         assert 'name="lock_version"' in text(response)
         assert decide(browser, dossier.id, "approve", page=response).status_code == 302
         assert db.session.scalar(select(Dossier.state).where(Dossier.id == dossier.id)) == "approved"
+
+
+def test_a_list_builds_the_address_of_each_row_from_one_prefix_and_only_where_the_id_ends_it(app):
+    from kjdms.views import id_link_prefix
+
+    with app.test_request_context():
+        assert id_link_prefix("review.dossier", "dossier_id") == "/review/"
+        with pytest.raises(ValueError, match="review.reveal"):
+            id_link_prefix("review.reveal", "dossier_id")  # /review/<id>/reveal: the id is not its end
