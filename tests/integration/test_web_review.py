@@ -12,24 +12,13 @@ from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import fire_transition
 from kjdms.services.reference import region_by_code
 from kjdms.services.worklist import PAGE_SIZE
-from tests.helpers import applicant, make_id_number, upload_required
+from tests.helpers import applicant, make_id_number, submitted, upload_required
 from tests.webclient import csrf_of, database_snapshot, decide, flashes, fresh, text
 
 # A page sweep: SQLite only; the services under these pages are tested on both databases.
 pytestmark = pytest.mark.pages
 
 CONFLICT = "该档案已被他人处理或修改"
-
-
-def submitted(workflow, blobs, name, region_code="211302", waited_days=0, **fields) -> Dossier:
-    """Return a complete dossier of a new person in region_code, submitted waited_days ago."""
-    dossier, owner = applicant(name=name, region_code=region_code, **fields)
-    upload_required(workflow, blobs, dossier, owner)
-    fire_transition(db.session, workflow, dossier, "submit", owner)
-    if waited_days:
-        dossier.state_changed_at = utcnow() - timedelta(days=waited_days, hours=1)
-        db.session.commit()
-    return dossier
 
 
 def queued_names(response) -> list[str]:
