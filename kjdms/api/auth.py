@@ -15,6 +15,7 @@ from flask_login import current_user
 from ..backends import get_config
 from ..extensions import csrf, db
 from ..models import ApiClient, User
+from ..permissions import holds_any_role
 from ..services.api_clients import client_for_key
 from ..services.api_tokens import user_for_token
 from .errors import ApiError
@@ -100,3 +101,20 @@ def staff_required(view):
             raise ApiError(403, message="此接口仅供工作人员调用。")
         return view(*args, **kwargs)
     return wrapper
+
+
+def staff_role_required(*roles):
+    """Let only staff holding one of roles on some region through, as the pages' staff_role_required: else 401/403.
+
+    Roles may be one callable instead, asked on each request: roles the workflow file names.
+    """
+    def decorate(view):
+        @wraps(view)
+        @staff_required
+        def wrapper(*args, **kwargs):
+            allowed = roles[0]() if len(roles) == 1 and callable(roles[0]) else roles
+            if not holds_any_role(caller().user, allowed):
+                raise ApiError(403, message="您的角色不能进行此操作。")
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
