@@ -357,6 +357,9 @@ class Tombstone(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"), unique=True)
     id_number_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # The keyed hash of the name (services/status_lookup.name_hash): a lookup must match the name too.
+    # None on tombstones written before it was kept: such a person is never found by name and ID number.
+    name_hash: Mapped[str | None] = mapped_column(String(64))
     purged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     actor_label: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)

@@ -160,7 +160,7 @@ STATS_PAGES = ("/stats/", "/stats/?region={region}", "/stats/?as_of=2020-06-30&r
 # Run 1 and report MOF-20190630 do not exist on the swept site: tests/stats/test_web_reports.py has them.
 REPORT_PAGES = ("/reports/", "/reports/runs/1")
 ADMIN_PAGES = ("/admin/", "/admin/settings/", "/admin/static/admin/js/helpers.js") + tuple(
-    f"/admin/{view}/{page}" for view in ("accounts", "regions", "audit")
+    f"/admin/{view}/{page}" for view in ("accounts", "regions", "audit", "api-clients")
     for page in ("", "new/", "edit/?id=1", "details/?id=1", "export/csv/", "ajax/lookup/?name=region&query=x"))
 ARCHIVE_PAGES = ("/archive/", "/archive/?state=archived&page=2", "/archive/{dossier}",
                  "/archive/{dossier}/as-of?date=2020-06-30")
@@ -169,10 +169,12 @@ POST_ONLY = ("/logout", "/login/staff", "/me/change", "/me/change/cancel", "/me/
              "/credit/dossier/{dossier}/record", "/credit/dossier/{dossier}/export",
              "/archive/{dossier}/archive", "/archive/{dossier}/package", "/stats/export.xlsx",
              "/reports/generate", "/reports/MOF-20190630/download", "/admin/audit/export.csv", "/notices/1/read", "/notices/read-all", "/notices/email",
-             "/api/v1/staff-tokens") + tuple(
+             "/api/v1/staff-tokens", "/api/v1/status-lookups", "/api/v1/status-lookups/batch",
+             "/admin/api-clients/rotate/", "/admin/api-clients/revoke/") + tuple(
     f"/admin/accounts/{action}/" for action in ("action", "ajax/update", "delete", "disable", "enable", "grant",
                                                 "reset-password", "revoke")) + tuple(
-    f"/admin/{view}/{action}/" for view in ("regions", "audit") for action in ("action", "ajax/update", "delete"))
+    f"/admin/{view}/{action}/" for view in ("regions", "audit", "api-clients")
+    for action in ("action", "ajax/update", "delete"))
 NOTICE_PAGES = ("/notices/", "/notices/?page=2")
 API_PAGES = ("/api/v1/openapi.json", "/api/v1/docs/", "/api/v1/docs/assets/swagger-ui.css", "/api/v1/me",
              "/api/v1/review/worklist", "/api/v1/dossiers/{dossier}", "/api/v1/dossiers/{dossier}/documents",

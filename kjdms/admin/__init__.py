@@ -1,4 +1,4 @@
-"""The back office at /admin/ (Flask-Admin, in Chinese): staff accounts, regions, settings and the audit log."""
+"""The back office at /admin/ (Flask-Admin, in Chinese): staff accounts, regions, settings, API clients, the audit log."""
 from __future__ import annotations
 
 from flask import Flask, request
@@ -8,9 +8,10 @@ from flask_babel import Babel
 from flask_login import current_user
 
 from ..extensions import db
-from ..models import AuditEvent, Region, User
+from ..models import ApiClient, AuditEvent, Region, User
 from ..vocabulary import ADMINISTRATOR_ROLE
 from .accounts import AccountView
+from .api_clients import ApiClientView
 from .audit import AuditView
 from .base import ScopedIndexView, current_scope
 from .regions import RegionView
@@ -48,6 +49,7 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(AccountView(User, db, name="工作人员账号", endpoint="accounts"))
     admin.add_view(RegionView(Region, db, name="地区与咨询电话", endpoint="regions"))
     admin.add_view(SettingsView(name="采集期设置", endpoint="settings"))
+    admin.add_view(ApiClientView(ApiClient, db, name="API 调用方", endpoint="api_clients", url="/admin/api-clients"))
     admin.add_view(AuditView(AuditEvent, db, name="审计日志", endpoint="audit"))
 
     @app.after_request

@@ -1,7 +1,8 @@
 """The back office's own forms (on SecureForm): choices are read from the administrator's scope only."""
 from __future__ import annotations
 
-from wtforms import DateField, HiddenField, SelectField, StringField, TextAreaField
+from wtforms import (BooleanField, DateField, HiddenField, IntegerField, SelectField, SelectMultipleField,
+                     StringField, TextAreaField)
 from wtforms.validators import DataRequired, Length, Optional
 
 from ..vocabulary import STAFF_ROLES
@@ -56,3 +57,20 @@ class SettingsForm(SecureForm):
                                        description="起:止，多个采集期用逗号分隔，如 2019-04-15:2019-06-30,2020-04-01:2020-06-30")
     confirmation_deadline = DateField("原系统人员信息更新和确认截止日期", validators=[DataRequired("截止日期：必填")],
                                       description="北京时间，当日为最后一天")
+
+
+class ApiClientForm(SecureForm):
+    """A new API client: which system, what for, about whose persons, and what it may learn."""
+
+    name = StringField("名称", validators=[DataRequired("名称：必填"), Length(max=64)],
+                       description="调用方系统的名称，如：朝阳市会计资格考试报名系统")
+    purpose = TextAreaField("用途", validators=[DataRequired("用途：必填"), Length(max=255)],
+                            description="查询的依据和所需信息，写入每次调用的审计记录")
+    regions = SelectMultipleField("可查询地区（含下级）", coerce=int,
+                                  validators=[DataRequired("可查询地区：至少选择一个")])
+    may_see_credit = BooleanField("可获知信用档案中是否有有效记录",
+                                  description="仅在确有必要时勾选（如高级资格评审）；其他调用方只得到采集状态")
+    expires_on = DateField("到期日期", validators=[Optional()], description="北京时间，当日为最后一天；不填则不过期")
+    rate_per_minute = IntegerField("每分钟查询上限（人）", default=1000,
+                                   validators=[DataRequired("每分钟查询上限：必填，至少为1")],
+                                   description="批量查询按人数计；超出时返回 429 和 Retry-After")

@@ -12,7 +12,7 @@ from ..validators import ValidationError, check_text
 from ..vocabulary import APPROVED_STATE, REJECTABLE_ITEMS
 from ..workflow import TransitionRefused, WorkflowEngine
 from . import audit, login_throttle
-from .identity import id_number_hash
+from .identity import id_number_hash, name_hash
 from .transaction import ConflictError, committing
 from .working_copy import check_in
 
@@ -114,6 +114,7 @@ def purge_dossier(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: 
         _transition_in_session(session, workflow, dossier, "purge", actor, reason, expected_version)
         tombstone = Tombstone(
             dossier_id=dossier.id, id_number_hash=id_number_hash(id_hash_key, person.id_number),
+            name_hash=name_hash(id_hash_key, person.name or ""),
             actor_label=actor.label, reason=reason.strip(), legal_basis=legal_basis,
         )
         session.add(tombstone)

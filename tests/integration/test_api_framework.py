@@ -5,6 +5,7 @@ import pytest
 
 from kjdms.extensions import db
 from kjdms.models import AuditEvent, utcnow
+from kjdms.permissions import SYSTEM
 from kjdms.services.api_clients import create_client
 from kjdms.services.api_tokens import issue_token
 from kjdms.services.reference import region_by_code
@@ -18,9 +19,8 @@ def bearer(credential):
 @pytest.fixture
 def client_key(app):
     """A usable key of a client allowed to ask about 双塔区."""
-    _, key = create_client(db.session, name="考试报名系统", purpose="资格考试报名核验",
+    _, key = create_client(db.session, SYSTEM, name="考试报名系统", purpose="资格考试报名核验",
                            regions=[region_by_code(db.session, "211302")])
-    db.session.commit()
     return key
 
 

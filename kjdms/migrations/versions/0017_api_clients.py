@@ -1,4 +1,5 @@
-"""API clients: downstream systems asking the JSON API, their regions and their per-minute counters.
+"""API clients: downstream systems asking the JSON API, their regions and their per-minute counters;
+tombstones keep a keyed hash of the name, so a status lookup matches a purged person's name and ID number.
 
 Revision ID: 0017
 Revises: 0016
@@ -51,9 +52,13 @@ def upgrade():
                                 name=op.f('fk_api_rate_windows_client_id_api_clients'), ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('client_id', 'window_start', name=op.f('pk_api_rate_windows')),
     )
+    with op.batch_alter_table('tombstones', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('name_hash', sa.String(length=64), nullable=True))
 
 
 def downgrade():
+    with op.batch_alter_table('tombstones', schema=None) as batch_op:
+        batch_op.drop_column('name_hash')
     op.drop_table('api_rate_windows')
     op.drop_table('api_client_regions')
     op.drop_table('api_clients')
