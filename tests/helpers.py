@@ -84,6 +84,20 @@ def submitted(workflow, blobs, name, region_code="211302", waited_days=0, **fiel
     return dossier
 
 
+def review_queue(people, workflow, blobs) -> dict[str, Dossier]:
+    """Return three dossiers waiting in 双塔区 (10, 5 and 1 days), one in 龙城区, and one approved in 双塔区, by name."""
+    dossiers = {
+        "钱二": submitted(workflow, blobs, "钱二", waited_days=1),
+        "孙三": submitted(workflow, blobs, "孙三", waited_days=10),
+        "赵一": submitted(workflow, blobs, "赵一", waited_days=5),
+        "李四": submitted(workflow, blobs, "李四", region_code="211303", waited_days=2,
+                          employer_name="朝阳市龙城区会计服务中心"),
+        "周五": submitted(workflow, blobs, "周五"),
+    }
+    fire_transition(db.session, workflow, dossiers["周五"], "approve", people["reviewer"])
+    return dossiers
+
+
 class CommitFailed(Exception):
     """The simulated failure of a database commit."""
 

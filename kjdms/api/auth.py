@@ -15,9 +15,9 @@ from flask_login import current_user
 from ..backends import get_config
 from ..extensions import csrf, db
 from ..models import ApiClient, User
-from ..permissions import holds_any_role
 from ..services.api_clients import client_for_key
 from ..services.api_tokens import user_for_token
+from ..views import staff_role_required as page_staff_role_required
 from .errors import ApiError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -103,18 +103,9 @@ def staff_required(view):
     return wrapper
 
 
-def staff_role_required(*roles):
-    """Let only staff holding one of roles on some region through, as the pages' staff_role_required: else 401/403.
 
-    Roles may be one callable instead, asked on each request: roles the workflow file names.
-    """
+def staff_role_required(*roles):
+    """Put the pages' staff_role_required behind staff_required: 401 without credentials, 403 without one of roles."""
     def decorate(view):
-        @wraps(view)
-        @staff_required
-        def wrapper(*args, **kwargs):
-            allowed = roles[0]() if len(roles) == 1 and callable(roles[0]) else roles
-            if not holds_any_role(caller().user, allowed):
-                raise ApiError(403, message="您的角色不能进行此操作。")
-            return view(*args, **kwargs)
-        return wrapper
+        return staff_required(page_staff_role_required(*roles)(view))
     return decorate

@@ -6,11 +6,11 @@ from sqlalchemy import select
 
 from kjdms.extensions import db
 from kjdms.models import AuditEvent, Dossier, WorkflowHistory
+from kjdms.permissions import SYSTEM
 from kjdms.services.api_clients import create_client
 from kjdms.services.api_tokens import issue_token
-from kjdms.services.lifecycle import fire_transition
 from kjdms.services.reference import region_by_code
-from tests.helpers import submitted
+from tests.helpers import review_queue
 from tests.webclient import fresh
 
 CONFLICT = "该档案已被他人处理或修改"
@@ -38,16 +38,7 @@ def api(client, tokens):
 @pytest.fixture
 def queue(people, workflow, blobs):
     """Three dossiers waiting in 双塔区 (10, 5 and 1 days), one in 龙城区, and one approved in 双塔区."""
-    dossiers = {
-        "钱二": submitted(workflow, blobs, "钱二", waited_days=1),
-        "孙三": submitted(workflow, blobs, "孙三", waited_days=10),
-        "赵一": submitted(workflow, blobs, "赵一", waited_days=5),
-        "李四": submitted(workflow, blobs, "李四", region_code="211303", waited_days=2,
-                          employer_name="朝阳市龙城区会计服务中心"),
-        "周五": submitted(workflow, blobs, "周五"),
-    }
-    fire_transition(db.session, workflow, dossiers["周五"], "approve", people["reviewer"])
-    return dossiers
+    return review_queue(people, workflow, blobs)
 
 
 def audit_rows(action):
@@ -104,7 +95,7 @@ class TestWorklist:
             assert "孙三" not in response.get_data(as_text=True)
 
     def test_a_client_key_and_an_applicants_session_are_refused(self, app, client, auth, queue):
-        _, key = create_client(db.session, name="继续教育系统", purpose="继续教育登记",
+        _, key = create_client(db.session, SYSTEM, name="继续教育系统", purpose="继续教育登记",
                                regions=[region_by_code(db.session, "211302")])
         db.session.commit()
         assert client.get("/api/v1/review/worklist", headers=bearer(key)).status_code == 403
