@@ -49,7 +49,7 @@ spec = SpecTree(
 )
 
 # Every operation may answer these; the document lists them so that clients (and the contract tests) expect them.
-COMMON_ERRORS = (401, 403, 415, 429, 500)
+COMMON_ERRORS = (401, 403, 413, 415, 429, 500)
 
 
 def responses(answer, *errors: int, status: int = 200) -> Response:

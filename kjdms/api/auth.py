@@ -21,6 +21,7 @@ from ..views import staff_role_required as page_staff_role_required
 from .errors import ApiError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="kjdms"'}
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,7 @@ def _from_bearer(credential: str) -> Caller:
     lifetime = int(get_config().STAFF_SESSION_LIFETIME.total_seconds())
     user = user_for_token(db.session, current_app.secret_key, credential, lifetime)
     if user is None:
-        raise ApiError(401, "invalid_credentials", "凭据无效、已过期或已被撤销。",
-                       headers={"WWW-Authenticate": 'Bearer realm="kjdms"'})
+        raise ApiError(401, "invalid_credentials", "凭据无效、已过期或已被撤销。", headers=CHALLENGE)
     g._login_user = user  # flask-login's current_user, so the pages' permission helpers serve the API too
     return Caller(user=user, by_token=True)
 
@@ -73,35 +73,30 @@ def caller() -> Caller | None:
     return g.get("api_caller")
 
 
-def _unauthenticated() -> ApiError:
-    return ApiError(401, headers={"WWW-Authenticate": 'Bearer realm="kjdms"'})
+def unauthenticated() -> ApiError:
+    """Return the 401 for a request that carried no credentials."""
+    return ApiError(401, headers=CHALLENGE)
 
 
-def client_required(view):
-    """Let only a downstream system with a usable key through: 401 without one, 403 for staff."""
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        who = caller()
-        if who is None:
-            raise _unauthenticated()
-        if who.client is None:
-            raise ApiError(403, message="此接口仅供持 API 密钥的下游系统调用。")
-        return view(*args, **kwargs)
-    return wrapper
+def _requiring(allowed, refusal: str):
+    """Return a decorator letting through callers that allowed(caller) accepts: 401 without credentials, else 403."""
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            who = caller()
+            if who is None:
+                raise unauthenticated()
+            if not allowed(who):
+                raise ApiError(403, message=refusal)
+            return view(*args, **kwargs)
+        return wrapper
+    return decorate
 
 
-def staff_required(view):
-    """Let only staff through, by token or session: 401 without credentials, 403 for a client or an applicant."""
-    @wraps(view)
-    def wrapper(*args, **kwargs):
-        who = caller()
-        if who is None:
-            raise _unauthenticated()
-        if who.user is None or who.user.is_applicant:
-            raise ApiError(403, message="此接口仅供工作人员调用。")
-        return view(*args, **kwargs)
-    return wrapper
-
+# Only a downstream system with a usable key; staff and applicants get 403.
+client_required = _requiring(lambda who: who.client is not None, "此接口仅供持 API 密钥的下游系统调用。")
+# Only staff, by token or session; a client or an applicant gets 403.
+staff_required = _requiring(lambda who: who.user is not None and not who.user.is_applicant, "此接口仅供工作人员调用。")
 
 
 def staff_role_required(*roles):

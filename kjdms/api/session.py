@@ -13,7 +13,7 @@ from ..models import utcnow
 from ..services import audit
 from ..services.api_tokens import issue_token
 from . import BEARER, SESSION, bp, responses, spec
-from .auth import caller, staff_required
+from .auth import caller, staff_required, unauthenticated
 from .errors import ApiError
 
 
@@ -39,7 +39,7 @@ def me():
     """Tell the caller who the API takes them for."""
     who = caller()
     if who is None:
-        raise ApiError(401, headers={"WWW-Authenticate": 'Bearer realm="kjdms"'})
+        raise unauthenticated()
     if who.client is not None:
         return Me(kind="client", name=who.client.name, regions=[region.code for region in who.client.regions],
                   expires_at=who.client.expires_at)

@@ -35,7 +35,7 @@ class PersonQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64, description="姓名（与身份证一致）", examples=["张伟"])
-    id_number: str = Field(min_length=1, max_length=32, description="18位居民身份证号码", examples=["211302199001010016"])
+    id_number: str = Field(min_length=1, max_length=32, description="18位居民身份证号码", examples=["211302199001010017"])
 
     @field_validator("name")
     @classmethod
