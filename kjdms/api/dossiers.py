@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 from flask_login import current_user
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from ..backends import get_workflow
 from ..display import mask_id_number
 from ..extensions import db
-from ..models import Dossier, Region
+from ..models import Dossier, Region, as_utc
 from ..permissions import can, roles_on
 from ..services import disclosures
 from ..services.time_rules import late_flags
@@ -21,6 +22,8 @@ from .auth import staff_role_required
 from .errors import ApiError
 from .validation import plain_text
 
+# A moment with its offset, as JSON Schema's date-time asks (SQLite hands back naive UTC values).
+Moment = Annotated[datetime, AfterValidator(as_utc)]
 STAFF_SECURITY = [{BEARER: []}, {SESSION: []}]
 DECISIONS = ("approve", "reject")
 
@@ -54,7 +57,7 @@ class HistoryEntry(BaseModel):
     acted_by: str = Field(description="办理者，如“双塔区财政局 · 审核人员”、“本人”")
     comment: str | None = Field(default=None, description="意见或退回理由")
     flagged: list[str] = Field(description="退回时指出的有问题的项目（代码）")
-    at: datetime
+    at: Moment
 
 
 class PersonFields(BaseModel):
@@ -74,7 +77,7 @@ class DossierDetail(BaseModel):
     number: str = Field(description="档案编号，如 KJ0000000042")
     state: str = Field(description="状态：draft、submitted、approved、rejected、archived、purged")
     state_title: str
-    state_changed_at: datetime
+    state_changed_at: Moment
     lock_version: int = Field(description="版本号：提交审核结论时原样带回，档案已被修改则答 409")
     is_working_copy: bool = Field(description="信息变更单（对已审核确认档案的变更）")
     baseline_id: int | None = Field(description="信息变更单所变更的档案")
@@ -113,7 +116,7 @@ class DocumentVersion(BaseModel):
     size: int = Field(description="字节数")
     media_type: str = Field(description="按内容识别的类型，如 application/pdf")
     sha256: str
-    uploaded_at: datetime
+    uploaded_at: Moment
 
 
 class DossierDocuments(BaseModel):
@@ -174,7 +177,7 @@ def _detail(dossier: Dossier) -> DossierDetail:
 
 @bp.get("/dossiers/<int:dossier_id>")
 @staff_role_required(*STAFF_ROLES)
-@spec.validate(resp=responses(DossierDetail, 404), tags=["staff"], security=STAFF_SECURITY)
+@spec.validate(resp=responses(DossierDetail, 400, 404), tags=["staff"], security=STAFF_SECURITY)
 def dossier_detail(dossier_id: int):
     """Return a dossier's basic information, the ID number masked: 404 for one outside the caller's regions."""
     return _detail(dossier_or_404(dossier_id))
@@ -182,7 +185,7 @@ def dossier_detail(dossier_id: int):
 
 @bp.get("/dossiers/<int:dossier_id>/documents")
 @staff_role_required(*STAFF_ROLES)
-@spec.validate(resp=responses(DossierDocuments, 404), tags=["staff"], security=STAFF_SECURITY)
+@spec.validate(resp=responses(DossierDocuments, 400, 404), tags=["staff"], security=STAFF_SECURITY)
 def dossier_documents(dossier_id: int):
     """List the metadata of every version of a dossier's documents (slot, version, size, type, sha256, time)."""
     dossier = dossier_or_404(dossier_id)

@@ -1,7 +1,6 @@
 """The reviewer's queue and the review decision for staff tools, with the review pages' filters, scope and checks."""
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from flask_login import current_user
@@ -19,7 +18,7 @@ from ..vocabulary import REJECTABLE_ITEMS
 from ..workflow import TransitionRefused
 from . import bp, responses, spec
 from .auth import staff_role_required
-from .dossiers import STAFF_SECURITY, RegionRef, masked
+from .dossiers import STAFF_SECURITY, Moment, RegionRef, masked
 from .errors import ApiError, FieldError
 from .validation import FIELD_LABELS, plain_text
 
@@ -51,7 +50,7 @@ class QueuedDossier(BaseModel):
     employer_name: str | None
     region: RegionRef | None
     is_working_copy: bool = Field(description="信息变更单")
-    waiting_since: datetime = Field(description="提交审核的时间")
+    waiting_since: Moment = Field(description="提交审核的时间")
 
 
 class RegionCount(BaseModel):
@@ -101,7 +100,7 @@ def _queue_region_id(code: str | None) -> int | None:
 
 @bp.get("/review/worklist")
 @staff_role_required(lambda: queue_roles(get_workflow()))
-@spec.validate(query=WorklistQuery, resp=responses(Worklist, 422), tags=["staff"], security=STAFF_SECURITY)
+@spec.validate(query=WorklistQuery, resp=responses(Worklist, 400, 422), tags=["staff"], security=STAFF_SECURITY)
 def worklist(query: WorklistQuery):
     """List the submitted dossiers of the caller's regions, the longest waiting first (the page /review/)."""
     queue = reviewer_queue(db.session, get_workflow(), current_user, region_id=_queue_region_id(query.region),

@@ -1,7 +1,6 @@
 """The staff API: the worklist, a dossier's fields and documents, the audited reveal and the review decision,
 with the review pages' scope (404 outside it), roles (403), CSRF, conflicts (409) and Chinese field errors."""
 import pytest
-from jsonschema import Draft202012Validator
 from sqlalchemy import select
 
 from kjdms.extensions import db
@@ -118,6 +117,8 @@ class TestDossier:
         assert body["region"] == {"code": "211302", "name": "双塔区"}
         assert body["employer_name"] == dossier.employer_name and body["job_types"] == ["cashier"]
         assert body["lock_version"] == dossier.lock_version
+        # Times carry their offset (a JSON Schema date-time), though SQLite hands them back naive.
+        assert body["state_changed_at"].endswith(("Z", "+00:00")) and body["history"][0]["at"].endswith(("Z", "+00:00"))
         assert body["may_reveal_id_number"] is True and body["decisions"] == ["approve", "reject"]
         assert [row["action"] for row in body["history"]] == ["submit"] and body["history"][0]["acted_by"] == "本人"
         assert dossier.person.id_number not in response.get_data(as_text=True)
@@ -292,47 +293,3 @@ class TestDecisions:
         granted = browser.post(f"/api/v1/dossiers/{dossier.id}/decisions", json=body,
                                headers={"X-CSRFToken": browser.csrf_token("/review/")})
         assert granted.status_code == 201
-
-
-def conforms(document, method, template, response) -> None:
-    """Assert that response is one the served document lists for the operation, with a body its schema allows."""
-    operation = document["paths"][template][method]
-    status = str(response.status_code)
-    assert status in operation["responses"], (method, template, status)
-    schema = operation["responses"][status]["content"]["application/json"]["schema"]
-    Draft202012Validator({**schema, "components": document["components"]}).validate(response.get_json())
-
-
-@pytest.mark.pages
-def test_every_staff_answer_validates_against_the_served_document(api, client, queue):
-    document = client.get("/api/v1/openapi.json").get_json()
-    waiting, other, approved = queue["孙三"], queue["李四"], queue["周五"]
-    detail, documents = "/api/v1/dossiers/{dossier_id}", "/api/v1/dossiers/{dossier_id}/documents"
-    reveals, decisions = "/api/v1/dossiers/{dossier_id}/id-number-reveals", "/api/v1/dossiers/{dossier_id}/decisions"
-    calls = [
-        ("get", "/api/v1/review/worklist", "/api/v1/review/worklist", "city_reviewer", None),
-        ("get", "/api/v1/review/worklist", "/api/v1/review/worklist?waited=5", "reviewer", None),
-        ("get", "/api/v1/review/worklist", "/api/v1/review/worklist", "archivist", None),
-        ("get", "/api/v1/review/worklist", "/api/v1/review/worklist", None, None),
-        ("get", detail, f"/api/v1/dossiers/{waiting.id}", "reviewer", None),
-        ("get", detail, f"/api/v1/dossiers/{approved.id}", "archivist", None),
-        ("get", detail, f"/api/v1/dossiers/{other.id}", "reviewer", None),
-        ("get", documents, f"/api/v1/dossiers/{waiting.id}/documents", "reviewer", None),
-        ("get", documents, f"/api/v1/dossiers/{other.id}/documents", "reviewer", None),
-        ("post", reveals, f"/api/v1/dossiers/{waiting.id}/id-number-reveals", "reviewer", {"reason": "核对复印件"}),
-        ("post", reveals, f"/api/v1/dossiers/{waiting.id}/id-number-reveals", "reviewer", {}),
-        ("post", reveals, f"/api/v1/dossiers/{approved.id}/id-number-reveals", "archivist", {"reason": "核对复印件"}),
-        ("post", decisions, f"/api/v1/dossiers/{waiting.id}/decisions", "reviewer", {"decision": "reject"}),
-        ("post", decisions, f"/api/v1/dossiers/{waiting.id}/decisions", "reviewer",
-         {"decision": "approve", "lock_version": waiting.lock_version}),
-        ("post", decisions, f"/api/v1/dossiers/{waiting.id}/decisions", "reviewer",
-         {"decision": "approve", "lock_version": waiting.lock_version}),
-        ("post", decisions, f"/api/v1/dossiers/{approved.id}/decisions", "credit_officer",
-         {"decision": "approve", "lock_version": 1}),
-    ]
-    seen = set()
-    for method, template, path, role, body in calls:
-        response = api(method, path, role, **({"json": body} if body is not None else {}))
-        conforms(document, method, template, response)
-        seen.add((template, response.status_code))
-    assert {status for _, status in seen} == {200, 201, 401, 403, 404, 409, 422}
