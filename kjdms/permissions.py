@@ -30,6 +30,11 @@ def regions_covered_by(region: Region | None) -> list[Region]:
     return region.ancestors_and_self() if region is not None else []
 
 
+def holds_any_role(user: User, roles) -> bool:
+    """Tell whether user is staff holding one of roles on some region (what a staff page or operation asks first)."""
+    return not user.is_applicant and any(assignment.role in roles for assignment in user.role_assignments)
+
+
 def roles_on(actor: Actor, dossier: Dossier) -> frozenset[str]:
     """Return the roles actor holds on dossier: owner, and staff roles inherited down the region tree."""
     if isinstance(actor, SystemActor):

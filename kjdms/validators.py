@@ -259,11 +259,17 @@ def forbidden_character(text: str) -> str | None:
     return match.group() if match else None
 
 
+def forbidden_character_detail(text: str | None) -> str | None:
+    """Return why text may not be taken, in Chinese (the control or direction-override character it carries), or None."""
+    character = forbidden_character(text or "")
+    return f"不能包含控制字符或文字方向控制符（U+{ord(character):04X}）" if character is not None else None
+
+
 def check_text(field: str, label: str, text: str | None) -> None:
     """Raise ValidationError naming the field when text carries a control or direction-override character."""
-    character = forbidden_character(text or "")
-    if character is not None:
-        raise ValidationError(field, f"{label}：不能包含控制字符或文字方向控制符（U+{ord(character):04X}）")
+    detail = forbidden_character_detail(text)
+    if detail is not None:
+        raise ValidationError(field, f"{label}：{detail}")
 
 
 def clean_filename(name: str | None) -> str | None:

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import functools
 import itertools
+from datetime import timedelta
 
 import pytest
 
 from kjdms.extensions import db
-from kjdms.models import User
+from kjdms.models import Dossier, User, utcnow
 from kjdms.samples import sample_pdf, sample_png
 from kjdms.services.accounts import assign_role, hash_password
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.demo import demo_uscc
 from kjdms.services.dossiers import register_person, required_slots
+from kjdms.services.lifecycle import fire_transition
 from kjdms.services.reference import region_by_code
 from kjdms.validators import id_number_check_digit
 
@@ -85,6 +87,31 @@ def upload_required(workflow, blobs, dossier, owner, seed=0):
         else:
             data, filename = sample_pdf(f"{slot} {dossier.id} {seed}"), f"{slot}.pdf"
         add_attachment_version(db.session, workflow, blobs, dossier, slot, data, owner, filename=filename)
+
+
+def submitted(workflow, blobs, name, region_code="211302", waited_days=0, **fields) -> Dossier:
+    """Return a complete dossier of a new person in region_code, submitted waited_days ago."""
+    dossier, owner = applicant(name=name, region_code=region_code, **fields)
+    upload_required(workflow, blobs, dossier, owner)
+    fire_transition(db.session, workflow, dossier, "submit", owner)
+    if waited_days:
+        dossier.state_changed_at = utcnow() - timedelta(days=waited_days, hours=1)
+        db.session.commit()
+    return dossier
+
+
+def review_queue(people, workflow, blobs) -> dict[str, Dossier]:
+    """Return three dossiers waiting in 双塔区 (10, 5 and 1 days), one in 龙城区, and one approved in 双塔区, by name."""
+    dossiers = {
+        "钱二": submitted(workflow, blobs, "钱二", waited_days=1),
+        "孙三": submitted(workflow, blobs, "孙三", waited_days=10),
+        "赵一": submitted(workflow, blobs, "赵一", waited_days=5),
+        "李四": submitted(workflow, blobs, "李四", region_code="211303", waited_days=2,
+                          employer_name="朝阳市龙城区会计服务中心"),
+        "周五": submitted(workflow, blobs, "周五"),
+    }
+    fire_transition(db.session, workflow, dossiers["周五"], "approve", people["reviewer"])
+    return dossiers
 
 
 class CommitFailed(Exception):

@@ -176,7 +176,9 @@ POST_ONLY = ("/logout", "/login/staff", "/me/change", "/me/change/cancel", "/me/
     f"/admin/{view}/{action}/" for view in ("regions", "audit", "api-clients")
     for action in ("action", "ajax/update", "delete"))
 NOTICE_PAGES = ("/notices/", "/notices/?page=2")
-API_PAGES = ("/api/v1/openapi.json", "/api/v1/docs/", "/api/v1/docs/assets/swagger-ui.css", "/api/v1/me")
+API_PAGES = ("/api/v1/openapi.json", "/api/v1/docs/", "/api/v1/docs/assets/swagger-ui.css", "/api/v1/me",
+             "/api/v1/review/worklist", "/api/v1/dossiers/{dossier}", "/api/v1/dossiers/{dossier}/documents",
+             "/api/v1/dossiers/{dossier}/id-number-reveals", "/api/v1/dossiers/{dossier}/decisions")
 STAGES = ("draft", "submitted", "rejected", "change_submitted")
 
 

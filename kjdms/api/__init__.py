@@ -73,4 +73,4 @@ from .auth import identify  # noqa: E402
 
 bp.before_request(identify)
 
-from . import docs, session, status  # noqa: E402,F401  (the endpoints register themselves on bp)
+from . import docs, dossiers, review, session, status  # noqa: E402,F401  (the endpoints register themselves on bp)

@@ -17,6 +17,7 @@ from ..extensions import csrf, db
 from ..models import ApiClient, User
 from ..services.api_clients import client_for_key
 from ..services.api_tokens import user_for_token
+from ..views import staff_role_required as page_staff_role_required
 from .errors import ApiError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -96,3 +97,10 @@ def _requiring(allowed, refusal: str):
 client_required = _requiring(lambda who: who.client is not None, "此接口仅供持 API 密钥的下游系统调用。")
 # Only staff, by token or session; a client or an applicant gets 403.
 staff_required = _requiring(lambda who: who.user is not None and not who.user.is_applicant, "此接口仅供工作人员调用。")
+
+
+def staff_role_required(*roles):
+    """Put the pages' staff_role_required behind staff_required: 401 without credentials, 403 without one of roles."""
+    def decorate(view):
+        return staff_required(page_staff_role_required(*roles)(view))
+    return decorate

@@ -1,9 +1,12 @@
 """Turn pydantic's validation errors into Chinese messages naming each field, never echoing what was sent."""
 from __future__ import annotations
 
-from flask import request
-from pydantic import ValidationError
+from typing import Annotated
 
+from flask import request
+from pydantic import AfterValidator, StringConstraints, ValidationError
+
+from ..validators import forbidden_character_detail
 from .errors import ApiError, FieldError
 
 # Chinese names of the request fields, for the messages; the path in `field` stays the JSON name.
@@ -13,6 +16,12 @@ FIELD_LABELS = {
     "persons": "人员列表",
     "comment": "意见",
     "lock_version": "版本号",
+    "decision": "审核结论",
+    "flagged": "有问题的项目",
+    "reason": "查看理由",
+    "region": "地区代码",
+    "waited": "已等待天数",
+    "page": "页码",
 }
 
 # pydantic's error type → a Chinese sentence (ctx values fill the braces).
@@ -37,6 +46,23 @@ MESSAGES = {
     "literal_error": "取值不在允许范围内",
     "enum": "取值不在允许范围内",
 }
+
+
+def printable(value: str) -> str:
+    """Refuse text carrying a control or direction-override character, as every form of the site does."""
+    detail = forbidden_character_detail(value)
+    if detail is not None:
+        raise ValueError(detail)
+    return value
+
+
+def plain_text(*, min_length: int = 0, max_length: int) -> type[str]:
+    """Return the type of free text a person types (a reason, a comment): trimmed, its length and characters checked.
+
+    The API's counterpart of the forms' check_text; the length is checked on the trimmed text.
+    """
+    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length, max_length=max_length),
+                     AfterValidator(printable)]
 
 
 def _path(location) -> str:

@@ -6,10 +6,11 @@ from . import audit
 from .transaction import committing
 
 
-def reveal_id_number(session, actor, dossier: Dossier) -> None:
-    """Record that actor asked to see the full ID number of dossier's person."""
+def reveal_id_number(session, actor, dossier: Dossier, reason: str | None = None) -> None:
+    """Record that actor asked to see the full ID number of dossier's person (and why, when the API was told)."""
     with committing(session):
-        audit.record(session, actor, "dossier.reveal_id_number", "dossier", dossier.id)
+        audit.record(session, actor, "dossier.reveal_id_number", "dossier", dossier.id,
+                     **({"reason": reason} if reason else {}))
 
 
 def package_exported(session, actor, dossier: Dossier, *, files: int, sha256: str, size: int) -> None:

@@ -11,10 +11,12 @@ from ..backends import get_workflow
 from ..extensions import db
 from ..forms import TransitionForm
 from ..models import Dossier
-from ..permissions import can
+from ..permissions import can, holds_any_role
 from ..services.lifecycle import fire_transition
 from ..services.transaction import ConflictError
 from ..workflow import TransitionRefused
+
+MAX_ID = 2**31 - 1  # the integer primary keys' range on PostgreSQL
 
 
 def int_arg(name: str) -> int | None:
@@ -67,7 +69,7 @@ def staff_role_required(*roles):
         @login_required
         def wrapper(*args, **kwargs):
             allowed = roles[0]() if len(roles) == 1 and callable(roles[0]) else roles
-            if current_user.is_applicant or not any(a.role in allowed for a in current_user.role_assignments):
+            if not holds_any_role(current_user, allowed):
                 abort(403)
             return view(*args, **kwargs)
         return wrapper
@@ -80,7 +82,8 @@ def dossier_or_404(dossier_id: int, permission="view", options=()) -> Dossier:
     permission is a workflow permission, or a test taking (workflow, user, dossier); options are loader options
     for what the page shows of it.
     """
-    dossier = db.session.get(Dossier, dossier_id, options=options)
+    # A number past the id column's range names nothing (and SQLite could not even bind it).
+    dossier = db.session.get(Dossier, dossier_id, options=options) if 0 < dossier_id <= MAX_ID else None
     allowed = permission if callable(permission) else (
         lambda workflow, user, record: can(workflow, user, permission, record))
     if dossier is None or current_user.is_applicant or not allowed(get_workflow(), current_user, dossier):

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import pytest
 
+from kjdms.backends import get_blob_store, get_workflow
 from kjdms.extensions import db
 from kjdms.permissions import SYSTEM
 from kjdms.services.api_clients import create_client
 from kjdms.services.api_tokens import issue_token
 from kjdms.services.reference import region_by_code
 from tests.apicontract import assert_conforms, served_document
-from tests.helpers import make_id_number
+from tests.helpers import make_id_number, review_queue
 
 # A page sweep's cousin: SQLite only; the services behind these answers are tested on both databases.
 pytestmark = pytest.mark.pages
@@ -90,4 +91,52 @@ def test_each_answer_fits_the_document(app, browser, people, callers, who, metho
 def test_every_operation_of_the_document_is_exercised(browser):
     document = served_document(browser())
     operations = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
-    assert operations == {(method, path) for _, method, path, _, _ in CASES}
+    assert operations == {(method, path) for _, method, path, _, _ in CASES} | STAFF_OPERATIONS
+
+
+# The staff operations, exercised by test_every_staff_answer_fits_the_document.
+STAFF_OPERATIONS = {("GET", "/api/v1/review/worklist"), ("GET", "/api/v1/dossiers/{dossier_id}"),
+                    ("GET", "/api/v1/dossiers/{dossier_id}/documents"),
+                    ("POST", "/api/v1/dossiers/{dossier_id}/id-number-reveals"),
+                    ("POST", "/api/v1/dossiers/{dossier_id}/decisions")}
+
+
+def test_every_staff_answer_fits_the_document(app, browser, people):
+    """The staff operations, successes and refusals, on a review queue (tests/helpers.review_queue)."""
+    queue = review_queue(people, get_workflow(), get_blob_store())
+    tokens = {role: issue_token(app.secret_key, user) for role, user in people.items() if role != "dossier"}
+    document = served_document(browser())
+    waiting, other, approved = queue["孙三"], queue["李四"], queue["周五"]
+    detail, documents = "/api/v1/dossiers/{dossier_id}", "/api/v1/dossiers/{dossier_id}/documents"
+    reveals, decisions = "/api/v1/dossiers/{dossier_id}/id-number-reveals", "/api/v1/dossiers/{dossier_id}/decisions"
+    calls = [
+        ("get", "/api/v1/review/worklist", "/api/v1/review/worklist", "city_reviewer", None),
+        ("get", "/api/v1/review/worklist", "/api/v1/review/worklist?waited=5", "reviewer", None),
+        ("get", "/api/v1/review/worklist", "/api/v1/review/worklist", "archivist", None),
+        ("get", "/api/v1/review/worklist", "/api/v1/review/worklist", None, None),
+        ("get", detail, f"/api/v1/dossiers/{waiting.id}", "reviewer", None),
+        ("get", detail, f"/api/v1/dossiers/{approved.id}", "archivist", None),
+        ("get", detail, f"/api/v1/dossiers/{other.id}", "reviewer", None),
+        ("get", documents, f"/api/v1/dossiers/{waiting.id}/documents", "reviewer", None),
+        ("get", documents, f"/api/v1/dossiers/{other.id}/documents", "reviewer", None),
+        ("post", reveals, f"/api/v1/dossiers/{waiting.id}/id-number-reveals", "reviewer", {"reason": "核对复印件"}),
+        ("post", reveals, f"/api/v1/dossiers/{waiting.id}/id-number-reveals", "reviewer", {}),
+        ("post", reveals, f"/api/v1/dossiers/{approved.id}/id-number-reveals", "archivist", {"reason": "核对复印件"}),
+        ("post", decisions, f"/api/v1/dossiers/{waiting.id}/decisions", "reviewer", {"decision": "reject"}),
+        ("post", decisions, f"/api/v1/dossiers/{waiting.id}/decisions", "reviewer",
+         {"decision": "approve", "lock_version": waiting.lock_version}),
+        ("post", decisions, f"/api/v1/dossiers/{waiting.id}/decisions", "reviewer",
+         {"decision": "approve", "lock_version": waiting.lock_version}),
+        ("post", decisions, f"/api/v1/dossiers/{approved.id}/decisions", "credit_officer",
+         {"decision": "approve", "lock_version": 1}),
+    ]
+    seen = set()
+    for method, template, path, role, body in calls:
+        headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
+        response = browser().open(path, method=method.upper(), headers=headers,
+                                  **({"json": body} if body is not None else {}))
+        assert_conforms(document, method, template, response)
+        seen.add((template, response.status_code))
+    assert {status for _, status in seen} == {200, 201, 401, 403, 404, 409, 422}
+    assert {(method.upper(), template) for method, template, *_ in calls} == STAFF_OPERATIONS
+

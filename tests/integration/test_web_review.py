@@ -12,24 +12,13 @@ from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import fire_transition
 from kjdms.services.reference import region_by_code
 from kjdms.services.worklist import PAGE_SIZE
-from tests.helpers import applicant, make_id_number, upload_required
+from tests.helpers import make_id_number, review_queue, upload_required
 from tests.webclient import csrf_of, database_snapshot, decide, flashes, fresh, text
 
 # A page sweep: SQLite only; the services under these pages are tested on both databases.
 pytestmark = pytest.mark.pages
 
 CONFLICT = "该档案已被他人处理或修改"
-
-
-def submitted(workflow, blobs, name, region_code="211302", waited_days=0, **fields) -> Dossier:
-    """Return a complete dossier of a new person in region_code, submitted waited_days ago."""
-    dossier, owner = applicant(name=name, region_code=region_code, **fields)
-    upload_required(workflow, blobs, dossier, owner)
-    fire_transition(db.session, workflow, dossier, "submit", owner)
-    if waited_days:
-        dossier.state_changed_at = utcnow() - timedelta(days=waited_days, hours=1)
-        db.session.commit()
-    return dossier
 
 
 def queued_names(response) -> list[str]:
@@ -46,16 +35,7 @@ def sidebar_count(response, region_name) -> str | None:
 @pytest.fixture
 def queue(people, workflow, blobs):
     """Three dossiers waiting in 双塔区 (10, 5 and 1 days), one in 龙城区, and one approved in 双塔区."""
-    dossiers = {
-        "钱二": submitted(workflow, blobs, "钱二", waited_days=1),
-        "孙三": submitted(workflow, blobs, "孙三", waited_days=10),
-        "赵一": submitted(workflow, blobs, "赵一", waited_days=5),
-        "李四": submitted(workflow, blobs, "李四", region_code="211303", waited_days=2,
-                          employer_name="朝阳市龙城区会计服务中心"),
-        "周五": submitted(workflow, blobs, "周五"),
-    }
-    fire_transition(db.session, workflow, dossiers["周五"], "approve", people["reviewer"])
-    return dossiers
+    return review_queue(people, workflow, blobs)
 
 
 class TestWorklist:
