@@ -108,9 +108,10 @@ def worklist(query: WorklistQuery):
     return Worklist(
         total=queue.total, page=queue.page, pages=queue.pages, page_size=PAGE_SIZE,
         counts_by_region=[RegionCount(region=RegionRef.of(region), count=count) for region, count in queue.counts_by_region],
-        dossiers=[QueuedDossier(id=dossier.id, number=dossier.number, name=dossier.person.name,
-                                id_number_masked=masked(dossier.person.id_number),
-                                employer_name=dossier.employer_name, region=RegionRef.of(dossier.region),
+        dossiers=[QueuedDossier(id=dossier.id, number=dossier.number, name=dossier.name,
+                                id_number_masked=masked(dossier.id_number), employer_name=dossier.employer_name,
+                                region=RegionRef(code=dossier.region_code, name=dossier.region_name)
+                                if dossier.region_code else None,
                                 is_working_copy=dossier.is_working_copy, waiting_since=dossier.state_changed_at)
                   for dossier in queue.dossiers])
 

@@ -64,6 +64,7 @@ class QueueRow(DossierNumbering):
     name: str | None
     id_number: str | None
     employer_name: str | None
+    region_code: str | None
     region_name: str | None
     state_changed_at: datetime
     late_flags: list[LateFlag]
@@ -99,7 +100,7 @@ def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: 
                         [(region, counts[region.id]) for region in regions])
 
 
-REGIONS_LISTED = (select(Region.id, Region.name).where(Region.id.in_(bindparam("ids", expanding=True)))
+REGIONS_LISTED = (select(Region.id, Region.code, Region.name).where(Region.id.in_(bindparam("ids", expanding=True)))
                   .order_by(Region.sort_order))
 
 
@@ -126,7 +127,7 @@ def queue_rows(scope: list):
                        .where(WorkflowHistory.dossier_id == Dossier.id, WorkflowHistory.action == SUBMIT)
                        .order_by(WorkflowHistory.id).limit(1).scalar_subquery())
     return (select(Dossier.id, Dossier.baseline_id, Person.name, Person.id_number, Person.is_legacy,
-                   Dossier.employer_name, Region.name.label("region_name"), Dossier.state_changed_at,
+                   Dossier.employer_name, Region.code.label("region_code"), Region.name.label("region_name"), Dossier.state_changed_at,
                    Dossier.job_started_on, Dossier.information_changed_on, Dossier.created_at,
                    baseline.created_at.label("baseline_created_at"),
                    baseline.information_changed_on.label("baseline_changed_on"),
@@ -145,5 +146,5 @@ def queue_row(row) -> QueueRow:
     # A working copy that keeps its baseline's change date declares no new change.
     if not (has_baseline and row.baseline_changed_on == row.information_changed_on):
         flags.append(late_update(row.information_changed_on, row.first_submitted_at or utcnow()))
-    return QueueRow(row.id, row.baseline_id, row.name, row.id_number, row.employer_name, row.region_name,
-                    row.state_changed_at, [flag for flag in flags if flag is not None])
+    return QueueRow(row.id, row.baseline_id, row.name, row.id_number, row.employer_name, row.region_code,
+                    row.region_name, row.state_changed_at, [flag for flag in flags if flag is not None])
