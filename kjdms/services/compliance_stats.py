@@ -82,8 +82,13 @@ def rejection_reasons(session, snap, groups: Groups, day: date, names: WorkflowN
     return table
 
 
-def late_registrations_and_updates(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
-    """Return per region the registrations and submitted changes up to the cutoff, and how many were late (三)."""
+def late_registrations_and_updates(session, snap, groups: Groups, day: date, names: WorkflowNames,
+                                   registrations: dict[str, tuple[int, int]] | None = None) -> Table:
+    """Return per region the registrations and submitted changes up to the cutoff, and how many were late (三).
+
+    registrations, when given, are the registrations already counted (row → (registered, late)): today's come
+    from the statistics counters (services/counted_statistics.py).
+    """
     dialect = session.get_bind().dialect.name
     cutoff = end_of_day(day)
     region = _expression(snap, groups, "region", day).label("region")
@@ -91,14 +96,16 @@ def late_registrations_and_updates(session, snap, groups: Groups, day: date, nam
                   [(key, groups.titles[key]) for key in groups.keys], list(LATE_COLUMNS), unit="人次")
     table.note = LATE_NOTE
 
-    started = _iso_day(dialect, Dossier.job_started_on)
-    late_registration = more_than_a_month_after(_local_day(dialect, Dossier.created_at), started)
-    registrations = (select(region, func.count(), func.sum(case((late_registration, 1), else_=0)))
-                     .join(Dossier, Dossier.id == snap.c.dossier_id)
-                     .where(snap.c.is_legacy == 0, Dossier.job_started_on.is_not(None), in_groups(snap, groups))
-                     .group_by(region))
-    for key, n, late in session.execute(registrations):
-        table.cells.update({(key, "registered"): n, (key, "late_registration"): late or 0})
+    if registrations is None:
+        started = _iso_day(dialect, Dossier.job_started_on)
+        late_registration = more_than_a_month_after(_local_day(dialect, Dossier.created_at), started)
+        query = (select(region, func.count(), func.sum(case((late_registration, 1), else_=0)))
+                 .join(Dossier, Dossier.id == snap.c.dossier_id)
+                 .where(snap.c.is_legacy == 0, Dossier.job_started_on.is_not(None), in_groups(snap, groups))
+                 .group_by(region))
+        registrations = {key: (n, late or 0) for key, n, late in session.execute(query)}
+    for key, (n, late) in registrations.items():
+        table.cells.update({(key, "registered"): n, (key, "late_registration"): late})
 
     copy = aliased(Dossier)
     first_submitted = (select(WorkflowHistory.dossier_id, func.min(WorkflowHistory.created_at).label("at"))
