@@ -41,6 +41,7 @@ from kjdms.models import (CreditRecord, Dossier, DossierRevision, Person, Region
 from kjdms.schema import upgrade_schema  # noqa: E402
 from kjdms.services.mof_report import reported_states, write_report  # noqa: E402
 from kjdms.services.reference import load_regions  # noqa: E402
+from kjdms.services.stats_counters import rebuild  # noqa: E402
 from kjdms.services.statistics import AGE_LIMITS, WEEKS_SHOWN, full_scope, region_tree  # noqa: E402
 from kjdms.services.stats_page import compute_statistics  # noqa: E402
 from kjdms.validators import id_number_check_digit  # noqa: E402
@@ -258,6 +259,12 @@ def run(args, folder: Path, url: str) -> None:
         db.session.commit()
         print(f"{dialect}: loaded {args.dossiers} dossiers in {time.perf_counter() - started:.0f} s; "
               f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        # The bulk load bypasses change tracking, as a restore or an import by hand would: count it once.
+        started = time.perf_counter()
+        rebuild(db.engine.begin)
+        db.session.execute(text("ANALYZE"))
+        db.session.commit()
+        print(f"{dialect}: statistics counters rebuilt in {time.perf_counter() - started:.0f} s", flush=True)
         tree, workflow = region_tree(db.session), get_workflow()
         scope = full_scope(tree)
         county = db.session.scalar(select(Region.id).where(Region.code == "211302"))

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..local_time import local_date
@@ -111,6 +111,23 @@ def add_to_counters(connection, delta: Counter) -> None:
         connection.execute(_upsert(connection), rows)
 
 
+def _write_members(connection, changed: dict[int, Membership | None], before: dict[int, Membership]) -> None:
+    """Store the changed member rows: updated in place, so that a transaction waiting on one's lock reads the new row
+    (PostgreSQL would skip a row deleted and inserted anew, and the waiting transaction would count it twice)."""
+    rows = [{"id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys} for i, m in changed.items() if m]
+    updated = [row for row in rows if row["id"] in before]
+    if updated:
+        connection.execute(update(members).where(members.c.dossier_id == bindparam("id")).values(
+            region_id=bindparam("region_id"), state=bindparam("state"), keys=bindparam("keys")), updated)
+    added = [{"dossier_id": row["id"], "region_id": row["region_id"], "state": row["state"], "keys": row["keys"]}
+             for row in rows if row["id"] not in before]
+    if added:
+        connection.execute(insert(members), added)
+    gone = [i for i, m in changed.items() if m is None and i in before]
+    if gone:
+        connection.execute(delete(members).where(members.c.dossier_id.in_(gone)))
+
+
 def recount(connection, dossier_ids: Iterable[int]) -> int:
     """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
 
@@ -129,11 +146,7 @@ def recount(connection, dossier_ids: Iterable[int]) -> int:
         for dossier_id in changed:
             delta.update(_contribution(after.get(dossier_id)))
             delta.subtract(_contribution(before.get(dossier_id)))
-        connection.execute(delete(members).where(members.c.dossier_id.in_(changed)))
-        rows = [{"dossier_id": i, "region_id": after[i].region_id, "state": after[i].state, "keys": after[i].keys}
-                for i in changed if i in after]
-        if rows:
-            connection.execute(insert(members), rows)
+        _write_members(connection, {i: after.get(i) for i in changed}, before)
         add_to_counters(connection, delta)
         moved += len(changed)
     return moved
