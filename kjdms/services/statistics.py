@@ -506,11 +506,18 @@ def build_workforce_tables(groups: Groups, names: WorkflowNames, totals: dict[st
 def cross_tab(session, workflow: WorkflowEngine, scope: Scope, tree: RegionTree, focus: int | None, day: date,
               row: str, column: str) -> Table:
     """Return the approved persons counted by two workforce dimensions (a table, no chart)."""
-    names = workflow_names(workflow)
-    snap = snapshot(session, day)
-    groups = drill_down(tree, scope, focus)
-    table = count_by(session, snap, snap.c.state == names.approved, groups, day, WORKFORCE_DIMENSIONS[row],
-                     WORKFORCE_DIMENSIONS[column], names)
+    return cross_tab_of(session, snapshot(session, day), drill_down(tree, scope, focus), day,
+                        workflow_names(workflow), row, column)
+
+
+def cross_tab_of(session, snap, groups: Groups, day: date, names: WorkflowNames, row: str, column: str) -> Table:
+    """Return the cross-tab of two workforce dimensions counted in snap."""
+    return titled_cross_tab(count_by(session, snap, snap.c.state == names.approved, groups, day,
+                                     WORKFORCE_DIMENSIONS[row], WORKFORCE_DIMENSIONS[column], names))
+
+
+def titled_cross_tab(table: Table) -> Table:
+    """Return table titled and shown as a cross-tab of the approved persons (a table, no chart)."""
     table.title = f"在册会计人员：{table.title}"
     table.chart = "none"
     return table
