@@ -297,6 +297,8 @@ class WorkflowHistory(db.Model):
     """One fired transition (Plone's review_history)."""
 
     __tablename__ = "workflow_history"
+    # The statistics read one action's rows over a time window (weekly flow, rejection items), not the whole history.
+    __table_args__ = (Index("ix_workflow_history_action_created", "action", "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
     action: Mapped[str] = mapped_column(String(32))

@@ -108,9 +108,11 @@ def late_registrations_and_updates(session, snap, groups: Groups, day: date, nam
         table.cells.update({(key, "registered"): n, (key, "late_registration"): late})
 
     copy = aliased(Dossier)
-    first_submitted = (select(WorkflowHistory.dossier_id, func.min(WorkflowHistory.created_at).label("at"))
-                       .where(WorkflowHistory.action == names.submit, WorkflowHistory.created_at < cutoff)
-                       .group_by(WorkflowHistory.dossier_id).subquery("first_submitted"))
+    # Per working copy through the history's dossier index: copies are few, the history of every dossier is not.
+    first_submitted = (select(func.min(WorkflowHistory.created_at))
+                       .where(WorkflowHistory.dossier_id == copy.id, WorkflowHistory.action == names.submit,
+                              WorkflowHistory.created_at < cutoff)
+                       .scalar_subquery())
     # The change date the baseline held when the copy was made: its last revision before then.
     before_copy = (select(_json_value(dialect, DossierRevision.fields, "information_changed_on"))
                    .where(DossierRevision.dossier_id == copy.baseline_id,
@@ -118,12 +120,12 @@ def late_registrations_and_updates(session, snap, groups: Groups, day: date, nam
                    .order_by(DossierRevision.recorded_at.desc(), DossierRevision.id.desc())
                    .limit(1).scalar_subquery())
     changed = _iso_day(dialect, copy.information_changed_on)
-    late_update = more_than_a_month_after(_local_day(dialect, first_submitted.c.at), changed)
+    late_update = more_than_a_month_after(_local_day(dialect, first_submitted), changed)
     updates = (select(region, func.count(), func.sum(case((late_update, 1), else_=0)))
                .select_from(copy)
-               .join(first_submitted, first_submitted.c.dossier_id == copy.id)
                .join(snap, snap.c.dossier_id == copy.baseline_id)
-               .where(copy.information_changed_on.is_not(None),
+               .where(copy.baseline_id.is_not(None), first_submitted.is_not(None),
+                      copy.information_changed_on.is_not(None),
                       or_(before_copy.is_(None), before_copy != changed), in_groups(snap, groups))
                .group_by(region))
     for key, n, late in session.execute(updates):

@@ -128,10 +128,11 @@ def _write_members(connection, changed: dict[int, Membership | None], before: di
         connection.execute(delete(members).where(members.c.dossier_id.in_(gone)))
 
 
-def recount(connection, dossier_ids: Iterable[int]) -> int:
+def recount(connection, dossier_ids: Iterable[int], counted: bool = True) -> int:
     """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
 
-    A dossier that is no longer effective (or gone) leaves the counters. Running it twice changes nothing.
+    A dossier that is no longer effective (or gone) leaves the counters. Running it twice changes nothing. Without
+    counted only the member rows move (a rebuild sums the counters from them at the end).
     """
     moved = 0
     ordered = sorted(set(dossier_ids))
@@ -143,11 +144,12 @@ def recount(connection, dossier_ids: Iterable[int]) -> int:
         if not changed:
             continue
         delta = Counter()
-        for dossier_id in changed:
+        for dossier_id in changed if counted else ():
             delta.update(_contribution(after.get(dossier_id)))
             delta.subtract(_contribution(before.get(dossier_id)))
         _write_members(connection, {i: after.get(i) for i in changed}, before)
-        add_to_counters(connection, delta)
+        if counted:
+            add_to_counters(connection, delta)
         moved += len(changed)
     return moved
 
@@ -157,10 +159,14 @@ def recount(connection, dossier_ids: Iterable[int]) -> int:
 def _id_batches(connection, after: int = 0):
     """Yield the ids of every effective dossier and every member, in batches, from after on."""
     while True:
-        dossiers = select(Dossier.id.label("id")).where(Dossier.baseline_id.is_(None), Dossier.id > after)
-        counted = select(members.c.dossier_id.label("id")).where(members.c.dossier_id > after)
-        both = dossiers.union(counted).subquery()
-        batch = list(connection.execute(select(both.c.id).order_by(both.c.id).limit(BATCH * 10)).scalars())
+        size = BATCH * 10
+        # The first ids of each side: the first of their union are among them (and no side is read to its end).
+        dossiers = (select(Dossier.id.label("id")).where(Dossier.baseline_id.is_(None), Dossier.id > after)
+                    .order_by(Dossier.id).limit(size).subquery())
+        counted = (select(members.c.dossier_id.label("id")).where(members.c.dossier_id > after)
+                   .order_by(members.c.dossier_id).limit(size).subquery())
+        both = select(dossiers.c.id).union(select(counted.c.id)).subquery()
+        batch = list(connection.execute(select(both.c.id).order_by(both.c.id).limit(size)).scalars())
         if not batch:
             return
         yield batch
@@ -208,7 +214,7 @@ def rebuild(begin: Callable, progress: Callable[[int, int], None] = lambda done,
             batch = next(_id_batches(connection, after), None)
             if batch is None:
                 break
-            moved += recount(connection, batch)
+            moved += recount(connection, batch, counted=False)
         after, done = batch[-1], done + len(batch)
         progress(min(done, total), total)
     with begin() as connection:

@@ -1,4 +1,5 @@
-"""Statistics counters: per region, state and dimension value, with each dossier's member row; persons by birth date.
+"""Statistics counters: per region, state and dimension value, with each dossier's member row; persons by birth date;
+the history by action and time.
 
 Revision ID: issue13
 Revises: 0016
@@ -32,12 +33,16 @@ def upgrade():
     )
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_persons_birth_date'), ['birth_date'], unique=False)
+    with op.batch_alter_table('workflow_history', schema=None) as batch_op:
+        batch_op.create_index('ix_workflow_history_action_created', ['action', 'created_at'], unique=False)
     # Count the dossiers already there, so that the page reads right counters from the first request.
     from kjdms.services.stats_counters import count_all
     count_all(op.get_bind())
 
 
 def downgrade():
+    with op.batch_alter_table('workflow_history', schema=None) as batch_op:
+        batch_op.drop_index('ix_workflow_history_action_created')
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_persons_birth_date'))
     op.drop_table('stats_members')
