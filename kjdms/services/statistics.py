@@ -5,7 +5,9 @@ For today the snapshot is the dossier table itself; for a past day it is each do
 before the cutoff (dossiers bulk-imported and never changed since: their current content), exactly as the
 archive's dossier_as_of reads one dossier. The page reads it in few scans: every workforce dimension at once by
 conditional sums per region, the states and the old-system confirmation at once, the history window once; a
-cross-tab is its own GROUP BY (count_by). bench/stats.py measures this against plain GROUP BYs.
+cross-tab is its own GROUP BY (count_by). bench/stats.py measures this against plain GROUP BYs. Today's page reads
+the workforce, the states and the confirmation from counters instead (counted_statistics.py); a past day's reads
+its snapshot written once into a temporary table (stats_page.py).
 """
 from __future__ import annotations
 
