@@ -193,3 +193,16 @@ def test_concurrent_changes_in_one_county_keep_the_counters_exact(app, workflow)
         stored = stored_counters(connection)
     shuangta = db.session.scalar(select(Region.id).where(Region.code == "211302"))
     assert stored[(shuangta, "approved", "sex", "male")] == 12
+
+
+def test_an_import_from_the_old_system_is_counted_in_its_transaction(app, workflow, tmp_path):
+    from kjdms.services.legacy_import import import_legacy
+    from tests.integration.test_legacy_import import row, write_csv
+
+    empty_tables()
+    import_legacy(db.session, write_csv(tmp_path / "old.csv", [row("刘洋"), row("陈静", 所在地区代码="211303")]))
+    counters_agree()
+    with db.engine.connect() as connection:
+        stored = stored_counters(connection)
+    waiting = {key[0]: n for key, n in stored.items() if key[1:] == ("draft", "legacy_to_confirm", "1")}
+    assert sorted(waiting.values()) == [1, 1]
