@@ -157,7 +157,8 @@ class Person(db.Model):
     id_number: Mapped[str | None] = mapped_column(String(18), unique=True)
     name: Mapped[str | None] = mapped_column(String(64))
     sex: Mapped[str | None] = mapped_column(String(8))
-    birth_date: Mapped[date | None] = mapped_column(Date)
+    # Indexed: the statistics count the birth month at an age band's edge day by day (services/statistics.py).
+    birth_date: Mapped[date | None] = mapped_column(Date, index=True)
     # Registered in the old provincial system (原辽宁省财政会计事务系统), holds the old certificate.
     is_legacy: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -300,6 +301,8 @@ class WorkflowHistory(db.Model):
     """One fired transition (Plone's review_history)."""
 
     __tablename__ = "workflow_history"
+    # The statistics read one action's rows over a time window (weekly flow, rejection items), not the whole history.
+    __table_args__ = (Index("ix_workflow_history_action_created", "action", "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
     action: Mapped[str] = mapped_column(String(32))
@@ -629,3 +632,31 @@ class ApiRateWindow(db.Model):
     client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id", ondelete="CASCADE"), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatsCounter(db.Model):
+    """How many effective dossiers of one region and state hold one value of one dimension (services/stats_counters.py).
+
+    One row per county-level region rather than one per province: two approvals in different counties never wait
+    for each other, and the page adds the regions up the tree as it reads them.
+    """
+
+    __tablename__ = "stats_counters"
+    # 0: no region yet (a unique key cannot hold NULL alike on both databases).
+    region_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # "" when the field is not filled in.
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StatsMember(db.Model):
+    """What one effective dossier adds to the counters now: the difference to its next state is what a change moves."""
+
+    __tablename__ = "stats_members"
+    dossier_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    region_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(32))
+    # "dimension=value" → how many times (job types and history rows can count a dossier more than once).
+    keys: Mapped[dict] = mapped_column(JSON, default=dict)

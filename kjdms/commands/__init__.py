@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import audit, backup, index, maintenance, records, report, setup, users
+from . import audit, backup, index, maintenance, records, report, setup, stats, users
 
-GROUPS = (setup, users, index, records, maintenance, report, audit, backup)
+GROUPS = (setup, users, index, records, maintenance, report, audit, backup, stats)
 
 
 def register(app: Flask) -> None:

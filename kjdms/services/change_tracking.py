@@ -6,7 +6,8 @@ create_app installs these session hooks once per process, so that:
 - after each flush, the dossiers the flush touched are found (`touched_dossier_ids`): an outbox row
   is queued for each in the same transaction (the index reads it later, services/indexing.py), and
   their ids are kept for the revision;
-- just before the commit, one revision per touched effective dossier is written (services/revisions.py);
+- just before the commit, one revision per touched effective dossier is written (services/revisions.py),
+  and the statistics counters of every queued dossier are moved to match it (services/stats_counters.py);
 - after each flush, the notices its new rows call for (a decision, a credit record) are queued in the same
   transaction (services/notices.py), for the worker to deliver;
 - after the commit, on_outbox_commit() runs if rows were queued (the drainer indexes them);
@@ -23,11 +24,14 @@ from sqlalchemy.orm import object_session
 from ..models import Attachment, AttachmentVersion, CreditRecord, Dossier, IndexOutbox, Person, utcnow
 from .notices import queue_event_notices
 from .revisions import write_revisions
+from .stats_counters import recount
 
 # Set on a session whose transaction queued outbox rows: its commit wakes the drain.
 OUTBOX_PENDING = "kjdms_outbox_pending"
 # Set on a session while its transaction changed dossiers: their ids, for before_commit's revisions.
 CHANGED_DOSSIERS = "kjdms_revision_dossiers"
+# Set on a session while its transaction queued dossiers (bulk writes too): their ids, for the statistics counters.
+COUNTED_DOSSIERS = "kjdms_counted_dossiers"
 
 _installed = False
 
@@ -58,6 +62,7 @@ def enqueue(session, dossier_ids) -> None:
     session.connection().execute(insert(IndexOutbox), [
         {"dossier_id": dossier_id, "queued_at": now, "attempts": 0} for dossier_id in sorted(dossier_ids)])
     session.info[OUTBOX_PENDING] = True
+    session.info.setdefault(COUNTED_DOSSIERS, set()).update(dossier_ids)
 
 
 def leave_outbox_to_worker(session) -> None:
@@ -87,12 +92,16 @@ def _before_commit(session) -> None:
     dossier_ids = session.info.pop(CHANGED_DOSSIERS, None)
     if dossier_ids:
         write_revisions(session, dossier_ids)
+    counted = session.info.pop(COUNTED_DOSSIERS, None)
+    if counted:
+        recount(session.connection(), counted)
 
 
 def _forget(session, previous_transaction=None) -> None:
     """Drop what a rolled-back transaction tracked."""
     session.info.pop(OUTBOX_PENDING, None)
     session.info.pop(CHANGED_DOSSIERS, None)
+    session.info.pop(COUNTED_DOSSIERS, None)
 
 
 def install_change_tracking(session_factory, on_outbox_commit: Callable[[], None]) -> None:

@@ -82,8 +82,13 @@ def rejection_reasons(session, snap, groups: Groups, day: date, names: WorkflowN
     return table
 
 
-def late_registrations_and_updates(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
-    """Return per region the registrations and submitted changes up to the cutoff, and how many were late (三)."""
+def late_registrations_and_updates(session, snap, groups: Groups, day: date, names: WorkflowNames,
+                                   registrations: dict[str, tuple[int, int]] | None = None) -> Table:
+    """Return per region the registrations and submitted changes up to the cutoff, and how many were late (三).
+
+    registrations, when given, are the registrations already counted (row → (registered, late)): today's come
+    from the statistics counters (services/counted_statistics.py).
+    """
     dialect = session.get_bind().dialect.name
     cutoff = end_of_day(day)
     region = _expression(snap, groups, "region", day).label("region")
@@ -91,19 +96,23 @@ def late_registrations_and_updates(session, snap, groups: Groups, day: date, nam
                   [(key, groups.titles[key]) for key in groups.keys], list(LATE_COLUMNS), unit="人次")
     table.note = LATE_NOTE
 
-    started = _iso_day(dialect, Dossier.job_started_on)
-    late_registration = more_than_a_month_after(_local_day(dialect, Dossier.created_at), started)
-    registrations = (select(region, func.count(), func.sum(case((late_registration, 1), else_=0)))
-                     .join(Dossier, Dossier.id == snap.c.dossier_id)
-                     .where(snap.c.is_legacy == 0, Dossier.job_started_on.is_not(None), in_groups(snap, groups))
-                     .group_by(region))
-    for key, n, late in session.execute(registrations):
-        table.cells.update({(key, "registered"): n, (key, "late_registration"): late or 0})
+    if registrations is None:
+        started = _iso_day(dialect, Dossier.job_started_on)
+        late_registration = more_than_a_month_after(_local_day(dialect, Dossier.created_at), started)
+        query = (select(region, func.count(), func.sum(case((late_registration, 1), else_=0)))
+                 .join(Dossier, Dossier.id == snap.c.dossier_id)
+                 .where(snap.c.is_legacy == 0, Dossier.job_started_on.is_not(None), in_groups(snap, groups))
+                 .group_by(region))
+        registrations = {key: (n, late or 0) for key, n, late in session.execute(query)}
+    for key, (n, late) in registrations.items():
+        table.cells.update({(key, "registered"): n, (key, "late_registration"): late})
 
     copy = aliased(Dossier)
-    first_submitted = (select(WorkflowHistory.dossier_id, func.min(WorkflowHistory.created_at).label("at"))
-                       .where(WorkflowHistory.action == names.submit, WorkflowHistory.created_at < cutoff)
-                       .group_by(WorkflowHistory.dossier_id).subquery("first_submitted"))
+    # Per working copy through the history's dossier index: copies are few, the history of every dossier is not.
+    first_submitted = (select(func.min(WorkflowHistory.created_at))
+                       .where(WorkflowHistory.dossier_id == copy.id, WorkflowHistory.action == names.submit,
+                              WorkflowHistory.created_at < cutoff)
+                       .scalar_subquery())
     # The change date the baseline held when the copy was made: its last revision before then.
     before_copy = (select(_json_value(dialect, DossierRevision.fields, "information_changed_on"))
                    .where(DossierRevision.dossier_id == copy.baseline_id,
@@ -111,12 +120,12 @@ def late_registrations_and_updates(session, snap, groups: Groups, day: date, nam
                    .order_by(DossierRevision.recorded_at.desc(), DossierRevision.id.desc())
                    .limit(1).scalar_subquery())
     changed = _iso_day(dialect, copy.information_changed_on)
-    late_update = more_than_a_month_after(_local_day(dialect, first_submitted.c.at), changed)
+    late_update = more_than_a_month_after(_local_day(dialect, first_submitted), changed)
     updates = (select(region, func.count(), func.sum(case((late_update, 1), else_=0)))
                .select_from(copy)
-               .join(first_submitted, first_submitted.c.dossier_id == copy.id)
                .join(snap, snap.c.dossier_id == copy.baseline_id)
-               .where(copy.information_changed_on.is_not(None),
+               .where(copy.baseline_id.is_not(None), first_submitted.is_not(None),
+                      copy.information_changed_on.is_not(None),
                       or_(before_copy.is_(None), before_copy != changed), in_groups(snap, groups))
                .group_by(region))
     for key, n, late in session.execute(updates):

@@ -5,7 +5,9 @@ For today the snapshot is the dossier table itself; for a past day it is each do
 before the cutoff (dossiers bulk-imported and never changed since: their current content), exactly as the
 archive's dossier_as_of reads one dossier. The page reads it in few scans: every workforce dimension at once by
 conditional sums per region, the states and the old-system confirmation at once, the history window once; a
-cross-tab is its own GROUP BY (count_by). bench/stats.py measures this against plain GROUP BYs.
+cross-tab is its own GROUP BY (count_by). bench/stats.py measures this against plain GROUP BYs. Today's page reads
+the workforce, the states and the confirmation from counters instead (counted_statistics.py); a past day's reads
+its snapshot written once into a temporary table (stats_page.py).
 """
 from __future__ import annotations
 
@@ -466,6 +468,18 @@ def workforce_tables(session, snap, groups: Groups, day: date, names: WorkflowNa
         totals[key] = totals.get(key, 0) + count
         for name, n in zip(sums, values):
             found[name] = found.get(name, 0) + (n or 0)
+    return build_workforce_tables(groups, names, totals, found, lambda dimension: count_by(
+        session, snap, approved, groups, day, dimension, names=names))
+
+
+def build_workforce_tables(groups: Groups, names: WorkflowNames, totals: dict[str, int],
+                           found: dict[tuple[str, str | None], int], fallback=None) -> list[Table]:
+    """Return the workforce tables from the approved persons per drill-down row (totals) and per dimension value.
+
+    found holds the "yes" of each yes/no dimension only; fallback(dimension), when given, counts a dimension whose
+    values do not add up to everyone (a value the conditional sums cannot name).
+    """
+    found = dict(found)
     everyone = sum(totals.values())
     # The complement of a yes/no sum is its "no"; "new" is everyone not from the old system.
     for name, yes, no in (("is_student", "1", "0"), ("has_employer", "1", "0"), ("origin", "legacy", "new")):
@@ -478,8 +492,8 @@ def workforce_tables(session, snap, groups: Groups, day: date, names: WorkflowNa
             cells = {(code if code is not None else UNKNOWN, "count"): n
                      for (name, code), n in found.items() if name == dimension.name and n}
         counted = sum(n for (name, code), n in found.items() if name == dimension.name)
-        if not dimension.multi and dimension.name != "region" and counted != everyone:
-            table = count_by(session, snap, approved, groups, day, dimension, names=names)
+        if fallback and not dimension.multi and dimension.name != "region" and counted != everyone:
+            table = fallback(dimension)
         else:
             present = {row if row != UNKNOWN else None for row, _ in cells}
             rows = list(dimension.labels.items()) if dimension.multi else _ordered(present,
@@ -494,11 +508,18 @@ def workforce_tables(session, snap, groups: Groups, day: date, names: WorkflowNa
 def cross_tab(session, workflow: WorkflowEngine, scope: Scope, tree: RegionTree, focus: int | None, day: date,
               row: str, column: str) -> Table:
     """Return the approved persons counted by two workforce dimensions (a table, no chart)."""
-    names = workflow_names(workflow)
-    snap = snapshot(session, day)
-    groups = drill_down(tree, scope, focus)
-    table = count_by(session, snap, snap.c.state == names.approved, groups, day, WORKFORCE_DIMENSIONS[row],
-                     WORKFORCE_DIMENSIONS[column], names)
+    return cross_tab_of(session, snapshot(session, day), drill_down(tree, scope, focus), day,
+                        workflow_names(workflow), row, column)
+
+
+def cross_tab_of(session, snap, groups: Groups, day: date, names: WorkflowNames, row: str, column: str) -> Table:
+    """Return the cross-tab of two workforce dimensions counted in snap."""
+    return titled_cross_tab(count_by(session, snap, snap.c.state == names.approved, groups, day,
+                                     WORKFORCE_DIMENSIONS[row], WORKFORCE_DIMENSIONS[column], names))
+
+
+def titled_cross_tab(table: Table) -> Table:
+    """Return table titled and shown as a cross-tab of the approved persons (a table, no chart)."""
     table.title = f"在册会计人员：{table.title}"
     table.chart = "none"
     return table
@@ -517,11 +538,19 @@ def dossier_tables(session, snap, groups: Groups, names: WorkflowNames) -> list[
     query = (select(c.region_id, c.state, c.is_legacy, c.to_confirm, func.count()).where(in_groups(snap, groups))
              .group_by(c.region_id, c.state, c.is_legacy, c.to_confirm))
     keys = _region_keys(groups)
+    return build_dossier_tables(groups, names, ((keys[region_id], state, is_legacy, to_confirm, n)
+                                                for region_id, state, is_legacy, to_confirm, n in session.execute(query)))
+
+
+def build_dossier_tables(groups: Groups, names: WorkflowNames, counts) -> list[Table]:
+    """Return the dossier tables from (drill-down row, state, is_legacy, to_confirm, count) tuples."""
     by_state: dict[tuple[str, str], int] = {}
     by_region: dict[tuple[str, str], int] = {}
     confirm: dict[tuple[str, str], int] = {}
-    for region_id, state, is_legacy, to_confirm, n in session.execute(query):
-        for cells, cell in ((by_state, (state, "count")), (by_region, (keys[region_id], state))):
+    for key, state, is_legacy, to_confirm, n in counts:
+        if not n:
+            continue
+        for cells, cell in ((by_state, (state, "count")), (by_region, (key, state))):
             cells[cell] = cells.get(cell, 0) + n
         if is_legacy:
             status = "purged" if state == names.purged else "to_confirm" if to_confirm else "confirmed"

@@ -11,7 +11,7 @@ from flask_login import current_user
 from ..backends import get_workflow
 from ..extensions import db
 from ..local_time import local_today
-from ..services.statistics import WORKFORCE_DIMENSIONS, cross_tab, region_tree, statistics_scope
+from ..services.statistics import WORKFORCE_DIMENSIONS, region_tree, statistics_scope
 from ..services.stats_page import compute_statistics
 from ..services.staff import is_province_administrator
 from ..services.stats_export import export_pdf, export_tables
@@ -65,10 +65,9 @@ def _computed():
     day, error = _day()
     focus = int_arg("region") if request.method == "GET" else _form_int("region")
     workflow = get_workflow()
-    stats = compute_statistics(db.session, workflow, scope, tree, focus, day)
     row, column = _dimension("row", "region"), _dimension("column", "qualification_level")
-    table = cross_tab(db.session, workflow, scope, tree, stats.groups.focus, day, row, column)
-    return tree, scope, stats, table, error
+    stats = compute_statistics(db.session, workflow, scope, tree, focus, day, cross=(row, column))
+    return tree, scope, stats, stats.crosstab, error
 
 
 @bp.get("/")

@@ -1,0 +1,236 @@
+"""Counters of the effective dossiers per region, state and dimension value, kept in the transaction of every change.
+
+Each effective dossier has a member row saying what it adds to the counters now (its region, its state and its
+"dimension=value" keys). change_tracking hands every committed transaction's dossiers to recount(), which reads
+them as they now are and moves the counters by the difference; the statistics page reads today's numbers from the
+counters (services/statistics.py) instead of scanning every dossier. Age bands move with the calendar, so the
+counters keep the birth month and the page folds months into bands on the day it shows.
+
+Under concurrency: on PostgreSQL a transaction first locks the member rows of its dossiers (sorted), then reads the
+dossiers, so two transactions changing one person take turns and the second diffs against the first's result;
+counter rows change by `count + delta` upserts in one global order, so they never deadlock. SQLite has one writer.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..local_time import local_date
+from ..models import Dossier, Person, StatsCounter, StatsMember
+from .time_rules import one_month_after
+
+NO_REGION_ID = 0
+# The fields whose value is one key each ("" when not filled in).
+VALUE_DIMENSIONS = ("scope_category", "qualification_level", "education", "sex")
+BATCH = 500
+
+counters = StatsCounter.__table__
+members = StatsMember.__table__
+
+
+@dataclass(frozen=True)
+class Membership:
+    """What one dossier adds to the counters: in which region and state, under which keys, how many times."""
+
+    region_id: int
+    state: str
+    keys: dict[str, int]
+
+
+def _key(dimension: str, value) -> str:
+    return f"{dimension}={'' if value is None else value}"
+
+
+def membership(row) -> Membership:
+    """Return what a dossier row (joined with its person, as _current_rows reads it) adds to the counters."""
+    keys = Counter({"all=": 1})
+    for name in VALUE_DIMENSIONS:
+        keys[_key(name, getattr(row, name))] += 1
+    keys[_key("birth_month", row.birth_date.strftime("%Y-%m") if row.birth_date else None)] += 1
+    for job in sorted(set(row.job_types or ())):
+        keys[_key("job_type", job)] += 1
+    if row.is_student:
+        keys["is_student=1"] += 1
+    if (row.employer_name or "") != "":
+        keys["has_employer=1"] += 1
+    if row.is_legacy:
+        keys["origin=legacy"] += 1
+        if row.to_confirm:
+            keys["legacy_to_confirm=1"] += 1
+    # The one-month rule of 三 for a new registrant (compliance_stats.py counts the same from the rows).
+    elif row.job_started_on is not None:
+        keys["registration=registered"] += 1
+        if local_date(row.created_at) > one_month_after(row.job_started_on):
+            keys["registration=late"] += 1
+    return Membership(row.region_id or NO_REGION_ID, row.state, dict(keys))
+
+
+def _current_rows(connection, dossier_ids: list[int]):
+    """Return the effective dossiers among dossier_ids with the person fields the counters read."""
+    query = (select(Dossier.id, Dossier.region_id, Dossier.state, Dossier.scope_category, Dossier.qualification_level,
+                    Dossier.education, Dossier.job_types, Dossier.is_student, Dossier.employer_name,
+                    Dossier.to_confirm, Dossier.job_started_on, Dossier.created_at, Person.sex, Person.birth_date,
+                    Person.is_legacy)
+             .join(Person, Person.id == Dossier.person_id)
+             .where(Dossier.id.in_(dossier_ids), Dossier.baseline_id.is_(None)))
+    return connection.execute(query)
+
+
+def _stored(connection, dossier_ids: list[int], lock: bool) -> dict[int, Membership]:
+    query = select(members).where(members.c.dossier_id.in_(dossier_ids)).order_by(members.c.dossier_id)
+    if lock and connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row.dossier_id: Membership(row.region_id, row.state, dict(row.keys))
+            for row in connection.execute(query)}
+
+
+def _contribution(member: Membership | None) -> Counter:
+    if member is None:
+        return Counter()
+    return Counter({(member.region_id, member.state, *key.split("=", 1)): n for key, n in member.keys.items()})
+
+
+def _upsert(connection):
+    """Return an INSERT that adds to an existing counter row (count = count + delta) on either database."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(counters)
+    return statement.on_conflict_do_update(index_elements=[counters.c.region_id, counters.c.state,
+                                                           counters.c.dimension, counters.c.value],
+                                           set_={"count": counters.c.count + statement.excluded["count"]})
+
+
+def add_to_counters(connection, delta: Counter) -> None:
+    """Move the counters by delta ((region_id, state, dimension, value) → change), in the one global order."""
+    rows = [{"region_id": r, "state": s, "dimension": d, "value": v, "count": n}
+            for (r, s, d, v), n in sorted(delta.items()) if n]
+    if rows:
+        connection.execute(_upsert(connection), rows)
+
+
+def _write_members(connection, changed: dict[int, Membership | None], before: dict[int, Membership]) -> None:
+    """Store the changed member rows: updated in place, so that a transaction waiting on one's lock reads the new row
+    (PostgreSQL would skip a row deleted and inserted anew, and the waiting transaction would count it twice)."""
+    rows = [{"id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys} for i, m in changed.items() if m]
+    updated = [row for row in rows if row["id"] in before]
+    if updated:
+        connection.execute(update(members).where(members.c.dossier_id == bindparam("id")).values(
+            region_id=bindparam("region_id"), state=bindparam("state"), keys=bindparam("keys")), updated)
+    added = [{"dossier_id": row["id"], "region_id": row["region_id"], "state": row["state"], "keys": row["keys"]}
+             for row in rows if row["id"] not in before]
+    if added:
+        connection.execute(insert(members), added)
+    gone = [i for i, m in changed.items() if m is None and i in before]
+    if gone:
+        connection.execute(delete(members).where(members.c.dossier_id.in_(gone)))
+
+
+def recount(connection, dossier_ids: Iterable[int], counted: bool = True) -> int:
+    """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
+
+    A dossier that is no longer effective (or gone) leaves the counters. Running it twice changes nothing. Without
+    counted only the member rows move (a rebuild sums the counters from them at the end).
+    """
+    moved = 0
+    ordered = sorted(set(dossier_ids))
+    for start in range(0, len(ordered), BATCH):
+        batch = ordered[start:start + BATCH]
+        before = _stored(connection, batch, lock=True)
+        after = {row.id: membership(row) for row in _current_rows(connection, batch)}
+        changed = [i for i in batch if before.get(i) != after.get(i)]
+        if not changed:
+            continue
+        delta = Counter()
+        for dossier_id in changed if counted else ():
+            delta.update(_contribution(after.get(dossier_id)))
+            delta.subtract(_contribution(before.get(dossier_id)))
+        _write_members(connection, {i: after.get(i) for i in changed}, before)
+        if counted:
+            add_to_counters(connection, delta)
+        moved += len(changed)
+    return moved
+
+
+# -- check and rebuild ------------------------------------------------------------------------------
+
+def _id_batches(connection, after: int = 0):
+    """Yield the ids of every effective dossier and every member, in batches, from after on."""
+    while True:
+        size = BATCH * 10
+        # The first ids of each side: the first of their union are among them (and no side is read to its end).
+        dossiers = (select(Dossier.id.label("id")).where(Dossier.baseline_id.is_(None), Dossier.id > after)
+                    .order_by(Dossier.id).limit(size).subquery())
+        counted = (select(members.c.dossier_id.label("id")).where(members.c.dossier_id > after)
+                   .order_by(members.c.dossier_id).limit(size).subquery())
+        both = select(dossiers.c.id).union(select(counted.c.id)).subquery()
+        batch = list(connection.execute(select(both.c.id).order_by(both.c.id).limit(size)).scalars())
+        if not batch:
+            return
+        yield batch
+        after = batch[-1]
+
+
+def count_all(connection) -> int:
+    """Recount every dossier in connection's one transaction (the migration's first count); return how many moved."""
+    return sum(recount(connection, batch) for batch in _id_batches(connection))
+
+
+def expected_counters(connection) -> Counter:
+    """Return the counters computed afresh from every effective dossier (the check's truth)."""
+    total = Counter()
+    for batch in _id_batches(connection):
+        for row in _current_rows(connection, batch):
+            total.update(_contribution(membership(row)))
+    return +total
+
+
+def stored_counters(connection) -> Counter:
+    """Return the counters as stored (zero rows left out)."""
+    rows = connection.execute(select(counters).where(counters.c.count != 0))
+    return Counter({(r.region_id, r.state, r.dimension, r.value): r.count for r in rows})
+
+
+def differences(connection) -> list[tuple[tuple, int, int]]:
+    """Return every counter whose stored number differs from the dossiers': (key, stored, actual)."""
+    expected, stored = expected_counters(connection), stored_counters(connection)
+    return [(key, stored.get(key, 0), expected.get(key, 0)) for key in sorted(set(expected) | set(stored))
+            if stored.get(key, 0) != expected.get(key, 0)]
+
+
+def rebuild(begin: Callable, progress: Callable[[int, int], None] = lambda done, total: None) -> int:
+    """Recount every dossier batch by batch (each its own transaction), then set the counters to the members' sum.
+
+    begin() opens a transaction and yields its connection (engine.begin). An interrupted rebuild can run again:
+    the batches done write nothing the second time. Return how many dossiers moved.
+    """
+    with begin() as connection:
+        total = connection.scalar(select(func.count()).select_from(Dossier).where(Dossier.baseline_id.is_(None)))
+    moved, done, after = 0, 0, 0
+    while True:
+        with begin() as connection:
+            batch = next(_id_batches(connection, after), None)
+            if batch is None:
+                break
+            moved += recount(connection, batch, counted=False)
+        after, done = batch[-1], done + len(batch)
+        progress(min(done, total), total)
+    with begin() as connection:
+        resum_counters(connection)
+    return moved
+
+
+def resum_counters(connection) -> None:
+    """Set the counters to the sum of the member rows (mends a counter changed behind the members' back)."""
+    if connection.dialect.name == "postgresql":
+        # Locked before the members are read: a transaction between its member and counter writes waits, then adds
+        # its delta to the new sums, which do not hold its member yet.
+        connection.exec_driver_sql("LOCK TABLE stats_counters IN SHARE ROW EXCLUSIVE MODE")
+    # On SQLite the delete takes the write lock before the members are read, to the same end.
+    connection.execute(delete(counters))
+    total = Counter()
+    for row in connection.execute(select(members)):
+        total.update(_contribution(Membership(row.region_id, row.state, dict(row.keys))))
+    add_to_counters(connection, +total)
