@@ -71,6 +71,8 @@ def from_http_exception(error: HTTPException) -> ApiError:
         return ApiError(400, "csrf_failed", "以登录会话调用写操作须在 X-CSRFToken 头中附上页面的安全令牌；"
                                             "脚本请改用工作人员令牌（Authorization: Bearer）。")
     status = error.code if error.code in HTTP_ERRORS else 500
+    if getattr(error, "shown", False):  # a refusal whose words were written for people (views/home.AddressRefused)
+        return ApiError(status, "invalid", error.description)
     headers = {"Allow": error.valid_methods and ", ".join(error.valid_methods)} if status == 405 else {}
     return ApiError(status, headers={name: value for name, value in headers.items() if value})
 

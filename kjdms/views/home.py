@@ -1,8 +1,8 @@
 """The public pages: what the site is, the consultation contacts, and the error pages."""
 from flask import Blueprint, abort, current_app, render_template, request, send_from_directory, url_for
 from sqlalchemy import select
+from werkzeug.exceptions import BadRequest
 
-from ..api.errors import ApiError, is_api_request
 from ..backends import get_config
 from ..extensions import db
 from ..models import Region
@@ -74,10 +74,14 @@ def refuse_control_characters_in_the_address():
         try:
             check_text(name, f"地址参数“{clean_filename(name) or '?'}”", name + value)
         except ValidationError as error:
-            if is_api_request():
-                raise ApiError(400, "invalid", error.message) from None
-            return render_template("home/error.html", code=400, title=ERRORS[400][0], message=error.message), 400
+            raise AddressRefused(error.message) from None
     return None
+
+
+class AddressRefused(BadRequest):
+    """A 400 whose description says which parameter of the address was refused: shown as it is, page or JSON."""
+
+    shown = True
 
 
 @bp.before_app_request
@@ -92,6 +96,8 @@ def refuse_an_oversized_body():
 def error_page(error):
     """Render an HTTP error in Chinese, revealing nothing about what was asked for."""
     title, message = ERRORS.get(error.code, ("出错了", "请稍后再试。"))
+    if getattr(error, "shown", False):
+        message = error.description
     back = None
     if error.code == 413:
         message = (f"上传的文件超过大小上限：单个文件不超过 {size_label(get_config().MAX_UPLOAD_BYTES)}。"
