@@ -7,7 +7,7 @@ fresh scanned-looking PDF through POST /me/documents/other (Flask's test client 
 beforehand, so the time is the server's: the multipart parse, the CSRF check, the sniffing, the hashing, the
 blob written and synced, the rows and the commit; no network), then the baseline: the same bytes hashed with
 SHA-256, written to a new file in the same folder and fsynced. Medians, MB/s and their ratio. `--drain inline` drains the search index in the request after the
-commit (KJDMS_INDEX_AFTER_COMMIT=1, the embedded default); `off` leaves it to a worker.
+commit (KJDMS_INDEX_AFTER_COMMIT=1, the default before issue 15); `off`, now the default, leaves it to the indexer.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def upload_request(token: str, data: bytes, filename: str) -> dict:
 def main() -> None:
     parser = upload_arguments(__doc__.splitlines()[0], uploads=15)
     parser.add_argument("--drain", choices=("off", "inline"), default="off",
-                        help="inline: drain the search index in the request (the embedded default); off: a worker does")
+                        help="off (the default, as the embedded default since KJDMS_INDEX_AFTER_COMMIT=0): the indexer drains; inline: the request drains")
     arguments = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kjdms-bench-upload-"))
     try:

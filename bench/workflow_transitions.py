@@ -9,8 +9,8 @@ after the other, --transitions transitions of each side:
 - kjdms: a fresh session as a request has, the dossier and its owner read by id, then
   services.lifecycle.fire_transition (submit and retract in turn, the dossiers round-robin): the guard, the
   history row, the audit event on the hash chain, the outbox row, the revision, one commit. With
-  `--drain inline` the search index is drained after each commit (KJDMS_INDEX_AFTER_COMMIT=1, the embedded
-  default), with `--drain off` the outbox rows stay for a worker (KJDMS_INDEX_AFTER_COMMIT=0).
+  `--drain inline` the search index is drained after each commit (KJDMS_INDEX_AFTER_COMMIT=1, the default
+  before issue 15), with `--drain off` (now the default) the outbox rows stay for the indexer (KJDMS_INDEX_AFTER_COMMIT=0).
 - baseline: the same six rows (the dossier's state, a history row, an audit event linked to the chain head
   read in the transaction, the head moved on, an outbox row, a revision with a fixed snapshot) written with
   hand-written SQL on the driver's own connection, one commit each.
@@ -174,7 +174,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dossiers", type=int, default=20, help="dossiers per side, fired round-robin")
     parser.add_argument("--drain", choices=("off", "inline"), default="off",
-                        help="inline: drain the search index after each commit (the embedded default); "
+                        help="inline: drain the search index after each commit (KJDMS_INDEX_AFTER_COMMIT=1, "
+                             "the default before issue 15); "
                              "off: leave the outbox to a worker (KJDMS_INDEX_AFTER_COMMIT=0)")
     parser.add_argument("--database-url", help="a PostgreSQL URL: a fresh schema there, dropped afterwards")
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one kjdms transition")
