@@ -276,7 +276,7 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
            "KJDMS_SECRET_KEY": SECRET_KEY, "KJDMS_ID_HASH_KEY": ID_HASH_KEY,
            # Several processes need both (kjdms serve refuses otherwise); one process gets the same for a fair pair.
            "KJDMS_WORKER": "external", "KJDMS_INDEX_AFTER_COMMIT": "0"}
-    kjdms = [sys.executable, "-c", "from kjdms.commands import main; main()", "serve", "--threads", str(THREADS)]
+    kjdms = [sys.executable, "-m", "kjdms", "serve", "--threads", str(THREADS)]
     hello = [sys.executable, str(Path(__file__).resolve()), "--hello"]
     servers = {}
     try:
