@@ -5,6 +5,7 @@ from wtforms import (BooleanField, DateField, HiddenField, IntegerField, SelectF
                      StringField, TextAreaField)
 from wtforms.validators import DataRequired, Length, Optional
 
+from ..services.api_clients import MAX_NAME
 from ..vocabulary import STAFF_ROLES
 from .base import SecureForm
 
@@ -62,7 +63,7 @@ class SettingsForm(SecureForm):
 class ApiClientForm(SecureForm):
     """A new API client: which system, what for, about whose persons, and what it may learn."""
 
-    name = StringField("名称", validators=[DataRequired("名称：必填"), Length(max=64)],
+    name = StringField("名称", validators=[DataRequired("名称：必填"), Length(max=MAX_NAME, message=f"名称：不超过{MAX_NAME}个字符")],
                        description="调用方系统的名称，如：朝阳市会计资格考试报名系统")
     purpose = TextAreaField("用途", validators=[DataRequired("用途：必填"), Length(max=255)],
                             description="查询的依据和所需信息，写入每次调用的审计记录")

@@ -21,6 +21,7 @@ from .transaction import committing
 
 KEY_MARK = "kjc"
 MAX_RATE_PER_MINUTE = 100_000
+MAX_NAME = 60
 
 
 def _hash(key: str) -> str:
@@ -86,8 +87,9 @@ def _clean(session, *, name: str, purpose: str, rate_per_minute) -> tuple[str, s
     name, purpose = (name or "").strip(), (purpose or "").strip()
     check_text("name", "名称", name)
     check_text("purpose", "用途", purpose)
-    if not name or len(name) > 64:
-        raise ValidationError("name", "名称：必填，不超过64个字符")
+    # The audit rows name the client "api:<name>" in a column of 64 characters.
+    if not name or len(name) > MAX_NAME:
+        raise ValidationError("name", f"名称：必填，不超过{MAX_NAME}个字符")
     if not purpose or len(purpose) > 255:
         raise ValidationError("purpose", "用途：必填，不超过255个字符（写明依据和所需信息，如“会计资格考试报名核验”）")
     if not isinstance(rate_per_minute, int) or not 1 <= rate_per_minute <= MAX_RATE_PER_MINUTE:

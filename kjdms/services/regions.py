@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import exists, or_, select
 
-from ..models import CreditRecord, Dossier, Region, RoleAssignment, User, utcnow
+from ..models import CreditRecord, Dossier, Region, RoleAssignment, User, api_client_regions, utcnow
 from ..permissions import PermissionDenied
 from ..validators import ValidationError
 from . import audit
@@ -90,11 +90,12 @@ def delete_region(session, actor, region: Region) -> None:
     used = session.scalar(select(exists().where(or_(
         Dossier.region_id == region.id, Dossier.employer_region_id == region.id,
         Dossier.household_region_id == region.id, Dossier.school_region_id == region.id)))) or session.scalar(
-        select(exists().where(CreditRecord.office_region_id == region.id)))
+        select(exists().where(CreditRecord.office_region_id == region.id))) or session.scalar(
+        select(exists().where(api_client_regions.c.region_id == region.id)))
     staffed = session.scalar(select(exists().where(User.region_id == region.id))) or session.scalar(
         select(exists().where(RoleAssignment.region_id == region.id)))
     if region.children or used or staffed:
-        raise ValidationError("region", "该地区下有下级地区、档案或工作人员，不能删除（可以改名或移动）")
+        raise ValidationError("region", "该地区下有下级地区、档案、工作人员或可查询它的接口客户端，不能删除（可以改名或移动）")
     with committing(session):
         audit.record(session, actor, "region.delete", "region", region.id, code=region.code, name=region.name)
         session.delete(region)

@@ -9,8 +9,10 @@ from sqlalchemy import func, select
 from kjdms.extensions import db
 from kjdms.models import ApiClient, AuditEvent
 from kjdms.permissions import SYSTEM
-from kjdms.services.api_clients import create_client
+from kjdms.services.api_clients import MAX_NAME, create_client
+from kjdms.services.regions import delete_region
 from kjdms.services.reference import region_by_code
+from kjdms.validators import ValidationError
 from tests.helpers import staff as make_staff
 from tests.webclient import text
 
@@ -109,3 +111,16 @@ def test_only_administrators_reach_the_page_and_every_change_needs_its_token(bro
         assert admin.post(path, data={"name": "x"}).status_code == 400
     assert db.session.scalar(select(func.count()).select_from(ApiClient)) == 1
     assert db.session.scalar(select(ApiClient.revoked_at)) is None
+
+
+def test_a_name_leaves_room_for_the_audit_label_and_a_region_a_client_asks_about_stays(app):
+    """The audit names a client "api:<name>" in 64 characters; deleting a region a client may ask about is refused."""
+    with pytest.raises(ValidationError) as refused:
+        create_client(db.session, SYSTEM, name="系" * (MAX_NAME + 1), purpose="继续教育登记",
+                      regions=[region_by_code(db.session, "211302")])
+    assert refused.value.field == "name" and f"不超过{MAX_NAME}个字符" in refused.value.message
+    client, _ = create_client(db.session, SYSTEM, name="系" * MAX_NAME, purpose="继续教育登记",
+                              regions=[region_by_code(db.session, "211302")])
+    assert len(client.label) <= 64
+    with pytest.raises(ValidationError, match="接口客户端"):
+        delete_region(db.session, SYSTEM, region_by_code(db.session, "211302"))
