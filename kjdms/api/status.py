@@ -19,7 +19,7 @@ from ..services.status_lookup import look_up
 from ..validators import ValidationError, check_text, validate_id_number
 from . import BEARER, bp, responses, spec
 from .auth import caller, client_required
-from .errors import ApiError
+from .errors import ApiError, FieldError
 
 MAX_BATCH = 1000
 
@@ -92,6 +92,10 @@ class BatchStatus(BaseModel):
 
 def _answer(queries: list[PersonQuery]) -> list[PersonStatus]:
     client = caller().client
+    if len(queries) > client.rate_per_minute:  # no wait would make room: say so, not "try again later"
+        message = (f"一次查询的人数（{len(queries)}）超过本客户端每分钟的查询上限（{client.rate_per_minute} 人），"
+                   "请分批查询。")
+        raise ApiError(422, message=message, errors=[FieldError(field="persons", message=message)])
     wait = api_rate.take(db.session, client, len(queries))
     if wait is not None:
         raise ApiError(429, message=f"请求过于频繁：每分钟至多查询 {client.rate_per_minute} 人，请 {wait} 秒后再试。",

@@ -1,11 +1,15 @@
 """Contract: every API operation's answers, successes and refusals alike, fit the OpenAPI document the site serves."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from kjdms.backends import get_blob_store, get_workflow
 from kjdms.extensions import db
+from kjdms.models import utcnow
 from kjdms.permissions import SYSTEM
+from kjdms.services import api_rate
 from kjdms.services.api_clients import create_client
 from kjdms.services.api_tokens import issue_token
 from kjdms.services.reference import region_by_code
@@ -25,10 +29,17 @@ def callers(app, browser, auth, people):
     _, key = create_client(db.session, SYSTEM, name="继续教育系统", purpose="继续教育登记核验", regions=regions,
                            may_see_credit=True)
     _, tight = create_client(db.session, SYSTEM, name="限流测试", purpose="限流", regions=regions, rate_per_minute=1)
+    spent_client, spent = create_client(db.session, SYSTEM, name="已用完", purpose="限流", regions=regions,
+                                        rate_per_minute=1)
+    # This minute's allowance and the next one's used up, so the case meets a full minute even across its turn.
+    now = utcnow()
+    for moment in (now + timedelta(minutes=1), now):
+        assert api_rate.take(db.session, spent_client, 1, now=moment) is None
     return {
         "anonymous": (browser(), {}),
         "client": (browser(), {"Authorization": f"Bearer {key}"}),
         "tight": (browser(), {"Authorization": f"Bearer {tight}"}),
+        "spent": (browser(), {"Authorization": f"Bearer {spent}"}),
         "staff_token": (browser(), {"Authorization": f"Bearer {issue_token(app.secret_key, people['reviewer'])}"}),
         "staff_session": (auth("reviewer"), {}),
         "applicant": (auth("owner"), {}),
@@ -60,7 +71,8 @@ CASES = [
     ("client", "POST", LOOKUP, "form", 415),
     ("anonymous", "POST", LOOKUP, "person", 401),
     ("staff_token", "POST", LOOKUP, "person", 403),
-    ("tight", "POST", BATCH, "two", 429),
+    ("tight", "POST", BATCH, "two", 422),
+    ("spent", "POST", LOOKUP, "person", 429),
     ("client", "POST", BATCH, "two", 200),
     ("client", "POST", BATCH, {"persons": []}, 422),
 ]

@@ -165,6 +165,15 @@ def test_the_rate_limit_answers_429_with_retry_after(client, scene):
     assert db.session.scalar(select(ApiRateWindow.count).join(ApiClient).where(ApiClient.rate_per_minute == 3)) == 3
 
 
+def test_a_batch_larger_than_a_minutes_allowance_is_refused_as_such_and_uses_none_of_it(client, scene):
+    key = new_client(["211302"], rate_per_minute=3)
+    refused = client.post(BATCH, json={"persons": [query(scene["draft"])] * 4}, headers=key)
+    body = refused.get_json()
+    assert refused.status_code == 422 and "Retry-After" not in refused.headers
+    assert [error["field"] for error in body["errors"]] == ["persons"] and "上限（3 人）" in body["message"]
+    assert client.post(BATCH, json={"persons": [query(scene["draft"])] * 3}, headers=key).status_code == 200
+
+
 def test_a_past_minute_no_longer_counts(app, scene):
     from kjdms.services import api_rate
     new_client(["211302"], rate_per_minute=2)
