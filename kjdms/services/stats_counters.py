@@ -111,18 +111,31 @@ def add_to_counters(connection, delta: Counter) -> None:
         connection.execute(_upsert(connection), rows)
 
 
+def _claim_new_members(connection, new: dict[int, Membership]) -> set[int]:
+    """Insert the member rows of dossiers not counted yet; return the ids inserted.
+
+    A concurrent transaction may have inserted one meanwhile (both read no row: there was none to lock). Its insert
+    is skipped rather than failing the commit, and the caller diffs that dossier against the row now stored.
+    """
+    if not new:
+        return set()
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = (dialect.insert(members).on_conflict_do_nothing(index_elements=[members.c.dossier_id])
+                 .returning(members.c.dossier_id))
+    rows = [{"dossier_id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys}
+            for i, m in sorted(new.items())]
+    return {row.dossier_id for row in connection.execute(statement, rows)}
+
+
 def _write_members(connection, changed: dict[int, Membership | None], before: dict[int, Membership]) -> None:
-    """Store the changed member rows: updated in place, so that a transaction waiting on one's lock reads the new row
-    (PostgreSQL would skip a row deleted and inserted anew, and the waiting transaction would count it twice)."""
-    rows = [{"id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys} for i, m in changed.items() if m]
-    updated = [row for row in rows if row["id"] in before]
+    """Store the changed member rows of dossiers counted before: updated in place, so that a transaction waiting on
+    one's lock reads the new row (PostgreSQL would skip a row deleted and inserted anew, and the waiting transaction
+    would count it twice)."""
+    updated = [{"id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys}
+               for i, m in changed.items() if m and i in before]
     if updated:
         connection.execute(update(members).where(members.c.dossier_id == bindparam("id")).values(
             region_id=bindparam("region_id"), state=bindparam("state"), keys=bindparam("keys")), updated)
-    added = [{"dossier_id": row["id"], "region_id": row["region_id"], "state": row["state"], "keys": row["keys"]}
-             for row in rows if row["id"] not in before]
-    if added:
-        connection.execute(insert(members), added)
     gone = [i for i, m in changed.items() if m is None and i in before]
     if gone:
         connection.execute(delete(members).where(members.c.dossier_id.in_(gone)))
@@ -140,6 +153,11 @@ def recount(connection, dossier_ids: Iterable[int], counted: bool = True) -> int
         batch = ordered[start:start + BATCH]
         before = _stored(connection, batch, lock=True)
         after = {row.id: membership(row) for row in _current_rows(connection, batch)}
+        new = {i: after[i] for i in after if i not in before}
+        claimed = _claim_new_members(connection, new)
+        if len(claimed) < len(new):
+            # Inserted by a transaction that committed meanwhile: count the difference from its row instead.
+            before.update(_stored(connection, sorted(set(new) - claimed), lock=True))
         changed = [i for i in batch if before.get(i) != after.get(i)]
         if not changed:
             continue
@@ -147,7 +165,7 @@ def recount(connection, dossier_ids: Iterable[int], counted: bool = True) -> int
         for dossier_id in changed if counted else ():
             delta.update(_contribution(after.get(dossier_id)))
             delta.subtract(_contribution(before.get(dossier_id)))
-        _write_members(connection, {i: after.get(i) for i in changed}, before)
+        _write_members(connection, {i: after.get(i) for i in changed if i not in claimed}, before)
         if counted:
             add_to_counters(connection, delta)
         moved += len(changed)

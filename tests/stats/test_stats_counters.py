@@ -195,6 +195,46 @@ def test_concurrent_changes_in_one_county_keep_the_counters_exact(app, workflow)
     assert stored[(shuangta, "approved", "sex", "male")] == 12
 
 
+@pytest.mark.postgres
+def test_two_transactions_counting_one_uncounted_dossier_count_it_once(app, workflow):
+    """Neither finds a member row to lock: the second's insert waits for the first, then diffs against its row."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    from kjdms.services.stats_counters import recount
+    empty_tables()
+    dossier_id = insert(Spec(state="approved")).id
+    db.session.remove()
+    with db.engine.begin() as connection:
+        connection.execute(StatsMember.__table__.delete())
+        connection.execute(StatsCounter.__table__.delete())
+    first = db.engine.connect()
+    first.begin()
+    assert recount(first, [dossier_id]) == 1
+    errors, moved = [], []
+
+    engine = db.engine
+
+    def second():
+        try:
+            with engine.begin() as connection:
+                moved.append(recount(connection, [dossier_id]))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with db.engine.connect() as watcher:
+        # Commit the first only once the second waits on its uncommitted member row.
+        while thread.is_alive() and not watcher.exec_driver_sql(
+                "SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'").first():
+            thread.join(0.02)
+    first.commit()
+    first.close()
+    thread.join()
+    assert errors == [] and moved == [0]
+    counters_agree()
+
+
 def test_an_import_from_the_old_system_is_counted_in_its_transaction(app, workflow, tmp_path):
     from kjdms.services.legacy_import import import_legacy
     from tests.integration.test_legacy_import import row, write_csv
