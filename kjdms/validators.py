@@ -2,6 +2,7 @@
 
 import datetime
 import re
+import unicodedata
 
 from stdnum.cn import ric, uscc
 from stdnum.exceptions import InvalidComponent
@@ -40,6 +41,8 @@ _FULL_WIDTH[0x3000] = 0x20
 _SEX_VALUES = {"male": "male", "female": "female", "男": "male", "女": "female"}
 _SEX_LABELS = {"male": "男", "female": "女"}
 
+# An ID number inside free text (18 characters, or the old 15 digits): such text must not reach an audit row.
+ID_NUMBER_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9A-Za-z])")
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
 # Local numbers never start with 0 or 1: those are trunk and service prefixes.
 _LANDLINE = re.compile(r"0[1-9][0-9]{1,2}-?[2-9][0-9]{6,7}(-[0-9]{1,6})?")
@@ -278,3 +281,8 @@ def clean_filename(name: str | None) -> str | None:
         return None
     cleaned = _FORBIDDEN.sub("", name).strip()
     return cleaned or None
+
+
+def quotes_an_id_number(text: str) -> bool:
+    """Return whether text holds something shaped like an ID number (full-width digits count as digits)."""
+    return ID_NUMBER_IN_TEXT.search(unicodedata.normalize("NFKC", text)) is not None

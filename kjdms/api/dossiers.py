@@ -20,7 +20,7 @@ from ..vocabulary import ATTACHMENT_SLOTS, REVEAL_ID_NUMBER, STAFF_ROLES
 from . import BEARER, SESSION, bp, responses, spec
 from .auth import staff_role_required
 from .errors import ApiError
-from .validation import plain_text
+from .validation import plain_text, without_id_number
 
 # A moment with its offset, as JSON Schema's date-time asks (SQLite hands back naive UTC values).
 Moment = Annotated[datetime, AfterValidator(as_utc)]
@@ -129,8 +129,8 @@ class DossierDocuments(BaseModel):
 class RevealBody(BaseModel):
     """Why the caller needs the full ID number: written to the audit log with who asked."""
 
-    reason: plain_text(min_length=2, max_length=200) = Field(
-        description="查看理由，如“核对身份证复印件”（写入审计日志）")
+    reason: Annotated[plain_text(min_length=2, max_length=200), AfterValidator(without_id_number)] = Field(
+        description="查看理由，如“核对身份证复印件”（写入审计日志，不能写身份证号）")
 
 
 class RevealedIdNumber(BaseModel):

@@ -6,7 +6,7 @@ from typing import Annotated
 from flask import request
 from pydantic import AfterValidator, StringConstraints, ValidationError
 
-from ..validators import forbidden_character_detail
+from ..validators import forbidden_character_detail, quotes_an_id_number
 from .errors import ApiError, FieldError
 
 # Chinese names of the request fields, for the messages; the path in `field` stays the JSON name.
@@ -53,6 +53,13 @@ def printable(value: str) -> str:
     detail = forbidden_character_detail(value)
     if detail is not None:
         raise ValueError(detail)
+    return value
+
+
+def without_id_number(value: str) -> str:
+    """Refuse free text holding an ID number: it goes to the audit log, which never holds one."""
+    if quotes_an_id_number(value):
+        raise ValueError("不能包含身份证号（这段文字写入审计日志，审计日志不记录身份证号）")
     return value
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import re
 
+from ..validators import ID_NUMBER_IN_TEXT
 from .analysis import normalize_char, query_pieces
 
 CONTEXT = 24  # characters shown either side of a match
 MAX_SNIPPETS = 2
 # Attachment text may quote an ID number (a scanned card, the signed form): never show one whole.
-_ID_LIKE = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9A-Za-z])")
 _CUT_DIGITS = re.compile(r"[0-9Xx]{6,}")
 
 
@@ -76,7 +76,7 @@ def mask_id_numbers(parts: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
     """Return a snippet's segments with ID-like numbers masked, also when cut at the snippet's edge."""
     text = "".join(part for part, _ in parts)
     chars = list(text)
-    for match in _ID_LIKE.finditer(text):
+    for match in ID_NUMBER_IN_TEXT.finditer(text):
         for offset in range(match.start() + 4, match.end() - 4):
             chars[offset] = "*"
     # A number cut by the "…" of the snippet window cannot be recognised: hide the visible digits.

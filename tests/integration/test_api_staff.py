@@ -159,6 +159,9 @@ class TestDossier:
                                      "uploaded_at"}
 
 
+NO_ID_NUMBER = "查看理由（reason）：不能包含身份证号（这段文字写入审计日志，审计日志不记录身份证号）"
+
+
 @pytest.mark.pages
 class TestReveal:
     def test_gives_the_full_number_once_and_audits_who_and_why(self, api, queue):
@@ -178,7 +181,11 @@ class TestReveal:
         for body, message in (({}, "查看理由（reason）：必填"),
                               ({"reason": " 看 "}, "查看理由（reason）：至少 2 个字符"),
                               ({"reason": "核对\u202e号码"}, "查看理由（reason）：不能包含控制字符或文字方向控制符（U+202E）"),
-                              ({"reason": "核对" * 101}, "查看理由（reason）：最多 200 个字符")):
+                              ({"reason": "核对" * 101}, "查看理由（reason）：最多 200 个字符"),
+                              # An ID number typed into the reason would land in the audit log.
+                              ({"reason": f"核对 {queue['孙三'].person.id_number}"}, NO_ID_NUMBER),
+                              ({"reason": "核对２１１３０２１９９００１０１００１Ｘ号"}, NO_ID_NUMBER),
+                              ({"reason": "核对旧证号 211302900101001"}, NO_ID_NUMBER)):
             response = api("post", f"/api/v1/dossiers/{queue['孙三'].id}/id-number-reveals", "reviewer", json=body)
             assert response.status_code == 422 and field_errors(response) == {"reason": message}
             assert queue["孙三"].person.id_number not in response.get_data(as_text=True)

@@ -1,7 +1,9 @@
 """The API's validation messages: Chinese, naming each field by its path, never repeating what was sent."""
+import pytest
 from pydantic import BaseModel, Field, ValidationError
 
 from kjdms.api.validation import field_errors
+from kjdms.validators import quotes_an_id_number
 
 
 class Person(BaseModel):
@@ -39,3 +41,16 @@ def test_the_values_sent_are_never_repeated():
     secret = "21130219900101001X"
     messages = errors_of({"persons": [{"name": secret, "id_number": 5}]})
     assert messages and not any(secret in field + message for field, message in messages)
+
+
+@pytest.mark.parametrize("text, quoted", [
+    ("核对身份证复印件", False),
+    ("核对 21130219900101001X", True),
+    ("核对21130219900101001x号", True),
+    ("２１１３０２１９９００１０１００１Ｘ", True),  # full-width digits are digits
+    ("旧证 211302900101001", True),  # the old 15 digits
+    ("电话 13904211234", False),
+    ("流水号 2113021990010100123", False),  # 19 digits: not an ID number
+])
+def test_an_id_number_in_free_text_is_found(text, quoted):
+    assert quotes_an_id_number(text) is quoted
