@@ -31,6 +31,8 @@ def create_app(config: Config | None = None) -> Flask:
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder=str(PROJECT_ROOT / "static"))
     app.config.update(config.flask_settings())
+    # The API answers in Chinese: as UTF-8 text a person can read in a log or curl, not as \u escapes.
+    app.json.ensure_ascii = False
 
     db.init_app(app)
     # Batch mode lets Alembic alter SQLite tables by copying them.

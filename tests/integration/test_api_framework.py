@@ -56,6 +56,8 @@ def test_errors_under_the_api_are_json_in_chinese(client, method, path, status, 
     body = response.get_json()
     assert response.status_code == status and body["code"] == code
     assert any("\u4e00" <= character <= "\u9fff" for character in body["message"])
+    # UTF-8 on the wire, readable in a log or a terminal, not \u escapes.
+    assert body["message"].encode() in response.data and b"\\u" not in response.data
     if status == 405:
         assert "GET" in response.headers["Allow"]
     if status == 401:
