@@ -44,6 +44,9 @@ def roles_on(actor: Actor, dossier: Dossier) -> frozenset[str]:
     roles = set()
     if actor.person_id is not None and actor.person_id == dossier.person_id:
         roles.add(OWNER_ROLE)
+    if actor.is_applicant:
+        # Staff roles are staff accounts' (as services/staff.py reads them): no query for an applicant's own change.
+        return frozenset(roles)
     covering = {region.id for region in regions_covered_by(dossier.region)}
     for assignment in actor.role_assignments:
         # A dossier with no region yet is reached only by roles held at the top of the tree.

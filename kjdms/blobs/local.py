@@ -35,13 +35,14 @@ class LocalBlobStore:
             final = self.path_for(hashlib.sha256(data).hexdigest())
             if _refresh(final):
                 return BlobInfo(final.name, len(data), created=False)
-            self._make_folders(final.parent)
+            new_folders = self._make_folders(final.parent)
             temporary, sha256, size = _write_temporary(final.parent, [data])
         else:
             # A stream's hash is known only at its end, so stage it in the root: the root
             # shares a file system with every fan-out folder, which keeps the rename atomic.
+            new_folders = []
             temporary, sha256, size = _write_temporary(self.root, read_chunks(data))
-        return self._install(temporary, sha256, size)
+        return self._install(temporary, sha256, size, new_folders)
 
     def open(self, sha256: str, verify: bool = False) -> BinaryIO:
         """Return a binary stream of the blob, rehashing it first when verify is set."""
@@ -114,7 +115,7 @@ class LocalBlobStore:
                     continue  # Its writer finished or another cleaner got there first.
         return removed
 
-    def _install(self, temporary: Path, sha256: str, size: int) -> BlobInfo:
+    def _install(self, temporary: Path, sha256: str, size: int, new_folders: list[Path]) -> BlobInfo:
         final = self.path_for(sha256)
         try:
             if _refresh(final):
@@ -123,22 +124,28 @@ class LocalBlobStore:
             # Synced only once it is known to be new (a stream's duplicate is dropped unsynced), and
             # before the rename: a name must never show bytes a power cut could still take away.
             _fsync(temporary)
-            self._make_folders(final.parent)
+            new_folders = new_folders + self._make_folders(final.parent)
             os.replace(temporary, final)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        _fsync(final.parent)
+        # The new entries, innermost first: the blob's name, then each folder made for it in its parent. All are
+        # synced before put returns (and so before any row names the blob); syncing them together after the rename
+        # rather than one by one as each folder is made lets a journaling file system commit them at once.
+        for folder in [final.parent, *(path.parent for path in reversed(new_folders))]:
+            _fsync(folder)
         return BlobInfo(sha256, size, created=True)
 
-    def _make_folders(self, folder: Path) -> None:
+    def _make_folders(self, folder: Path) -> list[Path]:
+        """Make folder and its parent where missing; return the folders made (their parents' entries want a sync)."""
+        made = []
         for path in (folder.parent, folder):
             try:
                 path.mkdir()
             except FileExistsError:
                 continue
-            # A new folder survives a power cut only once its parent's entry is on disk.
-            _fsync(path.parent)
+            made.append(path)
+        return made
 
     def _stat(self, sha256: str) -> os.stat_result:
         try:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import event, select, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -48,13 +48,18 @@ def row_hash(sequence: int, previous_hash: str, row: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# Built once: every audit row runs both, and a statement built afresh costs more Python than its round trip.
+# One statement locks and reads: on PostgreSQL an UPDATE that waited for a concurrent writer re-reads the
+# row that writer committed, and RETURNING hands back that row; on SQLite it takes the write lock.
+LOCK_HEAD = (update(AuditChainHead).where(AuditChainHead.id == 1).values(sequence=AuditChainHead.sequence)
+             .returning(AuditChainHead.sequence, AuditChainHead.row_hash))
+MOVE_HEAD = (update(AuditChainHead).where(AuditChainHead.id == 1)
+             .values(sequence=bindparam("new_sequence"), row_hash=bindparam("new_hash")))
+
+
 def _locked_head(connection) -> tuple[int, str]:
     """Lock the chain head until commit and return (sequence, hash) of the newest row."""
-    # One statement locks and reads: on PostgreSQL an UPDATE that waited for a concurrent writer re-reads the
-    # row that writer committed, and RETURNING hands back that row; on SQLite it takes the write lock.
-    lock = (update(AuditChainHead).where(AuditChainHead.id == 1).values(sequence=AuditChainHead.sequence)
-            .returning(AuditChainHead.sequence, AuditChainHead.row_hash))
-    head = connection.execute(lock).first()
+    head = connection.execute(LOCK_HEAD).first()
     if head is None:
         # The head row is missing (a fresh table, or emptied): create it from the newest row, once.
         last = connection.execute(select(AuditEvent.sequence, AuditEvent.row_hash)
@@ -63,7 +68,7 @@ def _locked_head(connection) -> tuple[int, str]:
         connection.execute(insert(AuditChainHead).values(id=1, sequence=last[0] if last else 0,
                                                          row_hash=last[1] if last else GENESIS)
                            .on_conflict_do_nothing(index_elements=["id"]))
-        head = connection.execute(lock).one()
+        head = connection.execute(LOCK_HEAD).one()
     return tuple(head)
 
 
@@ -80,8 +85,7 @@ def link(connection, rows: list[dict]) -> None:
         sequence += 1
         row.update(sequence=sequence, previous_hash=previous, row_hash=row_hash(sequence, previous, row))
         previous = row["row_hash"]
-    connection.execute(update(AuditChainHead).where(AuditChainHead.id == 1)
-                       .values(sequence=sequence, row_hash=previous))
+    connection.execute(MOVE_HEAD, {"new_sequence": sequence, "new_hash": previous})
 
 
 @event.listens_for(AuditEvent, "before_insert")

@@ -34,6 +34,8 @@ CHANGED_DOSSIERS = "kjdms_revision_dossiers"
 COUNTED_DOSSIERS = "kjdms_counted_dossiers"
 
 _installed = False
+# Built once: every change queues outbox rows.
+INSERT_OUTBOX = insert(IndexOutbox)
 
 
 def touched_dossier_ids(obj) -> set:
@@ -59,7 +61,7 @@ def credited_dossier_ids(obj) -> set:
 def enqueue(session, dossier_ids) -> None:
     """Queue dossier_ids for indexing in session's transaction (bulk writes that bypass the ORM call this)."""
     now = utcnow()
-    session.connection().execute(insert(IndexOutbox), [
+    session.connection().execute(INSERT_OUTBOX, [
         {"dossier_id": dossier_id, "queued_at": now, "attempts": 0} for dossier_id in sorted(dossier_ids)])
     session.info[OUTBOX_PENDING] = True
     session.info.setdefault(COUNTED_DOSSIERS, set()).update(dossier_ids)

@@ -22,6 +22,8 @@ FIELD_LABELS = {**{field: label for field, label in DOSSIER_LABELS.items() if fi
 PERSON_FIELDS = ("name", "sex", "birth_date")
 REGION_FIELDS = ("employer_region", "household_region", "school_region", "region")
 DATE_FIELDS = ("birth_date", "job_started_on", "information_changed_on")
+# Built once: every change writes revisions.
+INSERT_REVISION = insert(DossierRevision)
 
 
 def snapshot_fields(dossier: Dossier) -> dict:
@@ -64,7 +66,7 @@ def write_revisions(session, dossier_ids) -> None:
     if rows:
         # Straight to the connection, after the flush of the changes: the transaction never reads a revision
         # back, and a second flush (the unit of work once more) would only cost time.
-        session.connection().execute(insert(DossierRevision), rows)
+        session.connection().execute(INSERT_REVISION, rows)
 
 
 # -- the dossier on a past date ----------------------------------------------------------------

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from typing import Callable, Iterable
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..local_time import local_date
@@ -69,23 +70,29 @@ def membership(row) -> Membership:
     return Membership(row.region_id or NO_REGION_ID, row.state, dict(keys))
 
 
+# The statements every change runs are built once (a statement built afresh costs more Python than its round trip).
+CURRENT_ROWS = (select(Dossier.id, Dossier.region_id, Dossier.state, Dossier.scope_category,
+                       Dossier.qualification_level, Dossier.education, Dossier.job_types, Dossier.is_student,
+                       Dossier.employer_name, Dossier.to_confirm, Dossier.job_started_on, Dossier.created_at,
+                       Person.sex, Person.birth_date, Person.is_legacy)
+                .join(Person, Person.id == Dossier.person_id)
+                .where(Dossier.id.in_(bindparam("ids", expanding=True)), Dossier.baseline_id.is_(None)))
+STORED = (select(members).where(members.c.dossier_id.in_(bindparam("ids", expanding=True)))
+          .order_by(members.c.dossier_id))
+STORED_LOCKED = STORED.with_for_update()
+UPDATE_MEMBER = update(members).where(members.c.dossier_id == bindparam("id")).values(
+    region_id=bindparam("region_id"), state=bindparam("state"), keys=bindparam("keys"))
+
+
 def _current_rows(connection, dossier_ids: list[int]):
     """Return the effective dossiers among dossier_ids with the person fields the counters read."""
-    query = (select(Dossier.id, Dossier.region_id, Dossier.state, Dossier.scope_category, Dossier.qualification_level,
-                    Dossier.education, Dossier.job_types, Dossier.is_student, Dossier.employer_name,
-                    Dossier.to_confirm, Dossier.job_started_on, Dossier.created_at, Person.sex, Person.birth_date,
-                    Person.is_legacy)
-             .join(Person, Person.id == Dossier.person_id)
-             .where(Dossier.id.in_(dossier_ids), Dossier.baseline_id.is_(None)))
-    return connection.execute(query)
+    return connection.execute(CURRENT_ROWS, {"ids": dossier_ids})
 
 
 def _stored(connection, dossier_ids: list[int], lock: bool) -> dict[int, Membership]:
-    query = select(members).where(members.c.dossier_id.in_(dossier_ids)).order_by(members.c.dossier_id)
-    if lock and connection.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = STORED_LOCKED if lock and connection.dialect.name == "postgresql" else STORED
     return {row.dossier_id: Membership(row.region_id, row.state, dict(row.keys))
-            for row in connection.execute(query)}
+            for row in connection.execute(query, {"ids": dossier_ids})}
 
 
 def _contribution(member: Membership | None) -> Counter:
@@ -94,21 +101,47 @@ def _contribution(member: Membership | None) -> Counter:
     return Counter({(member.region_id, member.state, *key.split("=", 1)): n for key, n in member.keys.items()})
 
 
-def _upsert(connection):
-    """Return an INSERT that adds to an existing counter row (count = count + delta) on either database."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+@cache
+def _upsert(dialect_name: str):
+    """Return an INSERT that adds to an existing counter row (count = count + delta) on dialect_name's database."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     statement = dialect.insert(counters)
     return statement.on_conflict_do_update(index_elements=[counters.c.region_id, counters.c.state,
                                                            counters.c.dimension, counters.c.value],
                                            set_={"count": counters.c.count + statement.excluded["count"]})
 
 
+# PostgreSQL gets the whole delta in one statement (an executemany sends each row on its own, in Python each time);
+# WITH ORDINALITY keeps the rows in the one global order.
+POSTGRES_ADD = text(
+    "INSERT INTO stats_counters (region_id, state, dimension, value, count) "
+    "SELECT region_id, state, dimension, value, count FROM unnest(CAST(:region_ids AS integer[]), "
+    "CAST(:states AS text[]), CAST(:dimensions AS text[]), CAST(:dimension_values AS text[]), "
+    "CAST(:counts AS integer[])) WITH ORDINALITY AS delta(region_id, state, dimension, value, count, position) "
+    "ORDER BY position "
+    "ON CONFLICT (region_id, state, dimension, value) DO UPDATE SET count = stats_counters.count + excluded.count")
+
+
 def add_to_counters(connection, delta: Counter) -> None:
     """Move the counters by delta ((region_id, state, dimension, value) → change), in the one global order."""
-    rows = [{"region_id": r, "state": s, "dimension": d, "value": v, "count": n}
-            for (r, s, d, v), n in sorted(delta.items()) if n]
-    if rows:
-        connection.execute(_upsert(connection), rows)
+    rows = [(*key, n) for key, n in sorted(delta.items()) if n]
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        region_ids, states, dimensions, values, counts = (list(column) for column in zip(*rows))
+        connection.execute(POSTGRES_ADD, {"region_ids": region_ids, "states": states, "dimensions": dimensions,
+                                          "dimension_values": values, "counts": counts})
+    else:
+        connection.execute(_upsert(connection.dialect.name), [
+            {"region_id": r, "state": s, "dimension": d, "value": v, "count": n} for r, s, d, v, n in rows])
+
+
+@cache
+def _insert_new_member(dialect_name: str):
+    """Return an INSERT of a member row that skips a dossier inserted meanwhile and returns the ids it inserted."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return (dialect.insert(members).on_conflict_do_nothing(index_elements=[members.c.dossier_id])
+            .returning(members.c.dossier_id))
 
 
 def _claim_new_members(connection, new: dict[int, Membership]) -> set[int]:
@@ -119,12 +152,9 @@ def _claim_new_members(connection, new: dict[int, Membership]) -> set[int]:
     """
     if not new:
         return set()
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = (dialect.insert(members).on_conflict_do_nothing(index_elements=[members.c.dossier_id])
-                 .returning(members.c.dossier_id))
     rows = [{"dossier_id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys}
             for i, m in sorted(new.items())]
-    return {row.dossier_id for row in connection.execute(statement, rows)}
+    return {row.dossier_id for row in connection.execute(_insert_new_member(connection.dialect.name), rows)}
 
 
 def _write_members(connection, changed: dict[int, Membership | None], before: dict[int, Membership]) -> None:
@@ -134,8 +164,7 @@ def _write_members(connection, changed: dict[int, Membership | None], before: di
     updated = [{"id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys}
                for i, m in changed.items() if m and i in before]
     if updated:
-        connection.execute(update(members).where(members.c.dossier_id == bindparam("id")).values(
-            region_id=bindparam("region_id"), state=bindparam("state"), keys=bindparam("keys")), updated)
+        connection.execute(UPDATE_MEMBER, updated)
     gone = [i for i, m in changed.items() if m is None and i in before]
     if gone:
         connection.execute(delete(members).where(members.c.dossier_id.in_(gone)))

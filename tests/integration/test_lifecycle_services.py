@@ -254,7 +254,7 @@ class TestOptimisticLocking:
 # of the dossier, the actor's roles, the chain head locked and moved on (two statements), and one statement
 # for each row written (dossier, history, audit event, outbox, revision; a decision also notifies the owner),
 # and four for the statistics counters (the member row and the dossier's counted values read, both moved on).
-STATEMENTS_PER_TRANSITION = {"submit": 15, "approve": 16, "reject": 16}
+STATEMENTS_PER_TRANSITION = {"submit": 14, "approve": 16, "reject": 16}
 
 
 class TestStatementsPerTransition:

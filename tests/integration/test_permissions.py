@@ -25,6 +25,19 @@ class TestOwner:
         db.session.commit()
         assert roles_on(people["owner"], people["dossier"]) == frozenset()
 
+    def test_a_staff_role_given_to_an_applicant_account_reaches_no_dossier(self, app, workflow, blobs, people):
+        # Staff roles belong to staff accounts (services/staff.py reads them so): an applicant's own transitions
+        # never ask for role assignments, and a stray one grants nothing, not even on the owner's own dossier.
+        owner, dossier = people["owner"], people["dossier"]
+        other_dossier, _ = applicant(name="王芳")
+        assign_role(db.session, owner, "reviewer", region_by_code(db.session, "210000"))
+        db.session.commit()
+        assert roles_on(owner, dossier) == {"owner"}
+        assert roles_on(owner, other_dossier) == frozenset()
+        upload_required(workflow, blobs, other_dossier, other_dossier.person.user)
+        fire_transition(db.session, workflow, other_dossier, "submit", other_dossier.person.user)
+        assert not can(workflow, owner, "review", other_dossier)
+
 
 class TestStaffRolesInheritDownTheRegionTree:
     @pytest.mark.parametrize("who, expected", [

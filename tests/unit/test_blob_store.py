@@ -337,13 +337,16 @@ class TestDurability:
         files = [path for path in synced if path.name.startswith(TEMPORARY_PREFIX)]
         assert files, "the temporary file's content was never fsynced"
         assert synced.index(files[-1]) < synced.index(final.parent), "the folder was synced before the file"
-        assert synced[-1] == final.parent, "the rename into the folder was not fsynced"
+        assert synced[-3] == final.parent, "the rename into the folder was not fsynced"
 
-    def test_new_fan_out_folders_are_synced_into_their_parents(self, tmp_path, synced):
+    @pytest.mark.parametrize("given", [CONTENT, io.BytesIO(CONTENT)], ids=["bytes", "stream"])
+    def test_new_fan_out_folders_are_synced_into_their_parents_after_the_rename(self, tmp_path, synced, given):
         store = LocalBlobStore(tmp_path / "blobs")
         final = store.path_for(CONTENT_SHA256)
-        store.put(CONTENT)
-        assert final.parent.parent in synced and final.parent.parent.parent in synced
+        store.put(given)
+        # Innermost first, all after the file: a journaling file system commits the three entries at once.
+        assert synced[-3:] == [final.parent, final.parent.parent, store.root]
+        assert len(synced) == 4
 
     @pytest.mark.parametrize("again", [CONTENT, io.BytesIO(CONTENT)], ids=["bytes", "stream"])
     def test_a_blob_already_stored_costs_no_fsync(self, tmp_path, synced, again):
