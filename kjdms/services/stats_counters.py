@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Callable, Iterable
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..local_time import local_date
