@@ -16,6 +16,7 @@ from kjdms.models import Dossier, Person, Region, StatsCounter, StatsMember
 from kjdms.services.statistics import AGE_LIMITS, _years_before, full_scope, region_tree
 from kjdms.services.stats_counters import differences, expected_counters, stored_counters
 from kjdms.services.stats_page import compute_statistics
+from kjdms.services.working_copy import open_working_copy
 from kjdms.vocabulary import EDUCATION_LEVELS, JOB_TYPES
 from tests.conftest import empty_tables
 from tests.stats.test_counts import STATES, age_band, brute_force, nonzero, specs
@@ -55,7 +56,7 @@ def apply(dossier: Dossier, what: str, n: int, regions: dict) -> None:
         dossier.employer_name = ["某单位", "", None][n % 3]
     elif what == "student":
         dossier.is_student = not dossier.is_student
-    else:  # a working copy, opened and thrown away: never counted itself
+    elif open_working_copy(db.session, dossier) is None:  # a working copy (one at a time): never counted itself
         copy = Dossier(person=dossier.person, baseline_id=dossier.id, state="draft", region_id=dossier.region_id,
                        qualification_level="senior", job_types=["cashier"])
         db.session.add(copy)
