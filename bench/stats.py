@@ -117,7 +117,7 @@ def load(n: int) -> None:
                 steps = [("submit", "draft", "submitted")] + ([] if waiting else [("approve", "submitted", "approved")])
                 done = add_history(copy_id, opened, steps, reviewers[region_id])
                 copies.append({"id": copy_id, "person_id": i + 1, "baseline_id": i + 1,
-                               "state": "submitted" if waiting else "approved", "region_id": region_id,
+                               "state": "submitted" if waiting else "approved", "region_id": region_id, "to_confirm": False,
                                "checked_in_at": None if waiting else done, "created_at": opened,
                                "information_changed_on": (opened - timedelta(days=rng.randrange(60))).date(),
                                "state_changed_at": done, "updated_at": done, "lock_version": 1, **record})
