@@ -197,7 +197,7 @@ class Dossier(DossierNumbering, db.Model):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)
-    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id"))
+    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id"), index=True)
     checked_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     state: Mapped[str] = mapped_column(String(32), index=True)
     # When the state last changed: the reviewer's queue sorts and filters on the waiting time.
