@@ -20,7 +20,9 @@ depends_on = None
 
 def upgrade():
     with op.batch_alter_table('dossiers', schema=None) as batch_op:
-        batch_op.create_index('ix_dossiers_baseline_id', ['baseline_id'], unique=False)
+        batch_op.create_index('ix_dossiers_baseline_id', ['baseline_id'], unique=False,
+                              sqlite_where=sa.text('baseline_id IS NOT NULL'),
+                              postgresql_where=sa.text('baseline_id IS NOT NULL'))
     add_history_keys(op.get_bind())
 
 
