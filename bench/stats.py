@@ -2,11 +2,16 @@
 
     .venv/bin/python bench/stats.py --dossiers 500000 --repeat 5
     .venv/bin/python bench/stats.py --dossiers 500000 --database postgresql://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/stats.py --dossiers 500000 --keep /var/tmp/stats500k --no-report   # load once, reuse after
 
-SQLite runs in a temporary folder, PostgreSQL in a schema of its own; both are removed at the end. The data: persons with
-one dossier each over every region, their workflow history (submit, approve, reject over the last 300 days), a
-revision for a fifth of them (for a past day's snapshot), a few reviewers and credit findings. Figures are medians
-of --repeat runs; the page and the raw queries alternate, so a load from elsewhere weighs on both alike.
+SQLite runs in a temporary folder, PostgreSQL in a schema of its own; both are removed at the end unless --keep names a
+folder (then a second run with the same --keep reuses the instance; its schema is upgraded, so new migrations count).
+The data: persons with one dossier each over every region, their workflow history over the last 300 days (submit,
+then approve or reject with the items at fault, a tenth rejected once and resubmitted first; two reviewers per
+region), changes of information through working copies for 4% of the approved, a revision for a fifth of them (for
+a past day's snapshot), and credit findings for one person in 200, some corrected or revoked. Figures are medians
+of --repeat runs; the page and the raw queries alternate, so a load from elsewhere weighs on both alike; the parts
+of the page are timed one by one too (PANELS).
 """
 from __future__ import annotations
 
@@ -39,28 +44,58 @@ from kjdms.local_time import end_of_day, local_today  # noqa: E402
 from kjdms.models import (CreditRecord, Dossier, DossierRevision, Person, Region, User, WorkflowHistory,  # noqa: E402
                           utcnow)
 from kjdms.schema import upgrade_schema  # noqa: E402
+from kjdms.services.compliance_stats import _iso_day as iso_day, _local_day as local_day  # noqa: E402
+from kjdms.services.compliance_stats import more_than_a_month_after  # noqa: E402
 from kjdms.services.mof_report import reported_states, write_report  # noqa: E402
 from kjdms.services.reference import load_regions  # noqa: E402
 from kjdms.services.stats_counters import rebuild  # noqa: E402
 from kjdms.services.statistics import AGE_LIMITS, WEEKS_SHOWN, full_scope, region_tree  # noqa: E402
 from kjdms.services.stats_page import compute_statistics  # noqa: E402
 from kjdms.validators import id_number_check_digit  # noqa: E402
-from kjdms.vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES  # noqa: E402
+from kjdms.vocabulary import (EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, REJECTABLE_ITEMS,  # noqa: E402
+                              SCOPE_CATEGORIES)
 
 BATCH = 10_000
-REVIEWERS = 20
+
+
+REVIEWERS_PER_REGION = 2
+# The share of dossiers whose person filed a change of information (a working copy) since approval.
+CHANGED = .04
 
 
 def load(n: int) -> None:
-    """Bulk-insert n persons with one dossier each, their history, some revisions, reviewers and credit findings."""
+    """Bulk-insert n persons with one dossier each, their workflow history, changes, revisions and credit files.
+
+    Each region has its own reviewers; a dossier's history is its submission, then an approval or a rejection with
+    the items at fault (a tenth are rejected once and resubmitted first), spread over the last 300 days; approved
+    dossiers now and then carry a change of information (a working copy, submitted and approved, or still waiting).
+    """
     rng = random.Random(13)
     regions = db.session.execute(select(Region.id, Region.code)).all()
     now = utcnow()
-    db.session.execute(insert(User), [{"id": i, "username": f"reviewer{i}", "display_name": f"审核员{i}",
-                                       "created_at": now} for i in range(1, REVIEWERS + 1)])
-    history_id = 0
+    reviewers = {region_id: [n_region * REVIEWERS_PER_REGION + k + 1 for k in range(REVIEWERS_PER_REGION)]
+                 for n_region, (region_id, _) in enumerate(regions)}
+    db.session.execute(insert(User), [{"id": user_id, "username": f"reviewer{user_id}",
+                                       "display_name": f"审核员{user_id}", "created_at": now}
+                                      for ids in reviewers.values() for user_id in ids])
+    items = list(REJECTABLE_ITEMS)
+    history_id, copy_id = 0, n
     for start in range(0, n, BATCH):
-        persons, dossiers, history, revisions = [], [], [], []
+        persons, dossiers, copies, history, revisions = [], [], [], [], []
+
+        def add_history(dossier_id, moment, steps, actors):
+            nonlocal history_id
+            for action, source, target in steps:
+                moment = min(moment + timedelta(days=rng.random() * 10), now)
+                history_id += 1
+                flagged = rng.sample(items, rng.randrange(0, 3)) if action == "reject" else []
+                history.append({"id": history_id, "dossier_id": dossier_id, "action": action, "from_state": source,
+                                "to_state": target, "actor_id": None if action == "submit" else rng.choice(actors),
+                                "actor_role": "applicant" if action == "submit" else "reviewer",
+                                "comment": "材料不符" if action == "reject" else None, "flagged": flagged,
+                                "created_at": moment})
+            return moment
+
         for i in range(start, min(n, start + BATCH)):
             born = date(1960, 1, 1) + timedelta(days=rng.randrange(15000))
             body = f"{210000 + i // 1000:06d}{born:%Y%m%d}{i % 1000:03d}"
@@ -68,6 +103,7 @@ def load(n: int) -> None:
             legacy = rng.random() < .3
             state = rng.choices(["approved", "submitted", "draft", "rejected", "archived"], [78, 10, 7, 3, 2])[0]
             created = now - timedelta(days=rng.randrange(300), minutes=rng.randrange(1440))
+            started = None if legacy else (created - timedelta(days=rng.randrange(90))).date()
             record = {"education": rng.choice(list(EDUCATION_LEVELS)),
                       "scope_category": rng.choice(list(SCOPE_CATEGORIES)),
                       "qualification_level": rng.choice(list(QUALIFICATION_LEVELS)),
@@ -76,33 +112,51 @@ def load(n: int) -> None:
             sex = rng.choice(["male", "female"])
             persons.append({"id": i + 1, "id_number": body + id_number_check_digit(body), "name": f"人员{i}",
                             "sex": sex, "birth_date": born, "is_legacy": legacy, "created_at": created})
+            moment = add_history(i + 1, created, _history_of(state, rng), reviewers[region_id])
             dossiers.append({"id": i + 1, "person_id": i + 1, "state": state, "region_id": region_id,
                              "to_confirm": legacy and state == "draft", "created_at": created,
-                             "state_changed_at": created, "updated_at": created, "lock_version": 1, **record})
-            moment = created
-            for action, to_state in _history_of(state, rng):
-                moment += timedelta(days=rng.random() * 10)
-                history_id += 1
-                history.append({"id": history_id, "dossier_id": i + 1, "action": action,
-                                "from_state": "submitted" if action != "submit" else "draft", "to_state": to_state,
-                                "actor_id": None if action == "submit" else rng.randrange(1, REVIEWERS + 1),
-                                "actor_role": "applicant" if action == "submit" else "reviewer",
-                                "created_at": min(moment, now)})
+                             "job_started_on": started, "state_changed_at": moment, "updated_at": moment,
+                             "lock_version": 1, **record})
+            if state == "approved" and moment < now - timedelta(days=2) and rng.random() < CHANGED:
+                copy_id += 1
+                opened = moment + (now - moment) * rng.random()
+                waiting = rng.random() < .25
+                steps = [("submit", "draft", "submitted")] + ([] if waiting else [("approve", "submitted", "approved")])
+                done = add_history(copy_id, opened, steps, reviewers[region_id])
+                copies.append({"id": copy_id, "person_id": i + 1, "baseline_id": i + 1,
+                               "state": "submitted" if waiting else "approved", "region_id": region_id, "to_confirm": False,
+                               "checked_in_at": None if waiting else done, "created_at": opened,
+                               "information_changed_on": (opened - timedelta(days=rng.randrange(60))).date(),
+                               "state_changed_at": done, "updated_at": done, "lock_version": 1, **record})
             if rng.random() < .2:
                 fields = {**record, "region": code, "sex": sex, "birth_date": born.isoformat(), "name": f"人员{i}"}
                 revisions.append({"dossier_id": i + 1, "state": state, "fields": fields, "attachments": {},
                                   "is_legacy": legacy, "to_confirm": legacy and state == "draft",
                                   "recorded_at": now - timedelta(days=rng.randrange(60))})
-        for model, rows in ((Person, persons), (Dossier, dossiers), (WorkflowHistory, history),
+        for model, rows in ((Person, persons), (Dossier, dossiers), (Dossier, copies), (WorkflowHistory, history),
                             (DossierRevision, revisions)):
             bulk_insert(model, rows)
         db.session.commit()
-    db.session.execute(insert(CreditRecord), [
-        {"person_id": rng.randrange(1, n + 1), "subject_name": "某人", "subject_id_hash": "0" * 64, "action": "record",
-         "kind": rng.choice(["falsified_information", "false_report"]),
-         "finding": "虚报学历", "legal_basis": "辽财会〔2019〕116号 四（二）", "evidence": [], "found_on": date.today(),
-         "office_region_id": rng.choice(regions)[0], "recorded_by_label": "信用管理员", "recorded_at": now}
-        for _ in range(max(1, n // 200))])
+    load_credit_files(n, rng, regions, now)
+
+
+def load_credit_files(n: int, rng: random.Random, regions, now) -> None:
+    """Record findings on one person in 200, a tenth of them corrected later and one in twenty revoked."""
+    records, changes = [], []
+    for record_id in range(1, max(1, n // 200) + 1):
+        recorded = now - timedelta(days=rng.randrange(300))
+        base = {"person_id": rng.randrange(1, n + 1), "subject_name": "某人", "subject_id_hash": "0" * 64,
+                "kind": rng.choice(["falsified_information", "false_report", "other"]), "finding": "虚报学历",
+                "legal_basis": "辽财会〔2019〕116号 四（二）", "evidence": [], "found_on": recorded.date(),
+                "office_region_id": rng.choice(regions)[0], "recorded_by_label": "信用管理员"}
+        records.append({**base, "id": record_id, "action": "record", "recorded_at": recorded})
+        fate = rng.random()
+        if fate < .15:
+            changes.append({**base, "id": n + record_id, "action": "correct" if fate < .1 else "revoke", "supersedes_id": record_id,
+                            "recorded_at": recorded + timedelta(days=1)})
+    for rows in (records, changes):
+        if rows:
+            db.session.execute(insert(CreditRecord), rows)
     db.session.commit()
 
 
@@ -125,17 +179,20 @@ def bulk_insert(model, rows: list[dict]) -> None:
                             for name in names])
 
 
-def _history_of(state: str, rng: random.Random) -> list[tuple[str, str]]:
-    """Return the transitions that brought a dossier to state (an earlier rejection now and then)."""
-    rounds = [("submit", "submitted"), ("reject", "rejected")] if rng.random() < .1 else []
-    tail = {"draft": [], "submitted": [("submit", "submitted")], "rejected": [("submit", "submitted"),
-            ("reject", "rejected")], "approved": [("submit", "submitted"), ("approve", "approved")],
-            "archived": [("submit", "submitted"), ("approve", "approved"), ("archive", "archived")]}[state]
-    return (rounds if state != "draft" else []) + tail
+def _history_of(state: str, rng: random.Random) -> list[tuple[str, str, str]]:
+    """Return the transitions (action, from, to) that brought a dossier to state (a rejection first now and then)."""
+    submit, approve = ("submit", "draft", "submitted"), ("approve", "submitted", "approved")
+    reject = ("reject", "submitted", "rejected")
+    tail = {"draft": [], "submitted": [submit], "rejected": [submit, reject], "approved": [submit, approve],
+            "archived": [submit, approve, ("archive", "approved", "archived")]}[state]
+    if state != "draft" and rng.random() < .1:
+        tail = [submit, reject, ("submit", "rejected", "submitted")] + tail[1:]
+    return tail
 
 
 def raw_group_by(regions: list[int] | None, dialect: str, day: date) -> None:
-    """The page's numbers by hand-written GROUP BYs on the current tables, one query per table on the page."""
+    """The page's numbers by hand-written GROUP BYs on the current tables, one query per table on the page (the
+    queue's percentiles taken in Python; the one-month rule's date test is the page's own SQL expression)."""
     effective = and_(Dossier.baseline_id.is_(None), *([Dossier.region_id.in_(regions)] if regions else []))
     approved = select().select_from(Dossier).join(Person).where(effective, Dossier.state == "approved")
     has_employer = case((func.coalesce(Dossier.employer_name, "") != "", 1), else_=0)
@@ -174,6 +231,29 @@ def raw_group_by(regions: list[int] | None, dialect: str, day: date) -> None:
     for times in by_region.values():  # nearest-rank median and 90th percentile, as the page takes them
         ordered = sorted(times, key=str)
         ordered[(50 * len(ordered) + 99) // 100 - 1], ordered[(90 * len(ordered) + 99) // 100 - 1]
+    # Rejections by flagged item (a working copy's count for its baseline) and the one-month rule's registrations.
+    dossier = aliased(Dossier)
+    owner = func.coalesce(dossier.baseline_id, dossier.id)
+    flagged = (func.json_each(WorkflowHistory.flagged) if dialect == "sqlite" else
+               func.jsonb_array_elements_text(sa.cast(WorkflowHistory.flagged, sa.dialects.postgresql.JSONB)))
+    item = flagged.table_valued("value").alias("item")
+    db.session.execute(select(Dossier.region_id, item.c.value, func.count()).select_from(WorkflowHistory)
+                       .join(item, sa.true()).join(dossier, dossier.id == WorkflowHistory.dossier_id)
+                       .join(Dossier, Dossier.id == owner)
+                       .where(effective, WorkflowHistory.action == "reject")
+                       .group_by(Dossier.region_id, item.c.value)).all()
+    late = more_than_a_month_after(local_day(dialect, Dossier.created_at), iso_day(dialect, Dossier.job_started_on))
+    db.session.execute(select(Dossier.region_id, func.count(), func.sum(case((late, 1), else_=0))).join(Person)
+                       .where(effective, Person.is_legacy.is_(False), Dossier.job_started_on.is_not(None))
+                       .group_by(Dossier.region_id)).all()
+    copy = aliased(Dossier)
+    submitted = (select(WorkflowHistory.dossier_id, func.min(WorkflowHistory.created_at).label("first"))
+                 .where(WorkflowHistory.action == "submit").group_by(WorkflowHistory.dossier_id).subquery())
+    late = more_than_a_month_after(local_day(dialect, submitted.c.first), iso_day(dialect, copy.information_changed_on))
+    db.session.execute(select(Dossier.region_id, func.count(), func.sum(case((late, 1), else_=0))).select_from(copy)
+                       .join(submitted, submitted.c.dossier_id == copy.id).join(Dossier, Dossier.id == copy.baseline_id)
+                       .where(effective, copy.information_changed_on.is_not(None))
+                       .group_by(Dossier.region_id)).all()
     later = aliased(CreditRecord)
     db.session.execute(select(CreditRecord.office_region_id, CreditRecord.kind, func.count()).where(
         CreditRecord.action != "revoke", ~sa.exists().where(later.supersedes_id == CreditRecord.id),
@@ -232,7 +312,15 @@ def main() -> None:
     parser.add_argument("--dossiers", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--database", help="a PostgreSQL URL (default: SQLite in a temporary folder)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep the loaded instance in DIR (a PostgreSQL schema named in DIR/instance.json); "
+                             "when DIR already holds one, reuse it instead of loading")
+    parser.add_argument("--recount", action="store_true", help="rebuild the statistics counters of a reused instance")
+    parser.add_argument("--no-report", action="store_true", help="skip the MoF report")
     args = parser.parse_args()
+    if args.keep:
+        run(args, *kept_instance(args))
+        return
     folder = Path(tempfile.mkdtemp(prefix="kjdms-bench-stats-"))
     schema = None
     if args.database:
@@ -240,11 +328,25 @@ def main() -> None:
     else:
         url = f"sqlite:///{folder / 'kjdms.sqlite3'}"
     try:
-        run(args, folder, url)
+        run(args, folder, url, loaded=False)
     finally:
         if schema:
             drop_schema(args.database, schema)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def kept_instance(args) -> tuple[Path, str, bool]:
+    """Return (folder, URL, loaded already) of the instance kept in --keep, made there when it holds none."""
+    folder = args.keep.resolve()
+    described = folder / "instance.json"
+    if described.exists():
+        kept = json.loads(described.read_text())
+        if kept["dossiers"] != args.dossiers:
+            sys.exit(f"{folder} holds {kept['dossiers']} dossiers, not {args.dossiers}: use another folder")
+        return folder, kept["url"], True
+    folder.mkdir(parents=True, exist_ok=True)
+    url = postgres_schema(args.database)[1] if args.database else f"sqlite:///{folder / 'kjdms.sqlite3'}"
+    return folder, url, False
 
 
 def analyze() -> None:
@@ -255,37 +357,77 @@ def analyze() -> None:
     db.session.commit()
 
 
-def run(args, folder: Path, url: str) -> None:
+# The parts of today's page, timed one by one: (module, function, label).
+PANELS = (("kjdms.services.stats_page", "Counts", "counters read (every counted panel, one statement)"),
+          ("kjdms.services.counted_collection", "flow_tables", "weekly flow and reviewers"),
+          ("kjdms.services.counted_collection", "queue_waiting", "queue waiting"),
+          ("kjdms.services.counted_collection", "rejection_reasons", "rejection reasons"),
+          ("kjdms.services.counted_collection", "late_registrations_and_updates", "late registrations and updates"),
+          ("kjdms.services.stats_page", "credit_tables", "credit findings"))
+
+
+def time_panels() -> dict[str, list[float]]:
+    """Wrap each part of the page in PANELS with a timer; return label → the seconds of every call."""
+    import importlib
+
+    times: dict[str, list[float]] = {}
+    for module_name, name, label in PANELS:
+        module = importlib.import_module(module_name)
+        function = getattr(module, name, None)
+        if function is None:
+            continue
+
+        def timed(*args, _function=function, _label=label, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _function(*args, **kwargs)
+            finally:
+                times.setdefault(_label, []).append(time.perf_counter() - started)
+        setattr(module, name, timed)
+    return times
+
+
+def run(args, folder: Path, url: str, loaded: bool) -> None:
     app = create_app(bench_config(folder, url))
     with app.app_context():
         upgrade_schema()
-        load_regions(db.session)
         dialect = db.engine.dialect.name
-        started = time.perf_counter()
-        load(args.dossiers)
-        analyze()
-        print(f"{dialect}: loaded {args.dossiers} dossiers in {time.perf_counter() - started:.0f} s; "
-              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-        # The bulk load bypasses change tracking, as a restore or an import by hand would: count it once.
-        started = time.perf_counter()
-        rebuild(db.engine.begin)
-        analyze()
-        print(f"{dialect}: statistics counters rebuilt in {time.perf_counter() - started:.0f} s", flush=True)
+        if not loaded:
+            load_regions(db.session)
+            started = time.perf_counter()
+            load(args.dossiers)
+            analyze()
+            print(f"{dialect}: loaded {args.dossiers} dossiers in {time.perf_counter() - started:.0f} s; "
+                  f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+        if not loaded or args.recount:
+            # The bulk load bypasses change tracking, as a restore or an import by hand would: count it once.
+            started = time.perf_counter()
+            rebuild(db.engine.begin)
+            analyze()
+            print(f"{dialect}: statistics counters rebuilt in {time.perf_counter() - started:.0f} s", flush=True)
+        if args.keep and not loaded:
+            (folder / "instance.json").write_text(json.dumps({"url": url, "dossiers": args.dossiers}))
         tree, workflow = region_tree(db.session), get_workflow()
         scope = full_scope(tree)
         county = db.session.scalar(select(Region.id).where(Region.code == "211302"))
         today = local_today()
+        panels = time_panels()
         for label, focus, regions in (("province", None, None), ("county 211302", county, sorted(tree.subtree(county)))):
+            panels.clear()
             page, raw = paired(lambda: compute_statistics(db.session, workflow, scope, tree, focus, today),
                                lambda: raw_group_by(regions, dialect, today), args.repeat)
             print(f"stats {label}: page p50 {page * 1000:.0f} ms; raw GROUP BY p50 {raw * 1000:.0f} ms; "
                   f"ratio {page / raw:.2f}; load average {os.getloadavg()[0]:.2f}", flush=True)
+            print("  per panel p50: " + "; ".join(f"{name} {statistics.median(times) * 1000:.0f} ms"
+                                                  for name, times in panels.items()), flush=True)
         # A past day reads the revisions: no raw query on the current tables computes its numbers.
         past = today - timedelta(days=30)
         page, _ = paired(lambda: compute_statistics(db.session, workflow, scope, tree, None, past), lambda: None,
                          args.repeat)
         print(f"stats province on {past}: page p50 {page * 1000:.0f} ms", flush=True)
         db.session.remove()
+    if args.no_report:
+        return
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=report_in_a_fresh_process, args=(url, str(folder), queue))

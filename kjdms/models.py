@@ -175,6 +175,7 @@ class Person(db.Model):
 ONE_EFFECTIVE_DOSSIER = text("baseline_id IS NULL")
 ONE_OPEN_WORKING_COPY = text("baseline_id IS NOT NULL AND checked_in_at IS NULL")
 NOT_CHECKED_IN = text("checked_in_at IS NULL")
+A_WORKING_COPY = text("baseline_id IS NOT NULL")
 
 
 class Dossier(DossierNumbering, db.Model):
@@ -194,6 +195,9 @@ class Dossier(DossierNumbering, db.Model):
         # The reviewer's queue: counts per region and pages by waiting time, without reading the table.
         Index("ix_dossiers_queue", "state", "region_id", "state_changed_at",
               sqlite_where=NOT_CHECKED_IN, postgresql_where=NOT_CHECKED_IN),
+        # A dossier's working copies (statistics counters): partial, so that no "baseline_id IS NULL" (every
+        # effective dossier) is ever read through it.
+        Index("ix_dossiers_baseline_id", "baseline_id", sqlite_where=A_WORKING_COPY, postgresql_where=A_WORKING_COPY),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id"), index=True)

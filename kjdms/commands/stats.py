@@ -19,10 +19,12 @@ def stats_group():
 @stats_group.command("check")
 @with_appcontext
 def stats_check():
-    """从档案重新计数，列出与计数器不符之处（有则退出码为 1）。"""
+    """从档案（含流转记录）重新计数，列出与计数器不符之处（有则退出码为 1）。"""
     from ..services.stats_counters import differences
+    from ..services.transaction import read_snapshot
 
-    with db.engine.connect() as connection:
+    # The counters and the dossiers read at one instant: a change committed between the two reads is no difference.
+    with read_snapshot(db.engine) as connection:
         found = differences(connection)
         names = dict(connection.execute(select(Region.id, Region.name)).all())
     for (region_id, state, dimension, value), stored, actual in found[:SHOWN]:

@@ -21,7 +21,8 @@ from typing import Callable
 from sqlalchemy import event, insert, select
 from sqlalchemy.orm import object_session
 
-from ..models import Attachment, AttachmentVersion, CreditRecord, Dossier, IndexOutbox, Person, utcnow
+from ..models import (Attachment, AttachmentVersion, CreditRecord, Dossier, DossierRevision, IndexOutbox, Person,
+                      WorkflowHistory, utcnow)
 from .notices import queue_event_notices
 from .revisions import write_revisions
 from .stats_counters import recount
@@ -58,6 +59,20 @@ def credited_dossier_ids(obj) -> set:
     return set()
 
 
+def counted_dossier_ids(obj) -> set:
+    """Return the ids of the dossiers whose statistics counters obj moves besides its own: a history row's dossier,
+    a working copy's baseline (its history counts there, and a copy thrown away takes its rows with it), a revision's
+    dossier (a copy's change date is compared with the revision its baseline held then)."""
+    if isinstance(obj, DossierRevision):
+        return {obj.dossier_id}
+    if isinstance(obj, WorkflowHistory):
+        dossier = obj.dossier
+        return {obj.dossier_id, *((dossier.id, dossier.baseline_id) if dossier is not None else ())}
+    if isinstance(obj, Dossier) and obj.baseline_id is not None:
+        return {obj.baseline_id}
+    return set()
+
+
 def enqueue(session, dossier_ids) -> None:
     """Queue dossier_ids for indexing in session's transaction (bulk writes that bypass the ORM call this)."""
     now = utcnow()
@@ -82,6 +97,10 @@ def _track_flush(session, flush_context) -> None:
         enqueue(session, touched | credited)
     if touched:
         session.info.setdefault(CHANGED_DOSSIERS, set()).update(touched)
+    with session.no_autoflush:
+        counted = set().union(*(counted_dossier_ids(obj) for obj in changed)) - {None}
+    if counted:
+        session.info.setdefault(COUNTED_DOSSIERS, set()).update(counted)
     if session.new:
         with session.no_autoflush:
             queue_event_notices(session, session.new)

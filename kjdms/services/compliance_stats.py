@@ -26,6 +26,7 @@ LATE_NOTE = ("辽财会〔2019〕116号 三：从事会计工作后一个月内�
              "逾期更新：截至当日已提交的信息变更单，其首次提交日期晚于所填“信息变更日期”的下月同日；"
              "变更单所填日期与档案在变更单建立前最后记录的日期相同的，不算新的变化，不计。"
              "日期取现在填写的值（审核中更正过的以更正后为准），已删除个人信息的人员不计。")
+ITEMS = {**REJECTABLE_ITEMS, NO_ITEM: NO_ITEM_TITLE}
 LATE_COLUMNS = [("registered", "新登记（已填从事会计工作日期）"), ("late_registration", "逾期登记"),
                 ("updates", "信息变更（已提交、有变更日期）"), ("late_update", "逾期更新")]
 
@@ -63,10 +64,9 @@ def rejection_reasons(session, snap, groups: Groups, day: date, names: WorkflowN
     cutoff = end_of_day(day)
     region = _expression(snap, groups, "region", day).label("region")
     flagged = cast(WorkflowHistory.flagged, Text)
-    items = {**REJECTABLE_ITEMS, NO_ITEM: NO_ITEM_TITLE}
     # An empty JSON list is the only value without a quoted string in it.
     sums = [func.sum(case((~flagged.contains('"'), 1), else_=0)) if code == NO_ITEM
-            else func.sum(case((flagged.contains(f'"{code}"', autoescape=True), 1), else_=0)) for code in items]
+            else func.sum(case((flagged.contains(f'"{code}"', autoescape=True), 1), else_=0)) for code in ITEMS]
     effective = func.coalesce(Dossier.baseline_id, Dossier.id)
     query = (select(region, *sums)
              .join(Dossier, Dossier.id == WorkflowHistory.dossier_id)
@@ -74,38 +74,42 @@ def rejection_reasons(session, snap, groups: Groups, day: date, names: WorkflowN
              .where(WorkflowHistory.action == names.reject, WorkflowHistory.created_at < cutoff,
                     in_groups(snap, groups))
              .group_by(region))
-    table = Table("collection_rejection_items", "退回原因（按项目）", "有问题的项目", list(items.items()),
+    return rejection_table(groups, {(code, key): n for key, *counts in session.execute(query)
+                                    for code, n in zip(ITEMS, counts)})
+
+
+def rejection_table(groups: Groups, cells: dict[tuple[str, str], int]) -> Table:
+    """Return the rejection-reasons panel from (item code, drill-down row) → rejections."""
+    table = Table("collection_rejection_items", "退回原因（按项目）", "有问题的项目", list(ITEMS.items()),
                   [(key, groups.titles[key]) for key in groups.keys], chart="stacked", unit="次")
-    for key, *counts in session.execute(query):
-        table.cells.update({(code, key): n for code, n in zip(items, counts) if n})
+    table.cells = {cell: n for cell, n in cells.items() if n}
     table.note = REJECTION_NOTE
     return table
 
 
-def late_registrations_and_updates(session, snap, groups: Groups, day: date, names: WorkflowNames,
-                                   registrations: dict[str, tuple[int, int]] | None = None) -> Table:
+def changed_on_before_copy(dialect: str, copy):
+    """Return the change date a working copy's baseline held when the copy was made: its last revision before then."""
+    return (select(_json_value(dialect, DossierRevision.fields, "information_changed_on"))
+            .where(DossierRevision.dossier_id == copy.baseline_id, DossierRevision.recorded_at <= copy.created_at)
+            .order_by(DossierRevision.recorded_at.desc(), DossierRevision.id.desc())
+            .limit(1).scalar_subquery())
+
+
+def late_registrations_and_updates(session, snap, groups: Groups, day: date, names: WorkflowNames) -> Table:
     """Return per region the registrations and submitted changes up to the cutoff, and how many were late (三).
 
-    registrations, when given, are the registrations already counted (row → (registered, late)): today's come
-    from the statistics counters (services/counted_statistics.py).
+    Today's page counts the same from the statistics counters (services/counted_statistics.py).
     """
     dialect = session.get_bind().dialect.name
     cutoff = end_of_day(day)
     region = _expression(snap, groups, "region", day).label("region")
-    table = Table("collection_late", "逾期登记与逾期更新（一个月规则）", "地区",
-                  [(key, groups.titles[key]) for key in groups.keys], list(LATE_COLUMNS), unit="人次")
-    table.note = LATE_NOTE
-
-    if registrations is None:
-        started = _iso_day(dialect, Dossier.job_started_on)
-        late_registration = more_than_a_month_after(_local_day(dialect, Dossier.created_at), started)
-        query = (select(region, func.count(), func.sum(case((late_registration, 1), else_=0)))
-                 .join(Dossier, Dossier.id == snap.c.dossier_id)
-                 .where(snap.c.is_legacy == 0, Dossier.job_started_on.is_not(None), in_groups(snap, groups))
-                 .group_by(region))
-        registrations = {key: (n, late or 0) for key, n, late in session.execute(query)}
-    for key, (n, late) in registrations.items():
-        table.cells.update({(key, "registered"): n, (key, "late_registration"): late})
+    started = _iso_day(dialect, Dossier.job_started_on)
+    late_registration = more_than_a_month_after(_local_day(dialect, Dossier.created_at), started)
+    query = (select(region, func.count(), func.sum(case((late_registration, 1), else_=0)))
+             .join(Dossier, Dossier.id == snap.c.dossier_id)
+             .where(snap.c.is_legacy == 0, Dossier.job_started_on.is_not(None), in_groups(snap, groups))
+             .group_by(region))
+    registrations = {key: (n, late or 0) for key, n, late in session.execute(query)}
 
     copy = aliased(Dossier)
     # Per working copy through the history's dossier index: copies are few, the history of every dossier is not.
@@ -113,12 +117,7 @@ def late_registrations_and_updates(session, snap, groups: Groups, day: date, nam
                        .where(WorkflowHistory.dossier_id == copy.id, WorkflowHistory.action == names.submit,
                               WorkflowHistory.created_at < cutoff)
                        .scalar_subquery())
-    # The change date the baseline held when the copy was made: its last revision before then.
-    before_copy = (select(_json_value(dialect, DossierRevision.fields, "information_changed_on"))
-                   .where(DossierRevision.dossier_id == copy.baseline_id,
-                          DossierRevision.recorded_at <= copy.created_at)
-                   .order_by(DossierRevision.recorded_at.desc(), DossierRevision.id.desc())
-                   .limit(1).scalar_subquery())
+    before_copy = changed_on_before_copy(dialect, copy)
     changed = _iso_day(dialect, copy.information_changed_on)
     late_update = more_than_a_month_after(_local_day(dialect, first_submitted), changed)
     updates = (select(region, func.count(), func.sum(case((late_update, 1), else_=0)))
@@ -128,8 +127,18 @@ def late_registrations_and_updates(session, snap, groups: Groups, day: date, nam
                       copy.information_changed_on.is_not(None),
                       or_(before_copy.is_(None), before_copy != changed), in_groups(snap, groups))
                .group_by(region))
-    for key, n, late in session.execute(updates):
-        table.cells.update({(key, "updates"): n, (key, "late_update"): late or 0})
+    return late_table(groups, registrations, {key: (n, late or 0) for key, n, late in session.execute(updates)})
+
+
+def late_table(groups: Groups, registrations: dict[str, tuple[int, int]], updates: dict[str, tuple[int, int]]) -> Table:
+    """Return the one-month-rule panel from per drill-down row (registered, late) and (changes filed, late)."""
+    table = Table("collection_late", "逾期登记与逾期更新（一个月规则）", "地区",
+                  [(key, groups.titles[key]) for key in groups.keys], list(LATE_COLUMNS), unit="人次")
+    table.note = LATE_NOTE
+    for key, (n, late) in registrations.items():
+        table.cells.update({(key, "registered"): n, (key, "late_registration"): late})
+    for key, (n, late) in updates.items():
+        table.cells.update({(key, "updates"): n, (key, "late_update"): late})
     return table
 
 

@@ -1,34 +1,28 @@
 """Today's statistics read from the counters (services/stats_counters.py) instead of a scan of every dossier.
 
-The workforce, the dossiers by state, the old-system confirmation, the registrations of the one-month rule and a
-cross-tab of the region by one workforce dimension come from the counter rows of the regions in view; the panels
-built on the history (weekly flow, queue, reviewers, rejection items, late updates) and the credit findings keep
-their own queries, on a light snapshot of the dossiers (id, state, region) without the person join.
+The workforce, the dossiers by state, the old-system confirmation, the registrations of the one-month rule, the
+history's keys (counted_history.py) and a cross-tab of the region by one workforce dimension come from the counter
+rows of the regions in view, read in one statement; counted_collection.py builds the history panels from them.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import date, timedelta
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, union_all
 
 from ..models import Dossier, Person, StatsCounter
-from .compliance_stats import late_registrations_and_updates, rejection_reasons
-from .stats_counters import NO_REGION_ID
-from .statistics import (AGE_LIMITS, NO_REGION, UNKNOWN, WORKFORCE_DIMENSIONS, Groups, Table, WorkflowNames,
+from .stats_counters import NO_REGION_ID, STATE_FREE
+from .statistics import (AGE_LIMITS, UNKNOWN, WEEKS_SHOWN, WORKFORCE_DIMENSIONS, Groups, Table, WorkflowNames,
                          _ordered, _region_keys, _transpose, _years_before, build_dossier_tables,
-                         build_workforce_tables, credit_tables, flow_tables, queue_waiting)
+                         build_workforce_tables)
 
 counters = StatsCounter.__table__
 # Counted in every state (the collection panels); the workforce dimensions are read for the approved state only.
 EVERY_STATE = ("all", "origin", "legacy_to_confirm", "registration")
 EDGE = "edge:"
-
-
-def light_snapshot():
-    """Return today's snapshot for the history panels: every effective dossier's id, state and region."""
-    return (select(Dossier.id.label("dossier_id"), Dossier.state.label("state"), Dossier.region_id.label("region_id"))
-            .where(Dossier.baseline_id.is_(None)).subquery("snapshot"))
+# The rows of the edge months' birth-day count, read in the counters' statement.
+YOUNG = "young_in_edge_month"
 
 
 def _edges(day: date) -> list[tuple[str, date, str, str]]:
@@ -56,41 +50,66 @@ class Counts:
         self.groups, self.day, self.names = groups, day, names
         self.keys = {(NO_REGION_ID if region_id is None else region_id): key
                      for region_id, key in _region_keys(groups).items()}
-        c = counters.c
-        dimension = case((c.dimension == "birth_month", literal("age_band")), else_=c.dimension).label("dimension")
-        value = case((c.dimension == "birth_month", _band(c.value, day)), else_=c.value).label("value")
-        query = (select(c.region_id, c.state, dimension, value, func.sum(c.count))
-                 .where(c.region_id.in_(sorted(self.keys)), c.count != 0,
-                        or_(c.state == names.approved, c.dimension.in_(EVERY_STATE)))
-                 .group_by(c.region_id, c.state, dimension, value))
-        # (row, state, dimension, value or None) → count
-        self.cells: dict[tuple, int] = defaultdict(int)
+        # One statement, so one snapshot on either database: the counters and the birth days of the edge months.
+        rows = session.execute(union_all(self._counted(), self._young_in_edge_months()))
         # (region id, state, dimension, value) for the edge months, where a birth day decides the band
         by_region: dict[tuple, int] = defaultdict(int)
-        for region_id, state, name, code, n in session.execute(query):
-            by_region[(region_id, state, name, code)] += n
-        self._split_edges(session, by_region)
+        young: dict[tuple[int, str], int] = {}
+        for region_id, state, name, code, n in rows:
+            if name == YOUNG:
+                young[(region_id, code)] = n
+            else:
+                by_region[(region_id, state, name, code)] += n
+        self._split_edges(by_region, young)
+        # (row, state, dimension, value or None) → count
+        self.cells: dict[tuple, int] = defaultdict(int)
         for (region_id, state, name, code), n in by_region.items():
             self.cells[(self.keys[region_id], state, name, code if code != "" else None)] += n
 
-    def _split_edges(self, session, by_region: dict[tuple, int]) -> None:
+    def _counted(self):
+        """Return the counter sums the page reads: the approved persons' dimensions, the collection's counts in every
+        state, and the history's keys (the flow within the weeks shown)."""
+        c = counters.c
+        dimension = case((c.dimension == "birth_month", literal("age_band")), else_=c.dimension).label("dimension")
+        value = case((c.dimension == "birth_month", _band(c.value, self.day)), else_=c.value).label("value")
+        since = self.day - timedelta(weeks=WEEKS_SHOWN) + timedelta(days=1)
+        history = and_(c.state == STATE_FREE, or_(c.dimension.in_(("items", "update")), and_(
+            c.dimension == "flow", c.value >= f"{since:%Y-%m-%d}", c.value < f"{self.day + timedelta(days=1):%Y-%m-%d}")))
+        return (select(c.region_id, c.state, dimension, value, func.sum(c.count).label("n"))
+                .where(c.region_id.in_(sorted(self.keys)), c.count != 0,
+                       or_(c.state == self.names.approved, c.dimension.in_(EVERY_STATE), history))
+                .group_by(c.region_id, c.state, dimension, value))
+
+    def _young_in_edge_months(self):
+        """Return per region and edge month the approved persons born after the edge day (the younger band's)."""
+        region = func.coalesce(Dossier.region_id, NO_REGION_ID).label("region_id")
+        whens, ranges = [], []
+        for month, edge, _, _ in _edges(self.day):
+            after = (date(edge.year, edge.month, 1) + timedelta(days=32)).replace(day=1)
+            ranges.append(and_(Person.birth_date > edge, Person.birth_date < after))
+            whens.append((ranges[-1], literal(month)))
+        month = case(*whens, else_=literal("")).label("value")
+        found = (select(region, month).join(Person, Person.id == Dossier.person_id)
+                 .where(Dossier.baseline_id.is_(None), Dossier.state == self.names.approved, or_(*ranges),
+                        region.in_(sorted(self.keys)))
+                 .subquery("young"))
+        return (select(found.c.region_id, literal(self.names.approved).label("state"), literal(YOUNG).label("dimension"),
+                       found.c.value, func.count().label("n"))
+                .group_by(found.c.region_id, found.c.value))
+
+    def _split_edges(self, by_region: dict[tuple, int], young: dict[tuple[int, str], int]) -> None:
         """Share out the approved persons born in an edge month between its two bands, by their birth day."""
-        for month, edge, younger, older in _edges(self.day):
-            counted = {key: by_region.pop(key) for key in [k for k in by_region if k[3] == EDGE + month]}
-            if not counted:
-                continue
-            first = date(edge.year, edge.month, 1)
-            after = (first + timedelta(days=32)).replace(day=1)
-            region = func.coalesce(Dossier.region_id, NO_REGION_ID)
-            query = (select(region, func.count()).join(Person, Person.id == Dossier.person_id)
-                     .where(Dossier.baseline_id.is_(None), Dossier.state == self.names.approved,
-                            Person.birth_date > edge, Person.birth_date < after,
-                            region.in_(sorted({k[0] for k in counted})))
-                     .group_by(region))
-            young = dict(session.execute(query).all())
-            for (region_id, state, name, _), n in counted.items():
-                by_region[(region_id, state, name, younger)] += young.get(region_id, 0)
-                by_region[(region_id, state, name, older)] += n - young.get(region_id, 0)
+        for month, _, younger, older in _edges(self.day):
+            for key in [k for k in by_region if k[3] == EDGE + month]:
+                region_id, state, name, _ = key
+                n, born_after = by_region.pop(key), young.get((region_id, month), 0)
+                by_region[(region_id, state, name, younger)] += born_after
+                by_region[(region_id, state, name, older)] += n - born_after
+
+    def history(self, dimension: str) -> dict[tuple[str, str], int]:
+        """Return (drill-down row, value) → count of one of the history's dimensions (counted_history.py)."""
+        return {(key, code or ""): n for (key, state, name, code), n in self.cells.items()
+                if state == STATE_FREE and name == dimension}
 
     def workforce_tables(self) -> list[Table]:
         """Return the workforce tables (approved persons)."""
@@ -154,11 +173,3 @@ class Counts:
         return table if row == "region" else _transpose(table, other, region)
 
 
-def counted_collection_tables(session, counts: Counts, groups: Groups, day: date,
-                              names: WorkflowNames) -> list[Table]:
-    """Return the collection panels in page order: counted ones from counts, the history ones by their queries."""
-    snap = light_snapshot()
-    weekly, reviewers = flow_tables(session, snap, groups, day, names)
-    return [*counts.dossier_tables(), weekly, queue_waiting(session, snap, groups, day, names), reviewers,
-            rejection_reasons(session, snap, groups, day, names),
-            late_registrations_and_updates(session, snap, groups, day, names, counts.registrations())]

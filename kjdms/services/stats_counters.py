@@ -22,12 +22,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..local_time import local_date
 from ..models import Dossier, Person, StatsCounter, StatsMember
+from .counted_history import HISTORY_DIMENSIONS, history_keys
 from .time_rules import one_month_after
 
 NO_REGION_ID = 0
 # The fields whose value is one key each ("" when not filled in).
 VALUE_DIMENSIONS = ("scope_category", "qualification_level", "education", "sex")
 BATCH = 500
+# The state under which the history's keys count: whatever the dossier's state (counted_history.py).
+STATE_FREE = "*"
 
 counters = StatsCounter.__table__
 members = StatsMember.__table__
@@ -46,9 +49,9 @@ def _key(dimension: str, value) -> str:
     return f"{dimension}={'' if value is None else value}"
 
 
-def membership(row) -> Membership:
-    """Return what a dossier row (joined with its person, as _current_rows reads it) adds to the counters."""
-    keys = Counter({"all=": 1})
+def membership(row, history: Counter | None = None) -> Membership:
+    """Return what a dossier row (joined with its person, as _current_rows reads it) and its history's keys add."""
+    keys = Counter({"all=": 1, **(history or {})})
     for name in VALUE_DIMENSIONS:
         keys[_key(name, getattr(row, name))] += 1
     keys[_key("birth_month", row.birth_date.strftime("%Y-%m") if row.birth_date else None)] += 1
@@ -89,6 +92,24 @@ def _current_rows(connection, dossier_ids: list[int]):
     return connection.execute(CURRENT_ROWS, {"ids": dossier_ids})
 
 
+def memberships(connection, dossier_ids: list[int]) -> dict[int, Membership]:
+    """Return what each effective dossier among dossier_ids adds to the counters now (none for the others)."""
+    rows = list(_current_rows(connection, dossier_ids))
+    history = history_keys(connection, [row.id for row in rows])
+    return {row.id: membership(row, history.get(row.id)) for row in rows}
+
+
+def with_baselines(connection, dossier_ids: Iterable[int]) -> set[int]:
+    """Return dossier_ids with the baseline of every working copy among them (whose history counts there)."""
+    ids = set(dossier_ids)
+    found = set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), BATCH):
+        found.update(connection.execute(select(Dossier.baseline_id).where(
+            Dossier.id.in_(ordered[start:start + BATCH]), Dossier.baseline_id.is_not(None))).scalars())
+    return ids | found
+
+
 def _stored(connection, dossier_ids: list[int], lock: bool) -> dict[int, Membership]:
     query = STORED_LOCKED if lock and connection.dialect.name == "postgresql" else STORED
     return {row.dossier_id: Membership(row.region_id, row.state, dict(row.keys))
@@ -98,7 +119,11 @@ def _stored(connection, dossier_ids: list[int], lock: bool) -> dict[int, Members
 def _contribution(member: Membership | None) -> Counter:
     if member is None:
         return Counter()
-    return Counter({(member.region_id, member.state, *key.split("=", 1)): n for key, n in member.keys.items()})
+    found = Counter()
+    for key, n in member.keys.items():
+        dimension, value = key.split("=", 1)
+        found[(member.region_id, STATE_FREE if dimension in HISTORY_DIMENSIONS else member.state, dimension, value)] += n
+    return found
 
 
 @cache
@@ -173,15 +198,16 @@ def _write_members(connection, changed: dict[int, Membership | None], before: di
 def recount(connection, dossier_ids: Iterable[int], counted: bool = True) -> int:
     """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
 
-    A dossier that is no longer effective (or gone) leaves the counters. Running it twice changes nothing. Without
-    counted only the member rows move (a rebuild sums the counters from them at the end).
+    A dossier that is no longer effective (or gone) leaves the counters; a working copy among dossier_ids recounts
+    its baseline. Running it twice changes nothing. Without counted only the member rows move (a rebuild sums the
+    counters from them at the end).
     """
     moved = 0
-    ordered = sorted(set(dossier_ids))
+    ordered = sorted(with_baselines(connection, dossier_ids))
     for start in range(0, len(ordered), BATCH):
         batch = ordered[start:start + BATCH]
         before = _stored(connection, batch, lock=True)
-        after = {row.id: membership(row) for row in _current_rows(connection, batch)}
+        after = memberships(connection, batch)
         new = {i: after[i] for i in after if i not in before}
         claimed = _claim_new_members(connection, new)
         if len(claimed) < len(new):
@@ -229,8 +255,8 @@ def expected_counters(connection) -> Counter:
     """Return the counters computed afresh from every effective dossier (the check's truth)."""
     total = Counter()
     for batch in _id_batches(connection):
-        for row in _current_rows(connection, batch):
-            total.update(_contribution(membership(row)))
+        for member in memberships(connection, batch).values():
+            total.update(_contribution(member))
     return +total
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import Column, Date, Index, Integer, MetaData, String, Table as 
 from ..local_time import local_today
 from ..workflow import WorkflowEngine
 from .compliance_stats import compliance_tables
-from .counted_statistics import Counts, counted_collection_tables
+from .counted_collection import counted_collection_tables
+from .counted_statistics import Counts
 from .statistics import (Groups, RegionTree, Scope, Table, collection_tables, credit_tables, cross_tab_of, drill_down,
                          snapshot, titled_cross_tab, workflow_names, workforce_tables)
 

@@ -25,3 +25,24 @@ def committing(session):
     except BaseException:
         session.rollback()
         raise
+
+
+@contextmanager
+def read_snapshot(engine):
+    """Yield a connection whose every read sees one instant of the whole database (one read-only transaction)."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # pysqlite starts no transaction for a SELECT by itself: begin one, and read once to fix the WAL snapshot.
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").all()
+            try:
+                yield connection
+            finally:
+                connection.exec_driver_sql("ROLLBACK")  # the BEGIN above was ours, outside SQLAlchemy's knowledge
+        else:
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            try:
+                yield connection
+            finally:
+                connection.rollback()

@@ -1,0 +1,68 @@
+"""The history's share of a dossier's counter keys: its actions per Beijing day, the items its rejections flagged,
+and the changes of information filed through its working copies (on time or late, 三).
+
+Every action is kept under its own name: the page picks the workflow's submit, approve and reject when it reads
+(services/counted_statistics.py), so the counters need not know the workflow. These keys count in every state
+alike (stats_counters.STATE_FREE): a dossier's approval then moves the counters of its new history row only.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+from ..local_time import local_date
+from ..models import Dossier, WorkflowHistory
+from ..vocabulary import OWNER_ROLE
+from .compliance_stats import changed_on_before_copy
+from .time_rules import one_month_after
+
+# flow: "day|action|actor id" of the dossier's own history (no actor for the applicant's own actions, which would
+# make one counter per person); items: "action|code" per flagged item ("action|" for none), its working copies'
+# rows too; update: "action|filed" and "action|late" per working copy with a change date, by the first firing.
+HISTORY_DIMENSIONS = ("flow", "items", "update")
+
+
+def flow_value(day, action: str, actor: int | str) -> str:
+    """Return the flow counter's value of one history row."""
+    return f"{day:%Y-%m-%d}|{action}|{actor}"
+
+
+def history_keys(connection, dossier_ids: list[int]) -> dict[int, Counter]:
+    """Return per effective dossier among dossier_ids the "dimension=value" keys its history adds."""
+    keys: dict[int, Counter] = defaultdict(Counter)
+    if not dossier_ids:
+        return keys
+    copy = aliased(Dossier)
+    dialect = connection.dialect.name
+    copies = {row.id: row for row in connection.execute(
+        select(copy.id, copy.baseline_id, copy.information_changed_on,
+               changed_on_before_copy(dialect, copy).label("before_copy"))
+        .where(copy.baseline_id.in_(dossier_ids)))}
+    first: dict[tuple[int, str], object] = {}
+    rows = connection.execute(
+        select(WorkflowHistory.dossier_id, WorkflowHistory.action, WorkflowHistory.actor_id,
+               WorkflowHistory.actor_role, WorkflowHistory.flagged, WorkflowHistory.created_at)
+        .where(WorkflowHistory.dossier_id.in_([*dossier_ids, *copies])))
+    for row in rows:
+        owner = copies[row.dossier_id].baseline_id if row.dossier_id in copies else row.dossier_id
+        codes = sorted(set(row.flagged or ())) or [""]
+        keys[owner].update(f"items={row.action}|{code}" for code in codes)
+        if row.dossier_id in copies:
+            moment = first.get((row.dossier_id, row.action))
+            if moment is None or row.created_at < moment:
+                first[(row.dossier_id, row.action)] = row.created_at
+            continue
+        actor = row.actor_id if row.actor_id is not None and row.actor_role != OWNER_ROLE else ""
+        keys[owner][f"flow={flow_value(local_date(row.created_at), row.action, actor)}"] += 1
+    for (copy_id, action), moment in first.items():
+        change = copies[copy_id]
+        changed = change.information_changed_on
+        # A change date the baseline already held before the copy is no new change (compliance_stats.LATE_NOTE).
+        if changed is None or change.before_copy == changed.isoformat():
+            continue
+        keys[change.baseline_id][f"update={action}|filed"] += 1
+        if local_date(moment) > one_month_after(changed):
+            keys[change.baseline_id][f"update={action}|late"] += 1
+    return keys
