@@ -78,7 +78,7 @@ class S3BlobStore:
     def put(self, data: bytes | BinaryIO) -> BlobInfo:
         """Store data under its sha256; created is False if it was already stored."""
         if isinstance(data, (bytes, bytearray)):
-            return self._store(hashlib.sha256(data), bytes(data))
+            return self._store(hashlib.sha256(data), bytes(data), len(data))
         with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES) as spool:
             digest = hashlib.sha256()
             for chunk in read_chunks(data):
@@ -89,10 +89,11 @@ class S3BlobStore:
             # Bytes go out in one send; a file body would be read in 8 KiB blocks after a 100-continue round trip.
             return self._store(digest, spool.read() if size <= IN_MEMORY_BYTES else spool, size)
 
-    def _store(self, digest, body: bytes | BinaryIO, size: int | None = None) -> BlobInfo:
-        sha256, size = digest.hexdigest(), len(body) if size is None else size
+    def _store(self, digest, body: bytes | BinaryIO, size: int) -> BlobInfo:
+        sha256 = digest.hexdigest()
         if size > MULTIPART_THRESHOLD:
-            return BlobInfo(sha256, size, created=self._put_in_parts(sha256, io.BytesIO(body) if isinstance(body, bytes) else body))
+            parts = io.BytesIO(body) if isinstance(body, bytes) else body
+            return BlobInfo(sha256, size, created=self._put_in_parts(sha256, parts))
         checksum = base64.b64encode(digest.digest()).decode()
         for _ in range(CONFLICT_ATTEMPTS):
             if not isinstance(body, bytes):
@@ -207,7 +208,7 @@ class S3BlobStore:
         return self._existing_head(sha256)["LastModified"].timestamp()
 
     def remove_stale_temporary_files(self, older_than_seconds: float) -> int:
-        """Abort interrupted uploads, and remove earlier versions' assemblies, older than the grace period; return how many."""
+        """Abort interrupted uploads, remove earlier versions' assemblies, past the grace period; return how many."""
         cutoff, removed = time.time() - older_than_seconds, 0
         incoming = f"{self.prefix}{INCOMING}"
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=incoming):
@@ -215,12 +216,14 @@ class S3BlobStore:
                 if item["LastModified"].timestamp() <= cutoff:
                     self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
                     removed += 1
-        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix):
+        uploads = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
+        for page in uploads:
             for upload in page.get("Uploads", ()):
                 # Only this store's: a blob's name, or .incoming/ of earlier versions; others may share the bucket.
                 ours = self._hash_named_by(upload["Key"]) or upload["Key"].startswith(incoming)
                 if ours and upload["Initiated"].timestamp() <= cutoff:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
                     removed += 1
         return removed
 
