@@ -12,7 +12,6 @@ commit (KJDMS_INDEX_AFTER_COMMIT=1, the default before issue 15); `off`, now the
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import sys
@@ -22,8 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from s3_upload import applicant_browser, print_comparison, scanned_pdf, upload_arguments  # noqa: E402
-from werkzeug.test import EnvironBuilder  # noqa: E402
+from s3_upload import applicant_browser, print_comparison, scanned_pdf, upload_arguments, upload_request  # noqa: E402
 
 from kjdms import create_app  # noqa: E402
 from kjdms.config import Config  # noqa: E402
@@ -37,16 +35,6 @@ def hash_write_sync(data: bytes, path: Path) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
-
-
-def upload_request(token: str, data: bytes, filename: str) -> dict:
-    """Return the WSGI environ of the documents page's upload form posting data, its body already encoded."""
-    builder = EnvironBuilder(path="/me/documents/other", method="POST", content_type="multipart/form-data",
-                             data={"csrf_token": token, "comment": "", "file": (io.BytesIO(data), filename)})
-    try:
-        return builder.get_environ()
-    finally:
-        builder.close()
 
 
 def main() -> None:

@@ -63,7 +63,9 @@ def s3_store(s3_server):
     """
     from kjdms.blobs.s3 import S3BlobStore
 
-    return S3BlobStore(s3_server.client(), s3_server.BUCKET, prefix=f"test-{uuid.uuid4().hex[:12]}")
+    # The client an instance makes (unsigned payloads, checksums), not the server's plain one.
+    return S3BlobStore.from_settings(endpoint_url=s3_server.endpoint, bucket=s3_server.BUCKET,
+                                     prefix=f"test-{uuid.uuid4().hex[:12]}", access_key="kjdms", secret_key="kjdms")
 
 
 @pytest.fixture(scope="session")

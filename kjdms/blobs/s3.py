@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
+import tempfile
 import time
-import uuid
 from typing import BinaryIO, Iterator
 
 from kjdms.blobs.base import BlobCorrupted, BlobInfo, BlobNotFound, read_chunks, validate_sha256
 
-# S3's smallest part but the last is 5 MiB; a stream no longer than one part goes up in one PUT.
+# A blob up to this size waits in memory between its hashing and its PUT; a larger one in a local temporary file.
+IN_MEMORY_BYTES = 8 * 1024 * 1024
+# S3 takes up to 5 GiB in one PUT; above this a blob goes up in parts, so that a failed request costs one part.
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+# S3's smallest part but the last is 5 MiB.
 PART_SIZE = 8 * 1024 * 1024
-# Where a stream larger than one part is assembled before its hash, and so its name, is known.
+# Where earlier versions assembled a large upload before copying it to its name; gc still clears it.
 INCOMING = ".incoming/"
+# A conditional PUT racing another one to the same key may be answered 409; the next attempt meets the finished one.
+CONFLICT_ATTEMPTS = 3
 
 
 class S3BlobStore:
     """Blobs stored as objects named <prefix>ab/cd/<sha256>, written whole or not at all.
 
-    A stream's hash is known only at its end. One that fits in a part is hashed in memory and put under its
-    final name in one PUT; a larger one goes up as a multipart upload to a key under .incoming/, hashed part by
-    part, and is then copied to its final name inside the server. An upload interrupted half-way leaves an
-    unfinished multipart upload (invisible to readers) or an object under .incoming/, never one under a
-    blob's name; `kjdms blobs gc` removes both once they are past the grace period.
+    A stream's hash, and so its name, is known only at its end: the stream is hashed as it is read into a local
+    spool (memory up to IN_MEMORY_BYTES, a temporary file beyond), then sent once under its final name, with its
+    SHA-256 for the server to check and If-None-Match so that an object already stored is not written again. A
+    PUT is all or nothing; a blob above MULTIPART_THRESHOLD goes up as a multipart upload to its final name, which
+    S3 shows only once completed. An interrupted upload so leaves nothing under a blob's name: at most an
+    unfinished multipart upload, invisible to readers, which `kjdms blobs gc` aborts after the grace period.
     """
 
     def __init__(self, client, bucket: str, prefix: str = "") -> None:
@@ -37,10 +45,12 @@ class S3BlobStore:
         import boto3
         from botocore.config import Config as ClientConfig
 
+        # Unsigned payloads: botocore would otherwise hash every body once more to sign it on plain http. The
+        # signed x-amz-checksum-sha256 of each PUT (CRC32 for parts) makes the server refuse altered bytes instead.
         client = boto3.client("s3", endpoint_url=endpoint_url, aws_access_key_id=access_key,
                               aws_secret_access_key=secret_key, region_name=region or "us-east-1",
                               config=ClientConfig(retries={"max_attempts": 5, "mode": "standard"},
-                                                  s3={"addressing_style": "path"}))
+                                                  s3={"addressing_style": "path", "payload_signing_enabled": False}))
         return cls(client, bucket, prefix)
 
     def ensure_bucket(self) -> bool:
@@ -67,54 +77,81 @@ class S3BlobStore:
 
     def put(self, data: bytes | BinaryIO) -> BlobInfo:
         """Store data under its sha256; created is False if it was already stored."""
-        stream = io.BytesIO(bytes(data)) if isinstance(data, (bytes, bytearray)) else data
-        first = _read_part(stream)
-        if len(first) < PART_SIZE:
-            return self._put_whole(first)
-        return self._put_in_parts(first, stream)
+        if isinstance(data, (bytes, bytearray)):
+            return self._store(hashlib.sha256(data), bytes(data), len(data))
+        with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES) as spool:
+            digest = hashlib.sha256()
+            for chunk in read_chunks(data):
+                digest.update(chunk)
+                spool.write(chunk)
+            size = spool.tell()
+            spool.seek(0)
+            # Bytes go out in one send; a file body would be read in 8 KiB blocks after a 100-continue round trip.
+            return self._store(digest, spool.read() if size <= IN_MEMORY_BYTES else spool, size)
 
-    def _put_whole(self, content: bytes) -> BlobInfo:
-        sha256 = hashlib.sha256(content).hexdigest()
-        if self._refresh(sha256):
-            return BlobInfo(sha256, len(content), created=False)
-        self.client.put_object(Bucket=self.bucket, Key=self.key_for(sha256), Body=content)
-        return BlobInfo(sha256, len(content), created=True)
-
-    def _put_in_parts(self, first: bytes, stream: BinaryIO) -> BlobInfo:
-        incoming = f"{self.prefix}{INCOMING}{uuid.uuid4().hex}"
-        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=incoming)["UploadId"]
-        digest, size, parts, part = hashlib.sha256(), 0, [], first
-        try:
-            while part:
-                digest.update(part)
-                size += len(part)
-                answer = self.client.upload_part(Bucket=self.bucket, Key=incoming, UploadId=upload,
-                                                 PartNumber=len(parts) + 1, Body=part)
-                parts.append({"ETag": answer["ETag"], "PartNumber": len(parts) + 1})
-                part = _read_part(stream)
-            self.client.complete_multipart_upload(Bucket=self.bucket, Key=incoming, UploadId=upload,
-                                                  MultipartUpload={"Parts": parts})
-        except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=incoming, UploadId=upload)
-            raise
+    def _store(self, digest, body: bytes | BinaryIO, size: int) -> BlobInfo:
         sha256 = digest.hexdigest()
-        try:
-            created = not self._refresh(sha256)
-            if created:
-                self.client.copy_object(Bucket=self.bucket, Key=self.key_for(sha256),
-                                        CopySource={"Bucket": self.bucket, "Key": incoming})
-        finally:
-            self.client.delete_object(Bucket=self.bucket, Key=incoming)
-        return BlobInfo(sha256, size, created)
+        if size > MULTIPART_THRESHOLD:
+            parts = io.BytesIO(body) if isinstance(body, bytes) else body
+            return BlobInfo(sha256, size, created=self._put_in_parts(sha256, parts))
+        checksum = base64.b64encode(digest.digest()).decode()
+        for _ in range(CONFLICT_ATTEMPTS):
+            if not isinstance(body, bytes):
+                body.seek(0)
+            outcome = self._put_if_absent(sha256, body, checksum)
+            if outcome == 201:
+                return BlobInfo(sha256, size, created=True)
+            if outcome == 412 and self._renew(sha256):
+                return BlobInfo(sha256, size, created=False)
+            # 409: another PUT of the same bytes was under way; 412 then gone: gc removed it in between. Again.
+        raise RuntimeError(f"blob {sha256}: the S3 server kept answering that another write of it was under way")
 
-    def _refresh(self, sha256: str) -> bool:
-        """If the blob exists, restart its garbage-collection grace period (as a re-put does locally); tell whether."""
-        if not self.exists(sha256):
+    def _put_if_absent(self, sha256: str, body: bytes | BinaryIO, checksum: str) -> int:
+        """PUT body under its name unless an object is there; return 201 if written, else the server's 412 or 409."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key_for(sha256), Body=body, ChecksumSHA256=checksum,
+                                   IfNoneMatch="*")
+        except ClientError as error:
+            if _status(error) in (409, 412):
+                return _status(error)
+            raise
+        # A server that ignores If-None-Match wrote the same bytes again: harmless under a content address.
+        return 201
+
+    def _put_in_parts(self, sha256: str, spool: BinaryIO) -> bool:
+        """Upload spool in parts straight to its final name; tell whether it was new."""
+        if self._renew(sha256):
             return False
         key = self.key_for(sha256)
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        parts = []
+        try:
+            while part := spool.read(PART_SIZE):
+                answer = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload,
+                                                 PartNumber=len(parts) + 1, Body=part)
+                parts.append({"ETag": answer["ETag"], "PartNumber": len(parts) + 1})
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload,
+                                                  MultipartUpload={"Parts": parts})
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+            raise
+        return True
+
+    def _renew(self, sha256: str) -> bool:
+        """If the blob exists, restart its garbage-collection grace period (as a re-put does locally); tell whether."""
+        from botocore.exceptions import ClientError
+
+        key = self.key_for(sha256)
         # Copying an object onto itself with new metadata is S3's way to renew LastModified.
-        self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
-                                MetadataDirective="REPLACE", Metadata={"kjdms-stored": str(int(time.time()))})
+        try:
+            self.client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": key},
+                                    MetadataDirective="REPLACE", Metadata={"kjdms-stored": str(int(time.time()))})
+        except ClientError as error:
+            if _status(error) == 404 or _code(error) == "NoSuchKey":
+                return False
+            raise
         return True
 
     def open(self, sha256: str, verify: bool = False) -> BinaryIO:
@@ -145,10 +182,15 @@ class S3BlobStore:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
         for page in pages:
             for item in page.get("Contents", ()):
-                name = item["Key"][len(self.prefix):]
-                parts = name.split("/")
-                if len(parts) == 3 and _is_sha256(parts[2]) and parts[0] == parts[2][:2] and parts[1] == parts[2][2:4]:
-                    yield parts[2]
+                if sha256 := self._hash_named_by(item["Key"]):
+                    yield sha256
+
+    def _hash_named_by(self, key: str) -> str | None:
+        """Return the sha256 whose blob key is key, or None for any other key."""
+        parts = key[len(self.prefix):].split("/") if key.startswith(self.prefix) else ()
+        if len(parts) == 3 and _is_sha256(parts[2]) and parts[0] == parts[2][:2] and parts[1] == parts[2][2:4]:
+            return parts[2]
+        return None
 
     def verify(self, sha256: str) -> bool:
         """Rehash the stored blob and tell whether it still matches sha256."""
@@ -166,7 +208,7 @@ class S3BlobStore:
         return self._existing_head(sha256)["LastModified"].timestamp()
 
     def remove_stale_temporary_files(self, older_than_seconds: float) -> int:
-        """Remove assemblies of interrupted uploads older than the grace period; return how many."""
+        """Abort interrupted uploads, remove earlier versions' assemblies, past the grace period; return how many."""
         cutoff, removed = time.time() - older_than_seconds, 0
         incoming = f"{self.prefix}{INCOMING}"
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=incoming):
@@ -174,10 +216,15 @@ class S3BlobStore:
                 if item["LastModified"].timestamp() <= cutoff:
                     self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
                     removed += 1
-        for upload in self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=incoming).get("Uploads", ()):
-            if upload["Initiated"].timestamp() <= cutoff:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                removed += 1
+        uploads = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
+        for page in uploads:
+            for upload in page.get("Uploads", ()):
+                # Only this store's: a blob's name, or .incoming/ of earlier versions; others may share the bucket.
+                ours = self._hash_named_by(upload["Key"]) or upload["Key"].startswith(incoming)
+                if ours and upload["Initiated"].timestamp() <= cutoff:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    removed += 1
         return removed
 
     def _get(self, sha256: str) -> dict:
@@ -211,35 +258,16 @@ def _status(error) -> int | None:
     return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
 
 
+def _code(error) -> str | None:
+    return error.response.get("Error", {}).get("Code")
+
+
 def _is_sha256(name: str) -> bool:
     try:
         validate_sha256(name)
     except ValueError:
         return False
     return True
-
-
-def _read_part(stream: BinaryIO) -> bytes:
-    """Read up to PART_SIZE bytes, however small the pieces the stream hands out."""
-    pieces, size = [], 0
-    for chunk in read_chunks(_Limited(stream, PART_SIZE)):
-        pieces.append(chunk)
-        size += len(chunk)
-    return b"".join(pieces)
-
-
-class _Limited:
-    """A view of a stream that ends after limit bytes."""
-
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
-        self.stream, self.left = stream, limit
-
-    def read(self, size: int = -1) -> bytes:
-        if self.left <= 0:
-            return b""
-        chunk = self.stream.read(self.left if size is None or size < 0 else min(size, self.left))
-        self.left -= len(chunk)
-        return chunk
 
 
 class _ObjectStream(io.RawIOBase):

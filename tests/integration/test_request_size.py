@@ -1,9 +1,12 @@
 """The server refuses an oversized body with 413 before reading it, by its declared length and while it streams,
 and the site words the refusal: a Chinese page naming the limit and the way back."""
+import io
 import socket
+import tempfile
 import threading
 
 import pytest
+from flask import request
 from kjdms.backends import get_config
 from kjdms.serving import create_server
 from tests.webclient import text
@@ -108,3 +111,25 @@ def test_a_body_within_the_cap_still_reaches_the_site(server):
     connection.sendall(b"--x-")
     # Not signed in and no CSRF token: the site itself answers (400), not the server's cap.
     assert status_of(connection.recv(4096)) in (302, 400)
+
+
+def test_an_uploaded_file_within_the_cap_is_parsed_into_memory_not_a_temporary_file(app):
+    scan = b"%PDF-1.4\n" + bytes(range(256)) * 2400  # 600 KB: past the 500 KB where werkzeug spills to disk
+
+    def parsed_file(cap):
+        app.config["MAX_CONTENT_LENGTH"] = cap
+        with app.test_request_context("/me/documents/other", method="POST", content_type="multipart/form-data",
+                                      data={"file": (io.BytesIO(scan), "扫描件.pdf")}):
+            stream = request.files["file"].stream
+            stream.seek(0)
+            return stream, stream.read()
+
+    cap = app.config["MAX_CONTENT_LENGTH"]
+    try:
+        stream, content = parsed_file(cap)
+        assert isinstance(stream, io.BytesIO) and content == scan
+        # Without a cap nothing bounds the body: werkzeug's own spooling, to disk past 500 KB.
+        stream, content = parsed_file(None)
+        assert isinstance(stream, tempfile.SpooledTemporaryFile) and content == scan
+    finally:
+        app.config["MAX_CONTENT_LENGTH"] = cap

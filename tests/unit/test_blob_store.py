@@ -22,6 +22,7 @@ from kjdms.blobs import (
 )
 from kjdms.blobs.base import CHUNK_SIZE, validate_sha256
 from kjdms.blobs.local import TEMPORARY_PREFIX
+from kjdms.blobs import s3
 from kjdms.blobs.s3 import INCOMING, PART_SIZE, S3BlobStore
 
 CONTENT = b"Accounting personnel dossier, page one.\n"
@@ -377,7 +378,10 @@ def test_s3_storing_again_renews_last_modified(s3_store):
     assert s3_store.modified_at(info.sha256) > first
 
 
-def test_s3_a_stream_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_behind(s3_store):
+@pytest.mark.parametrize("in_parts", [False, True], ids=["one-put-from-a-spool-file", "in-parts"])
+def test_s3_a_stream_larger_than_memory_goes_up_under_its_name_only(s3_store, monkeypatch, in_parts):
+    if in_parts:
+        monkeypatch.setattr(s3, "MULTIPART_THRESHOLD", PART_SIZE)
     data = os.urandom(PART_SIZE * 2 + 12345)
     stream = ChunkRecordingStream(data)
     info = s3_store.put(stream)
@@ -390,7 +394,29 @@ def test_s3_a_stream_larger_than_a_part_goes_up_in_parts_and_leaves_nothing_behi
     assert s3_store.put(io.BytesIO(data)).created is False
 
 
-def test_s3_an_upload_interrupted_half_way_leaves_no_blob_and_gc_removes_its_parts(s3_store):
+def test_s3_storing_again_does_not_rewrite_the_object(s3_store):
+    info = s3_store.put(CONTENT)
+    corrupt(s3_store, info.sha256)
+    assert s3_store.put(CONTENT).created is False  # If-None-Match: the server kept what it had
+    assert not s3_store.verify(info.sha256)
+
+
+def test_s3_bytes_altered_on_the_way_are_refused_and_nothing_is_stored(s3_store):
+    def flip_a_byte(request, **_):
+        body = bytearray(request.body.read() if hasattr(request.body, "read") else request.body)
+        body[len(body) // 2] ^= 0x01
+        request.body = bytes(body)
+
+    # After signing: the body goes unsigned, its SHA-256 in a signed header is what the server checks.
+    s3_store.client.meta.events.register("before-send.s3.PutObject", flip_a_byte)
+    data = os.urandom(100_000)
+    with pytest.raises(Exception, match="BadDigest|did not match|XAmzContentChecksumMismatch"):
+        s3_store.put(data)
+    assert not s3_store.exists(hashlib.sha256(data).hexdigest())
+    assert list(s3_store.iter_hashes()) == []
+
+
+def test_s3_an_upload_interrupted_half_way_leaves_no_blob_and_gc_removes_its_parts(s3_store, monkeypatch):
     class Interrupted(Exception):
         pass
 
@@ -403,18 +429,39 @@ def test_s3_an_upload_interrupted_half_way_leaves_no_blob_and_gc_removes_its_par
     data = os.urandom(PART_SIZE * 2)
     with pytest.raises(Interrupted):
         s3_store.put(BreaksAfterAPart(data))
-    assert not s3_store.exists(hashlib.sha256(data).hexdigest())
+    sha256 = hashlib.sha256(data).hexdigest()
+    assert not s3_store.exists(sha256)
     assert list(s3_store.iter_hashes()) == []
     assert "Contents" not in s3_store.client.list_objects_v2(Bucket=s3_store.bucket, Prefix=s3_store.prefix)
-    # A crash after the parts were assembled but before the copy leaves an object under .incoming/ only.
-    stray = f"{s3_store.prefix}{INCOMING}crashed"
-    s3_store.client.put_object(Bucket=s3_store.bucket, Key=stray, Body=b"half")
+
+    # Failing while the parts go up: the multipart upload is aborted, nothing is left under the blob's name.
+    monkeypatch.setattr(s3, "MULTIPART_THRESHOLD", PART_SIZE)
+    monkeypatch.setattr(s3_store.client, "complete_multipart_upload", lambda **_: (_ for _ in ()).throw(Interrupted()))
+    with pytest.raises(Interrupted):
+        s3_store.put(data)
+    assert not s3_store.exists(sha256)
+    assert not s3_store.client.list_multipart_uploads(Bucket=s3_store.bucket, Prefix=s3_store.prefix).get("Uploads")
+    monkeypatch.undo()
+
+    # A process killed between its parts and their completion leaves an unfinished upload under the blob's name:
+    # invisible to readers until gc aborts it. Earlier versions' leftovers under .incoming/ go too.
+    key = s3_store.key_for(sha256)
+    unfinished = s3_store.client.create_multipart_upload(Bucket=s3_store.bucket, Key=key)["UploadId"]
+    s3_store.client.upload_part(Bucket=s3_store.bucket, Key=key, UploadId=unfinished, PartNumber=1,
+                                Body=data[:PART_SIZE])
+    s3_store.client.put_object(Bucket=s3_store.bucket, Key=f"{s3_store.prefix}{INCOMING}crashed", Body=b"half")
     s3_store.client.create_multipart_upload(Bucket=s3_store.bucket, Key=f"{s3_store.prefix}{INCOMING}unfinished")
+    foreign = s3_store.client.create_multipart_upload(Bucket=s3_store.bucket, Key=f"{s3_store.prefix}notes/other")
+    assert not s3_store.exists(sha256)
     assert list(s3_store.iter_hashes()) == []
     assert s3_store.remove_stale_temporary_files(3600) == 0
-    assert s3_store.remove_stale_temporary_files(-5) == 2
+    assert s3_store.remove_stale_temporary_files(-5) == 3
+    assert not s3_store.exists(sha256)
     assert "Contents" not in s3_store.client.list_objects_v2(Bucket=s3_store.bucket, Prefix=s3_store.prefix)
-    assert not s3_store.client.list_multipart_uploads(Bucket=s3_store.bucket, Prefix=s3_store.prefix).get("Uploads")
+    left = s3_store.client.list_multipart_uploads(Bucket=s3_store.bucket, Prefix=s3_store.prefix).get("Uploads", [])
+    assert [upload["UploadId"] for upload in left] == [foreign["UploadId"]]  # not the store's: left alone
+    s3_store.client.abort_multipart_upload(Bucket=s3_store.bucket, Key=f"{s3_store.prefix}notes/other",
+                                           UploadId=foreign["UploadId"])
 
 
 def test_s3_listing_pages_through_more_than_a_thousand_objects(s3_store):
