@@ -324,8 +324,8 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
 def report(results: dict, processes: list[int], pages: list[str], sites: list[str]) -> None:
     """Print medians of the rounds: requests/s, CPU ms a request, the ratios to the hello world, the scaling."""
     median = lambda key, field: statistics.median(r[field] for r in results[key])  # noqa: E731
-    header = (f"{'site':<7}{'page':<16}{'procs':>6}{'req/s':>8}{'CPU ms':>8}{'hello req/s':>12}{'CPU ms':>8}{'ratio':>8}"
-              f"{'CPU ratio':>10}{'x1 proc':>8}{'bytes':>8}")
+    header = (f"{'site':<7}{'page':<16}{'procs':>6}{'req/s':>8}{'CPU ms':>8}{'hello req/s':>12}{'CPU ms':>8}"
+              f"{'ratio':>8}{'CPU ratio':>10}{'x1 proc':>8}{'bytes':>8}")
     print(header)
     print("-" * len(header))
     for path in pages:

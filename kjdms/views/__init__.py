@@ -95,8 +95,8 @@ def dossier_or_404(dossier_id: int, permission="view", options=()) -> Dossier:
 
 @cache
 def dossier_by_id(options: tuple):
-    """Return the select of one dossier by id with loader options, built once per options: a page's options are
-    constants, and building the select with its cache key cost more than running it."""
+    """Return the select of one dossier by id with loader options, built once per options."""
+    # A page's options are module constants; building the select and its cache key cost more than running it.
     return select(Dossier).options(*options).where(Dossier.id == bindparam("id"))
 
 
