@@ -5,6 +5,7 @@ Run by hand, not by the test suite (needs `wrk`: apt-get install wrk):
     .venv/bin/python bench/pages.py [--dossiers 10000] [--seconds 5] [--rounds 3] [--processes 1,2]
     .venv/bin/python bench/pages.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/pages.py --profile          # also cProfile the two pages in this process
+    .venv/bin/python bench/pages.py --before /tmp/base  # also an earlier tree (git archive), in the same rounds
 
 Both sites run under waitress with 8 threads a process (`kjdms serve --workers N`; the hello world through the
 same serving.serve_in_processes), wrk keeps 8 connections open against each, the runs interleaved. Nothing is
@@ -84,10 +85,10 @@ def serve_hello(port: int, processes: int) -> None:
 class Server:
     """One site in child processes on a port of its own; knows their CPU time."""
 
-    def __init__(self, label: str, processes: int, command: list[str], env: dict, log: Path):
+    def __init__(self, label: str, processes: int, command: list[str], env: dict, log: Path, tree: Path = ROOT):
         self.label, self.processes, self.port = label, processes, free_port()
         self.log = log.open("ab")
-        self.process = subprocess.Popen([*command, "--port", str(self.port)], env=env, cwd=ROOT,
+        self.process = subprocess.Popen([*command, "--port", str(self.port)], env=env, cwd=tree,
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def url(self, path: str) -> str:
@@ -246,6 +247,9 @@ def main(argv=None) -> None:
     parser.add_argument("--database-url",
                         help=f"an empty database; postgresql gets a fresh schema, e.g. {POSTGRES_URL}")
     parser.add_argument("--profile", action="store_true", help="also cProfile 200 requests of each page in-process")
+    parser.add_argument("--before", type=Path,
+                        help="also serve the kjdms of this tree (e.g. `git archive COMMIT kjdms templates static "
+                             "workflows | tar -x -C DIR`) on the same database, in the same rounds")
     parser.add_argument("--hello", action="store_true", help=argparse.SUPPRESS)  # run as the hello world server
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -277,6 +281,8 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
            # Several processes need both (kjdms serve refuses otherwise); one process gets the same for a fair pair.
            "KJDMS_WORKER": "external", "KJDMS_INDEX_AFTER_COMMIT": "0"}
     kjdms = [sys.executable, "-m", "kjdms", "serve", "--threads", str(THREADS)]
+    # The sites measured against the hello world: this tree's kjdms, and an earlier tree's when asked.
+    sites = ["before", "kjdms"] if args.before else ["kjdms"]
     hello = [sys.executable, str(Path(__file__).resolve()), "--hello"]
     servers = {}
     try:
@@ -285,21 +291,25 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
                                              folder / "hello.log")
             servers["kjdms", count] = Server(f"kjdms ×{count}", count, [*kjdms, "--workers", str(count)], env,
                                              folder / "kjdms.log")
+            if args.before:
+                tree = args.before.resolve()
+                servers["before", count] = Server(f"before ×{count}", count, [*kjdms, "--workers", str(count)],
+                                                  {**env, "PYTHONPATH": str(tree)}, folder / "before.log", tree)
         cookie = fresh_cookie(client)
         for (site, _count), server in servers.items():
-            server.wait_ready("/" if site == "hello" else pages[1], cookie if site == "kjdms" else None)
+            server.wait_ready("/" if site == "hello" else pages[1], cookie if site != "hello" else None)
             for path in (["/"] if site == "hello" else pages):  # warm up: templates compiled, connections open
-                load(server, path, 1, cookie if site == "kjdms" else None)
+                load(server, path, 1, cookie if site != "hello" else None)
 
         results: dict[tuple, list[dict]] = {}
         for round_number in range(1, args.rounds + 1):
             for count in processes:
-                for site, path in [("hello", "/"), *(("kjdms", page) for page in pages)]:
+                for site, path in [("hello", "/"), *((name, page) for page in pages for name in sites)]:
                     cookie = fresh_cookie(client)
-                    result = load(servers[site, count], path, args.seconds, cookie if site == "kjdms" else None)
+                    result = load(servers[site, count], path, args.seconds, cookie if site != "hello" else None)
                     results.setdefault((site, count, path), []).append(result)
             print(f"  round {round_number}/{args.rounds} done, load average {os.getloadavg()[0]:.2f}", flush=True)
-        report(results, processes, pages)
+        report(results, processes, pages, sites)
     finally:
         for server in servers.values():
             server.stop()
@@ -311,21 +321,21 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
         db.engine.dispose()
 
 
-def report(results: dict, processes: list[int], pages: list[str]) -> None:
+def report(results: dict, processes: list[int], pages: list[str], sites: list[str]) -> None:
     """Print medians of the rounds: requests/s, CPU ms a request, the ratios to the hello world, the scaling."""
     median = lambda key, field: statistics.median(r[field] for r in results[key])  # noqa: E731
-    header = (f"{'page':<16}{'procs':>6}{'req/s':>8}{'CPU ms':>8}{'hello req/s':>12}{'CPU ms':>8}{'ratio':>8}"
-              f"{'CPU ratio':>10}{'x1 proc':>8}{'bytes':>8}")
+    header = (f"{'site':<7}{'page':<16}{'procs':>6}{'req/s':>8}{'CPU ms':>8}{'hello req/s':>12}{'CPU ms':>8}"
+              f"{'ratio':>8}{'CPU ratio':>10}{'x1 proc':>8}{'bytes':>8}")
     print(header)
     print("-" * len(header))
     for path in pages:
-        for count in processes:
-            rate, hello_rate = median(("kjdms", count, path), "rate"), median(("hello", count, "/"), "rate")
-            cpu, hello_cpu = median(("kjdms", count, path), "cpu_ms"), median(("hello", count, "/"), "cpu_ms")
-            single = median(("kjdms", processes[0], path), "rate")
-            print(f"{path:<16}{count:>6}{rate:>8.0f}{cpu:>8.2f}{hello_rate:>12.0f}{hello_cpu:>8.2f}"
+        for count, site in ((count, site) for count in processes for site in sites):
+            rate, hello_rate = median((site, count, path), "rate"), median(("hello", count, "/"), "rate")
+            cpu, hello_cpu = median((site, count, path), "cpu_ms"), median(("hello", count, "/"), "cpu_ms")
+            single = median((site, processes[0], path), "rate")
+            print(f"{site:<7}{path:<16}{count:>6}{rate:>8.0f}{cpu:>8.2f}{hello_rate:>12.0f}{hello_cpu:>8.2f}"
                   f"{rate / hello_rate:>8.3f}{hello_cpu / cpu:>10.3f}{rate / single:>8.2f}"
-                  f"{results['kjdms', count, path][0]['bytes']:>8}")
+                  f"{results[site, count, path][0]['bytes']:>8}")
     print(f"  medians of {len(next(iter(results.values())))} rounds. CPU ms: the server processes' user+system CPU "
           f"over the requests served. ratio: kjdms req/s / hello req/s with the same processes; CPU ratio: "
           f"hello CPU ms / kjdms CPU ms (what the ratio becomes when the CPU, not the client or other load, is the "

@@ -6,6 +6,7 @@ from pathlib import Path
 from flask import Flask, has_app_context
 from flask import session as flask_session
 from flask_bootstrap import Bootstrap5
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from .config import PROJECT_ROOT, Config
@@ -48,12 +49,14 @@ def create_app(config: Config | None = None) -> Flask:
     lifetimes = sessions.Lifetimes(config.STAFF_SESSION_IDLE, config.STAFF_SESSION_LIFETIME,
                                    config.APPLICANT_SESSION_IDLE, config.APPLICANT_SESSION_LIFETIME)
 
-    # Every staff page asks for the user's roles (the decorators, the navigation): read them with the user.
-    with_roles = [joinedload(models.User.role_assignments)]
+    # Every staff page asks for the user's roles (the decorators, the navigation): read them with the user. Built
+    # once: building the select and its cache key on every request cost more than running it.
+    user_with_roles = (select(models.User).options(joinedload(models.User.role_assignments))
+                       .where(models.User.id == bindparam("id")))
 
     @login_manager.user_loader
     def load_user(user_id):
-        user = db.session.get(models.User, int(user_id), options=with_roles)
+        user = db.session.execute(user_with_roles, {"id": int(user_id)}).unique().scalar_one_or_none()
         if user is None or not sessions.session_is_current(flask_session, user, lifetimes):
             flask_session.clear()  # ended: a stale cookie must not keep a user id or pending state
             return None

@@ -1,11 +1,17 @@
 """The web forms (flask-wtf: every one carries a CSRF token); the services do the real validation."""
 from __future__ import annotations
 
+from functools import cache
+
+from babel.support import Translations
+from flask import current_app
+from flask_babel import get_locale
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from sqlalchemy import select
 from wtforms import (BooleanField, HiddenField, PasswordField, RadioField, SelectField,
                      SelectMultipleField, StringField, TextAreaField)
+from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -40,8 +46,21 @@ def control_characters_refused(form) -> bool:
     return refused
 
 
+@cache
+def wtforms_messages(locale: str) -> Translations:
+    """Return wtforms' own messages in locale, read from its catalogue once per process."""
+    return Translations.load(messages_path(), [locale], domain="wtforms")
+
+
 class Form(FlaskForm):
     """A form that refuses control and direction-override characters in every text field, naming the field."""
+
+    class Meta(FlaskForm.Meta):
+        def get_translations(self, form):
+            """Return wtforms' messages in the site's language: Flask-WTF would read the catalogue on every request."""
+            if not current_app.config.get("WTF_I18N_ENABLED", True) or "babel" not in current_app.extensions:
+                return super().get_translations(form)
+            return wtforms_messages(str(get_locale()))
 
     def validate(self, extra_validators=None) -> bool:
         """Validate as usual, then check every text a field received."""

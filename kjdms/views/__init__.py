@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import wraps
+from functools import cache, wraps
 
 from flask import abort, flash, request, url_for
 from flask_login import current_user, login_required
+from sqlalchemy import bindparam, select
 
 from ..backends import get_workflow
 from ..extensions import db
@@ -83,12 +84,20 @@ def dossier_or_404(dossier_id: int, permission="view", options=()) -> Dossier:
     for what the page shows of it.
     """
     # A number past the id column's range names nothing (and SQLite could not even bind it).
-    dossier = db.session.get(Dossier, dossier_id, options=options) if 0 < dossier_id <= MAX_ID else None
+    dossier = (db.session.execute(dossier_by_id(tuple(options)), {"id": dossier_id}).unique().scalar_one_or_none()
+               if 0 < dossier_id <= MAX_ID else None)
     allowed = permission if callable(permission) else (
         lambda workflow, user, record: can(workflow, user, permission, record))
     if dossier is None or current_user.is_applicant or not allowed(get_workflow(), current_user, dossier):
         abort(404)
     return dossier
+
+
+@cache
+def dossier_by_id(options: tuple):
+    """Return the select of one dossier by id with loader options, built once per options."""
+    # A page's options are module constants; building the select and its cache key cost more than running it.
+    return select(Dossier).options(*options).where(Dossier.id == bindparam("id"))
 
 
 @dataclass

@@ -227,9 +227,3 @@ def logout():
     flash("您已退出登录。", "info")
     return redirect(url_for("home.index"))
 
-
-@bp.app_context_processor
-def inject_logout_form():
-    """Give every page the sign-out button's form."""
-    # Not bound to the request: the 413 page must render without reading the oversize body again.
-    return {"logout_form": ActionForm(formdata=None) if current_user.is_authenticated else None}

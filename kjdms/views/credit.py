@@ -74,11 +74,15 @@ def _render(dossier: Dossier, form: CreditRecordForm | None = None, status: int 
     ), status
 
 
+# Fixed for the process: built once, not on every page.
+CREDIT_VOCABULARY = {"credit_kinds": CREDIT_KINDS, "credit_actions": CREDIT_ACTIONS,
+                     "slot_titles": {code: slot.title for code, slot in ATTACHMENT_SLOTS.items()}}
+
+
 @bp.app_context_processor
 def credit_vocabulary() -> dict:
     """Give templates the Chinese names a credit record's codes show as."""
-    return {"credit_kinds": CREDIT_KINDS, "credit_actions": CREDIT_ACTIONS,
-            "slot_titles": {code: slot.title for code, slot in ATTACHMENT_SLOTS.items()}}
+    return CREDIT_VOCABULARY
 
 
 @bp.app_template_global()

@@ -57,7 +57,7 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
     workflow = get_workflow()
     roles = roles_on(current_user, dossier)
     return render_template(
-        "review/dossier.html", dossier=dossier, form=form, reveal=reveal, action_form=ActionForm(),
+        "review/dossier.html", dossier=dossier, form=form, reveal=reveal,
         slots=ATTACHMENT_SLOTS.values(), workflow=workflow,
         transitions=[t for t in workflow.available_transitions(dossier, roles) if t.name in ("approve", "reject")],
         changes=changes(dossier) if dossier.is_working_copy else [], labels=DOSSIER_LABELS,

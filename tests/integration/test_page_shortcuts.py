@@ -1,0 +1,86 @@
+"""What the pages build once instead of on every request writes exactly what the generic way wrote (issue 15)."""
+import re
+
+import pytest
+from flask import render_template_string, url_for
+
+from wtforms import SelectField
+
+from kjdms.forms import ActionForm, Form, TransitionForm, wtforms_messages
+from kjdms.views.filters import fixed_address, with_query
+from tests.helpers import review_queue
+from tests.webclient import csrf_of, text
+
+pytestmark = pytest.mark.pages
+
+
+class TestAddresses:
+    @pytest.mark.parametrize("arguments", [
+        {}, {"waited": None}, {"region": 7, "waited": None}, {"region": None, "waited": 30},
+        {"region": 12, "waited": 15, "page": 3}, {"region": None, "waited": None, "page": 2},
+    ])
+    def test_with_query_writes_what_url_for_writes(self, sqlite_app, arguments):
+        with sqlite_app.test_request_context("/"):
+            assert with_query(url_for("review.worklist"), **arguments) == url_for("review.worklist", **arguments)
+
+    def test_fixed_addresses_follow_the_application_root(self, sqlite_app):
+        for root in ("", "/kjdms", "/other"):
+            with sqlite_app.test_request_context("/", base_url=f"http://localhost{root}/"):
+                for endpoint in ("home.index", "review.worklist", "notices.index", "auth.logout"):
+                    # Built once per root: the second root must not get the first one's addresses.
+                    assert fixed_address(endpoint) == url_for(endpoint) and url_for(endpoint).startswith(f"{root}/")
+                assert fixed_address("static", filename="site.css") == url_for("static", filename="site.css")
+
+
+class TestHiddenInputs:
+    def test_the_hand_written_inputs_are_the_ones_wtforms_writes(self, sqlite_app):
+        """base.html and the review page write the CSRF and version inputs themselves; wtforms wrote these."""
+        with sqlite_app.test_request_context("/"):
+            form = TransitionForm(lock_version=7)
+            by_hand = render_template_string(
+                '<input id="csrf_token" name="csrf_token" type="hidden" value="{{ csrf_token() }}">'
+                '<input id="lock_version" name="lock_version" type="hidden" '
+                'value="{{ \'\' if form.lock_version.data is none else form.lock_version.data }}">', form=form)
+            assert by_hand == f"{form.csrf_token}{form.lock_version}"
+            assert str(ActionForm(formdata=None).csrf_token) == by_hand.split("><")[0] + ">"
+
+    def test_the_review_page_carries_the_dossiers_version_and_a_token_that_is_accepted(self, auth, people, workflow,
+                                                                                         blobs):
+        queue = review_queue(people, workflow, blobs)
+        reviewer = auth("reviewer")
+        dossier = queue["孙三"]
+        page = reviewer.get(f"/review/{dossier.id}")
+        assert page.status_code == 200
+        assert (f'<input id="lock_version" name="lock_version" type="hidden" value="{dossier.lock_version}">'
+                in text(page))
+        # Every form of the page carries the request's one token (sign-out, reveal, the decision).
+        assert len(set(re.findall(r'name="csrf_token" type="hidden" value="([^"]+)"', text(page)))) == 1
+        answer = reviewer.post(f"/review/{dossier.id}/approve",
+                               data={"csrf_token": csrf_of(page), "lock_version": str(dossier.lock_version)})
+        assert answer.status_code == 302
+        assert reviewer.post(f"/review/{dossier.id}/reveal", data={"csrf_token": "forged"}).status_code == 400
+
+    def test_signing_out_with_the_pages_token_works_and_without_it_is_refused(self, auth):
+        reviewer = auth("reviewer")
+        page = reviewer.get("/review/")
+        assert reviewer.post("/logout", data={"csrf_token": "forged"}).status_code == 400
+        assert reviewer.get("/review/").status_code == 200  # still signed in
+        assert reviewer.post("/logout", data={"csrf_token": csrf_of(page)}).status_code == 302
+        assert reviewer.get("/review/").status_code == 302  # to the sign-in page
+
+
+class TestWtformsMessages:
+    def test_read_once_and_in_chinese(self, sqlite_app):
+        with sqlite_app.test_request_context("/"):
+            translations = ActionForm(formdata=None).meta.get_translations(None)
+            assert translations is wtforms_messages("zh_Hans_CN")
+            assert translations.gettext("Not a valid choice.") == "不是有效的选择。"
+
+    def test_wtforms_own_refusals_still_speak_chinese(self, sqlite_app):
+        class Choice(Form):
+            level = SelectField("级别", choices={"junior": "初级"})
+
+        with sqlite_app.test_request_context("/", method="POST", data={"level": "forged"}):
+            form = Choice(meta={"csrf": False})
+            assert not form.validate()
+            assert form.level.errors == ["不是有效的选择。"]
