@@ -14,17 +14,12 @@ from .accounts import AccountView
 from .api_clients import ApiClientView
 from .audit import AuditView
 from .base import ScopedIndexView, current_scope
+from .policy import back_office_policy, csp_nonce
 from .regions import RegionView
 from .settings import SettingsView
 
 # Flask-Admin's buttons, messages and WTForms' errors come from their own Chinese catalogues.
 LOCALE = "zh_Hans_CN"
-# Flask-Admin's templates set up their widgets (filters, select boxes, delete confirmations) in inline
-# script and style, so the back office allows inline code from its own pages; still nothing from
-# elsewhere, no plugins and no framing. Only administrators reach these pages.
-BACK_OFFICE_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-                      "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                      "frame-ancestors 'none'")
 
 
 class HomeView(ScopedIndexView):
@@ -44,8 +39,10 @@ class HomeView(ScopedIndexView):
 def init_admin(app: Flask) -> Admin:
     """Mount the back office on app (a new Admin and new views per application)."""
     Babel(app, locale_selector=lambda: LOCALE, timezone_selector=lambda: "Asia/Shanghai")
+    # Flask-Admin puts the nonce on its own script and link tags; csp_nonce() gives it to a template's inline script.
     admin = Admin(app, name="后台管理", theme=Bootstrap4Theme(base_template="admin/kjdms/base.html"),
-                  index_view=HomeView(name="首页", url="/admin", endpoint="admin"))
+                  index_view=HomeView(name="首页", url="/admin", endpoint="admin"), csp_nonce_generator=csp_nonce)
+    app.add_template_global(csp_nonce)
     admin.add_view(AccountView(User, db, name="工作人员账号", endpoint="accounts"))
     admin.add_view(RegionView(Region, db, name="地区与咨询电话", endpoint="regions"))
     admin.add_view(SettingsView(name="采集期设置", endpoint="settings"))
@@ -53,9 +50,10 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(AuditView(AuditEvent, db, name="审计日志", endpoint="audit"))
 
     @app.after_request
-    def back_office_policy(response):
+    def back_office_script_policy(response):
+        # Script only from files or with this response's nonce (policy.py); other pages keep views/home.py's PAGE_POLICY.
         if request.path == "/admin" or request.path.startswith("/admin/"):
-            response.headers["Content-Security-Policy"] = BACK_OFFICE_POLICY
+            response.headers["Content-Security-Policy"] = back_office_policy()
         return response
 
     return admin

@@ -112,11 +112,15 @@ class Camera:
 
 
 def watch(page, problems: list[str]):
-    """Collect the page's failed requests and script errors into problems; return the page."""
+    """Collect the page's failed requests, script errors and policy refusals into problems; return the page."""
     page.set_default_timeout(10_000)
     page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
             if response.status >= 400 and not response.url.endswith("/favicon.ico") else None)
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    # A Content-Security-Policy refusal (an inline handler, a javascript: link, an inline style) is no script error:
+    # Chromium only reports it on the console.
+    page.on("console", lambda message: problems.append(f"policy refusal on {page.url}: {message.text}")
+            if message.type == "error" and "Content Security Policy" in message.text else None)
     return page
 
 
