@@ -35,6 +35,7 @@ from ..search.postgres_index import INDEX_TABLES
 from . import archive, audit
 from .archive import owner_only
 from .backup_keys import KEYS_FILE, SEALED_KEYS_FILE, seal_keys
+from .transaction import read_snapshot
 
 FORMAT = "kjdms-backup"
 FORMAT_VERSION = 1
@@ -112,16 +113,6 @@ def _cell(value):
     return value
 
 
-def _read_snapshot(connection) -> None:
-    """Start the read-only transaction every table is read in, so that all rows belong to one instant."""
-    if connection.dialect.name == "sqlite":
-        # pysqlite starts no transaction for a SELECT by itself: begin one, and read once to fix the WAL snapshot.
-        connection.exec_driver_sql("BEGIN")
-        connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").all()
-    else:
-        connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-
-
 def _table_rows(connection, table: sa.Table) -> Iterator[list]:
     """Yield table's rows in primary-key order, a fetch at a time."""
     order = list(table.primary_key.columns) or list(table.columns)
@@ -179,10 +170,7 @@ def listed_blobs(snapshot: Path, total: int | None, progress: Progress) -> Itera
 def _dump_database(engine, folder: Path, progress: Progress) -> dict:
     """Write every table of the database as of one instant into folder; return the state to resume from."""
     (folder / TABLES).mkdir(exist_ok=True, mode=0o700)
-    with engine.connect() as connection:
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT") \
-            if engine.dialect.name == "sqlite" else connection
-        _read_snapshot(connection)
+    with read_snapshot(engine) as connection:
         instant = datetime.now(timezone.utc).replace(microsecond=0)
         revision = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         metadata = sa.MetaData()
@@ -193,10 +181,6 @@ def _dump_database(engine, folder: Path, progress: Progress) -> dict:
             progress("数据表", done, len(tables))
             counts[table.name] = _write_table(connection, table, folder / TABLES)
         blobs = _write_blob_list(connection, folder)
-        if engine.dialect.name == "sqlite":
-            connection.exec_driver_sql("ROLLBACK")  # the BEGIN above was ours, outside SQLAlchemy's knowledge
-        else:
-            connection.rollback()
     progress("数据表", len(tables), len(tables))
     return {"instant": instant.isoformat(), "schema_revision": revision, "dialect": engine.dialect.name,
             "counts": counts, "blobs": blobs, "database_done": True}

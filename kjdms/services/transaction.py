@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Iterator
 
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm.exc import StaleDataError
 
 
@@ -25,3 +27,24 @@ def committing(session):
     except BaseException:
         session.rollback()
         raise
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """Yield a connection of its own on which every read sees the database as of one instant, read only."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            # pysqlite starts no transaction for a SELECT by itself: begin one, and read once to fix the WAL snapshot.
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").all()
+            try:
+                yield connection
+            finally:
+                connection.exec_driver_sql("ROLLBACK")  # the BEGIN above was ours, outside SQLAlchemy's knowledge
+        else:
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            try:
+                yield connection
+            finally:
+                connection.rollback()
