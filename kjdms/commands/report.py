@@ -1,7 +1,6 @@
 """Reports that leave the system: the person-level report to the Ministry of Finance, and the list of past ones."""
 from __future__ import annotations
 
-
 from pathlib import Path
 
 import click
@@ -23,16 +22,26 @@ def report_group():
 @with_appcontext
 def report_mof(as_of, since, out):
     """生成上报财政部的报告（JSON Lines、CSV 与签名清单）；含完整身份证号，仅本人可读。"""
-    from ..services.mof_report import ReportRefused, reported_states, write_report
+    from ..services.mof_report import ReportRefused, count_reported, reported_states, write_report
     from ..services.statistics import workflow_names
 
-    workflow = get_workflow()
-    try:
-        result = write_report(db.session, day=as_of.date(), out=out, signing_key=get_signing_key(),
-                              id_hash_key=get_config().ID_HASH_KEY, reported_states=reported_states(workflow),
-                              approved_state=workflow_names(workflow).approved, since=since)
-    except ReportRefused as error:
-        raise click.ClickException(str(error)) from None
+    workflow, day = get_workflow(), as_of.date()
+    states = reported_states(workflow)
+    shown = 0
+
+    def progress(written: int) -> None:
+        nonlocal shown
+        bar.update(written - shown)
+        shown = written
+
+    # The whole is today's count of reported dossiers: for a past day it is an estimate.
+    with click.progressbar(length=max(count_reported(db.session, day, states), 1), label="写报告（人）") as bar:
+        try:
+            result = write_report(db.session, day=day, out=out, signing_key=get_signing_key(),
+                                  id_hash_key=get_config().ID_HASH_KEY, reported_states=states,
+                                  approved_state=workflow_names(workflow).approved, since=since, progress=progress)
+        except ReportRefused as error:
+            raise click.ClickException(str(error)) from None
     db.session.commit()
     counts = result.counts
     click.echo(f"报告 {result.report_id} 已写到 {result.folder}")

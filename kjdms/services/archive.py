@@ -293,6 +293,23 @@ def file_entry(folder: Path, path: Path) -> dict:
     return {"path": str(path.relative_to(folder)), "size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
+class DigestingWriter:
+    """A file being written that counts its size and sha256 as it goes: its manifest entry without a second read."""
+
+    def __init__(self, target: BinaryIO, name: str):
+        self.target, self.name, self.size, self.digest = target, name, 0, hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        """Write data and count it."""
+        self.target.write(data)
+        self.size += len(data)
+        self.digest.update(data)
+
+    def entry(self) -> dict:
+        """Return the manifest entry of what was written, as file_entry gives it."""
+        return {"path": self.name, "size": self.size, "sha256": self.digest.hexdigest()}
+
+
 def write_folder_manifest(folder: Path, manifest: dict, signing_key) -> bytes:
     """Write manifest.json, its checksum and its signature into folder, owner-only and synced; return the body."""
     body = (json.dumps(manifest, ensure_ascii=False, sort_keys=True, indent=2) + "\n").encode("utf-8")

@@ -1,7 +1,9 @@
 """The report to the Ministry of Finance (财办会〔2018〕28号): person-level national data items, full or incremental.
 
-Streams: persons are read in id order in batches and written line by line, so memory stays bounded. Two runs
-for the same as-of date and base write the same bytes: nothing in the files depends on when they were written.
+Streams: one query reads the persons in dossier order, in one snapshot of the database on a connection of its own (a
+server-side cursor on PostgreSQL), and each batch of BATCH is written, hashed and compared with the previous report
+before the next is read, so memory stays bounded however many persons there are. Two runs for the same as-of date
+and base write the same bytes: nothing in the files depends on when they were written.
 """
 from __future__ import annotations
 
@@ -12,17 +14,21 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Iterator
 
 from sqlalchemy import func, select
 
 from ..local_time import end_of_day, local_date, local_today
-from ..models import Dossier, DossierRevision, Person, Region, Tombstone, WorkflowHistory, as_utc
+from ..models import Dossier, DossierRevision, Person, Region, Tombstone, WorkflowHistory
 from . import audit
-from .archive import file_entry, owner_only, write_folder_manifest
+from .archive import DigestingWriter, owner_only, write_folder_manifest
 from .identity import id_number_hash
+from .report_base import PreviousReport, previous_report
+from .transaction import read_snapshot
 
 FORMAT = "kjdms-mof-report"
 FORMAT_VERSION = 1
@@ -31,7 +37,11 @@ FIELDS = ("change", "id_number", "name", "sex", "birth_date", "education", "qual
           "qualification_certificate_number", "scope_category", "job_types", "employer_name", "employer_uscc",
           "employer_org_code", "region_code", "phone", "state", "registered_on", "approved_on", "changed_on",
           "is_legacy")
-PERSONS, PERSONS_CSV, REMOVED = "persons.jsonl", "persons.csv", "removed.jsonl"
+PERSONS, PERSONS_CSV, REMOVED, STATE = "persons.jsonl", "persons.csv", "removed.jsonl", "state.jsonl"
+SCRATCH = ".base.sqlite3"  # the previous report's fingerprints while an incremental one is written (report_base.py)
+JOB_TYPES_COLUMN, IS_LEGACY_COLUMN = FIELDS.index("job_types"), FIELDS.index("is_legacy")
+# A record's keys are sorted and "change" sorts just before "changed_on": a line gets its change inserted there.
+CHANGE_BEFORE = '"changed_on":'
 
 
 class ReportRefused(ValueError):
@@ -77,31 +87,35 @@ def person_record(values, approved_on: date | None) -> dict:
     }
 
 
-def current_records(session, day: date, reported_states: tuple[str, ...], approved_state: str):
-    """Yield (id_number, record) of every person whose dossier was in a reported state at the end of day.
+def _records_query(day: date, reported_states: tuple[str, ...], approved_state: str, past: bool):
+    """Return the query of COLUMNS and the last approval before the end of day, of every candidate in dossier order."""
+    cutoff = end_of_day(day)
+    approved_at = (select(func.max(WorkflowHistory.created_at))
+                   .where(WorkflowHistory.dossier_id == Dossier.id, WorkflowHistory.to_state == approved_state,
+                          WorkflowHistory.created_at < cutoff)
+                   .scalar_subquery().label("approved_at"))
+    query = (select(*COLUMNS, approved_at).join(Person, Person.id == Dossier.person_id)
+             .outerjoin(Region, Region.id == Dossier.region_id)
+             .where(Dossier.baseline_id.is_(None), Dossier.created_at < cutoff).order_by(Dossier.id))
+    # A past day's state is its revision's: any dossier that existed then may have been reported.
+    return query if past else query.where(Dossier.state.in_(reported_states))
+
+
+def current_records(connection, day: date, reported_states: tuple[str, ...],
+                    approved_state: str) -> Iterator[list[tuple[str, dict]]]:
+    """Yield every person whose dossier was in a reported state at the end of day, a batch of (id_number, record)
+    at a time, in dossier order (a batch may be empty).
 
     Today's report reads the dossiers as they stand; a past day's reads each dossier's last revision before the
     cutoff, as the statistics and the archive do (a dossier never revised: its current content; one revised only
     later: not reported, its content of that day is not recorded).
     """
-    cutoff, last = end_of_day(day), 0
-    past = day < local_today()
-    while True:
-        query = (select(*COLUMNS).join(Person, Person.id == Dossier.person_id)
-                 .outerjoin(Region, Region.id == Dossier.region_id)
-                 .where(Dossier.baseline_id.is_(None), Dossier.id > last, Dossier.created_at < cutoff)
-                 .order_by(Dossier.id).limit(BATCH))
-        batch = session.execute(query if past else query.where(Dossier.state.in_(reported_states))).all()
-        if not batch:
-            return
-        ids = [row[0] for row in batch]
-        # The last approval before the cutoff, for the whole batch in one query.
-        approvals = dict(session.execute(
-            select(WorkflowHistory.dossier_id, func.max(WorkflowHistory.created_at))
-            .where(WorkflowHistory.dossier_id.in_(ids), WorkflowHistory.to_state == approved_state,
-                   WorkflowHistory.created_at < cutoff)
-            .group_by(WorkflowHistory.dossier_id)).all())
-        then, revised = _revisions_then(session, ids, cutoff) if past else ({}, set())
+    cutoff, past = end_of_day(day), day < local_today()
+    rows = connection.execution_options(stream_results=True, yield_per=BATCH).execute(
+        _records_query(day, reported_states, approved_state, past))
+    for batch in rows.partitions():
+        then, revised = _revisions_then(connection, [row[0] for row in batch], cutoff) if past else ({}, set())
+        records = []
         for row in batch:
             values = row._mapping
             if row[0] in revised:
@@ -109,12 +123,12 @@ def current_records(session, day: date, reported_states: tuple[str, ...], approv
                     continue
                 values = _values_then(values, *then[row[0]])
             if values["id_number"] and values["state"] in reported_states:
-                approved = approvals.get(row[0])
-                yield values["id_number"], person_record(values, local_date(as_utc(approved)) if approved else None)
-        last = ids[-1]
+                approved = values["approved_at"]
+                records.append((values["id_number"], person_record(values, local_date(approved) if approved else None)))
+        yield records
 
 
-def _revisions_then(session, ids: list[int], cutoff) -> tuple[dict, set]:
+def _revisions_then(connection, ids: list[int], cutoff) -> tuple[dict, set]:
     """Return dossier id → (state, fields, is_legacy, recorded_at) of its last revision before cutoff, and the ids
     of the dossiers with any revision at all."""
     order = func.row_number().over(partition_by=DossierRevision.dossier_id,
@@ -122,9 +136,9 @@ def _revisions_then(session, ids: list[int], cutoff) -> tuple[dict, set]:
     ranked = (select(DossierRevision.dossier_id, DossierRevision.state, DossierRevision.fields,
                      DossierRevision.is_legacy, DossierRevision.recorded_at, order.label("rank"))
               .where(DossierRevision.dossier_id.in_(ids), DossierRevision.recorded_at < cutoff).subquery())
-    then = {dossier_id: rest for dossier_id, *rest, _ in session.execute(select(ranked).where(ranked.c.rank == 1))}
-    revised = set(session.scalars(select(DossierRevision.dossier_id).where(DossierRevision.dossier_id.in_(ids))
-                                  .distinct()))
+    then = {dossier_id: rest for dossier_id, *rest, _ in connection.execute(select(ranked).where(ranked.c.rank == 1))}
+    revised = set(connection.scalars(select(DossierRevision.dossier_id).where(DossierRevision.dossier_id.in_(ids))
+                                     .distinct()))
     return then, revised
 
 
@@ -133,21 +147,44 @@ def _values_then(values, state: str, fields: dict, is_legacy: bool, recorded_at)
     birth = fields.get("birth_date")
     return {**{name: fields.get(name, values[name]) for name in values.keys()}, "id_number": values["id_number"],
             "created_at": values["created_at"], "birth_date": date.fromisoformat(birth) if birth else None,
-            "code": fields.get("region"), "state": state, "updated_at": recorded_at, "is_legacy": is_legacy}
+            "code": fields.get("region"), "state": state, "updated_at": recorded_at, "is_legacy": is_legacy,
+            "approved_at": values["approved_at"]}
+
+
+def _text(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def _line(record: dict) -> bytes:
-    return (json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
+    return (_text(record) + "\n").encode("utf-8")
 
 
-def _base_digests(folder: Path) -> dict[str, str]:
-    """Return id_number → sha256 of the person's data in a previous report (its full state after it)."""
-    digests = {}
-    with open(folder / "state.jsonl", encoding="utf-8") as lines:
-        for line in lines:
-            entry = json.loads(line)
-            digests[entry["id_number"]] = entry["sha256"]
-    return digests
+def with_change(text: str, change: str) -> str:
+    """Return the line of {"change": change, **record} from the text of record (one encoding of it, not two)."""
+    at = text.index(CHANGE_BEFORE)
+    return f'{text[:at]}"change":"{change}",{text[at:]}\n'
+
+
+def _csv_row(change: str, record: dict) -> list:
+    """Return the CSV cells of a line: job types joined by 、, true/false, empty for none (csv writes None so)."""
+    row = [change, *(record[name] for name in FIELDS[1:])]
+    row[JOB_TYPES_COLUMN] = "、".join(row[JOB_TYPES_COLUMN])
+    row[IS_LEGACY_COLUMN] = "true" if row[IS_LEGACY_COLUMN] else "false"
+    return row
+
+
+def _csv_text(rows: list[list]) -> str:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\r\n").writerows(rows)
+    return text.getvalue()
+
+
+def _change(known: dict | None, id_number: str, digest: str) -> str | None:
+    """Return a person's change since the base (full without one), None when unchanged."""
+    if known is None:
+        return "full"
+    previous = known.get(id_number)
+    return "added" if previous is None else "changed" if previous != digest else None
 
 
 def count_reported(session, day: date, reported_states: tuple[str, ...]) -> int:
@@ -156,65 +193,83 @@ def count_reported(session, day: date, reported_states: tuple[str, ...]) -> int:
         Dossier.baseline_id.is_(None), Dossier.created_at < end_of_day(day), Dossier.state.in_(reported_states)))
 
 
+def _write_persons(folder: Path, batches, base: PreviousReport | None, counts: dict, progress) -> list[dict]:
+    """Write persons.jsonl, persons.csv and state.jsonl from batches of (id_number, record); return their entries."""
+    with owner_only(folder / PERSONS) as persons_file, owner_only(folder / PERSONS_CSV) as table_file, \
+            owner_only(folder / STATE) as state_file:
+        persons, table = DigestingWriter(persons_file, PERSONS), DigestingWriter(table_file, PERSONS_CSV)
+        state = DigestingWriter(state_file, STATE)
+        table.write(_csv_text([list(FIELDS)]).encode("utf-8-sig"))
+        for batch in batches:
+            known = base.digests([id_number for id_number, _ in batch]) if base is not None else None
+            lines, rows, states = [], [], []
+            for id_number, record in batch:
+                text = _text(record)
+                digest = hashlib.sha256((text + "\n").encode("utf-8")).hexdigest()
+                states.append(_line({"id_number": id_number, "sha256": digest}))
+                change = _change(known, id_number, digest)
+                if change is None:
+                    counts["unchanged"] += 1
+                    continue
+                counts["added" if change == "full" else change] += 1
+                lines.append(with_change(text, change))
+                rows.append(_csv_row(change, record))
+            counts["persons"] += len(batch)
+            persons.write("".join(lines).encode("utf-8"))
+            table.write(_csv_text(rows).encode("utf-8"))
+            state.write(b"".join(states))
+            if progress is not None and batch:
+                progress(counts["persons"])
+        return [persons.entry(), table.entry(), state.entry()]
+
+
+def _write_removed(connection, folder: Path, base: PreviousReport | None, id_hash_key: str, counts: dict) -> dict:
+    """Write removed.jsonl: the base's persons no longer reported, in ID-number order; return its entry."""
+    with owner_only(folder / REMOVED) as target:
+        removed = DigestingWriter(target, REMOVED)
+        for id_numbers in base.unseen(BATCH) if base is not None else ():
+            purged = _purge_dates(connection, id_numbers, id_hash_key)
+            removed.write(b"".join(_line({"change": "removed", "id_number": id_number,
+                                          "removed_on": _iso(purged.get(id_number))}) for id_number in id_numbers))
+            counts["removed"] += len(id_numbers)
+        return removed.entry()
+
+
+def _purge_dates(connection, id_numbers: list[str], id_hash_key: str) -> dict[str, date]:
+    """Return the Beijing date each of id_numbers was last purged, for those purged (a tombstone keeps a keyed hash)."""
+    hashes = {id_number_hash(id_hash_key, id_number): id_number for id_number in id_numbers}
+    last = connection.execute(select(Tombstone.id_number_hash, func.max(Tombstone.purged_at))
+                              .where(Tombstone.id_number_hash.in_(list(hashes))).group_by(Tombstone.id_number_hash))
+    return {hashes[hashed]: local_date(purged_at) for hashed, purged_at in last}
+
+
 def write_report(session, *, day: date, out: Path, signing_key, id_hash_key: str, reported_states: tuple[str, ...],
                  approved_state: str, since: str | None = None, actor=None, progress=None) -> ReportResult:
     """Write the report for the end of day into out/<report id>/ and audit it (the caller commits).
 
-    The files are written in a staging folder beside it and moved into place whole at the end, so a crash
-    never leaves a half report under the report's name. progress(persons written) is called every batch.
+    The database is read in one snapshot on a connection of its own, so the report is of one instant even while
+    people keep working. The files are written in a staging folder beside it and moved into place whole at the end,
+    so a crash never leaves a half report under the report's name. progress(persons written) is called every batch.
     """
     report_id = report_id_for(day, since)
-    base = None
+    base_state = None
     if since is not None:
-        base_folder = out / since
-        if not (base_folder / "state.jsonl").is_file():
-            raise ReportRefused(f"找不到作为基准的报告 {since}（应在 {base_folder}）")
-        base = _base_digests(base_folder)
+        base_state = out / since / STATE
+        if not base_state.is_file():
+            raise ReportRefused(f"找不到作为基准的报告 {since}（应在 {out / since}）")
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     final = out / report_id
     folder = Path(tempfile.mkdtemp(prefix=f".{report_id}.", dir=out))  # mode 0700 from the start
     try:
         counts = {"persons": 0, "added": 0, "changed": 0, "unchanged": 0, "removed": 0}
-        with owner_only(folder / PERSONS) as persons, owner_only(folder / PERSONS_CSV) as table, \
-                owner_only(folder / "state.jsonl") as state:
-            text = io.TextIOWrapper(table, encoding="utf-8-sig", newline="")
-            writer = csv.writer(text, lineterminator="\r\n")
-            writer.writerow(FIELDS)
-            seen = set()
-            for id_number, record in current_records(session, day, reported_states, approved_state):
-                digest = hashlib.sha256(_line(record)).hexdigest()
-                state.write(_line({"id_number": id_number, "sha256": digest}))
-                counts["persons"] += 1
-                if progress is not None and counts["persons"] % BATCH == 0:
-                    progress(counts["persons"])
-                seen.add(id_number) if base is not None else None
-                if base is None:
-                    change = "full"
-                elif id_number not in base:
-                    change = "added"
-                elif base[id_number] != digest:
-                    change = "changed"
-                else:
-                    counts["unchanged"] += 1
-                    continue
-                counts[change if change != "full" else "added"] += 1
-                row = {"change": change, **record}
-                persons.write(_line(row))
-                writer.writerow(["、".join(v) if isinstance(v, list) else ("" if v is None else str(v).lower()
-                                 if isinstance(v, bool) else v) for v in (row[name] for name in FIELDS)])
-            text.flush()
-            text.detach()
-        with owner_only(folder / REMOVED) as removed:
-            for id_number in sorted(set(base or ()) - seen):
-                tomb = session.scalar(select(Tombstone.purged_at).where(
-                    Tombstone.id_number_hash == id_number_hash(id_hash_key, id_number)))
-                removed.write(_line({"change": "removed", "id_number": id_number,
-                                     "removed_on": _iso(local_date(tomb)) if tomb else None}))
-                counts["removed"] += 1
-        files = [file_entry(folder, folder / name) for name in (PERSONS, PERSONS_CSV, REMOVED, "state.jsonl")]
+        with read_snapshot(session.get_bind()) as connection, \
+                (previous_report(base_state, folder / SCRATCH, BATCH) if base_state else nullcontext()) as base:
+            batches = current_records(connection, day, reported_states, approved_state)
+            persons, table, state = _write_persons(folder, batches, base, counts, progress)
+            removed = _write_removed(connection, folder, base, id_hash_key, counts)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "report_id": report_id,
                     "as_of": day.isoformat(), "kind": "incremental" if since else "full", "follows": since,
-                    "counts": counts, "files": files, "schema": "docs/mof-report.schema.json"}
+                    "counts": counts, "files": [persons, table, removed, state], "schema": "docs/mof-report.schema.json"}
         write_folder_manifest(folder, manifest, signing_key)
         _move_into_place(folder, final)
     except BaseException:

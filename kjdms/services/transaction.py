@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Iterator
 
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm.exc import StaleDataError
 
 
@@ -28,10 +30,10 @@ def committing(session):
 
 
 @contextmanager
-def read_snapshot(engine):
-    """Yield a connection whose every read sees one instant of the whole database (one read-only transaction)."""
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """Yield a connection of its own on which every read sees the database as of one instant, read only."""
     with engine.connect() as connection:
-        if connection.dialect.name == "sqlite":
+        if engine.dialect.name == "sqlite":
             # pysqlite starts no transaction for a SELECT by itself: begin one, and read once to fix the WAL snapshot.
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.exec_driver_sql("BEGIN")
