@@ -106,11 +106,11 @@ def postgres_migrated(postgres_url, tmp_path_factory):
 
 
 def empty_tables() -> None:
-    """Empty every table but the reference data.
+    """Empty every table but the reference data, and restart the emptied tables' id sequences.
 
-    The append-only tables (credit_records, audit_events) refuse row deletes and, on PostgreSQL, TRUNCATE,
-    by design: their guards are lifted for the moment, as only the tables' owner could. PostgreSQL empties
-    by TRUNCATE; SQLite tests start from a fresh copy of the file, so only credit-free runs empty it.
+    The append-only tables (credit_records, audit_events) refuse row deletes by design: their guards are lifted
+    for the moment, as only the tables' owner (or, on PostgreSQL, a superuser) could. SQLite tests start from a
+    fresh copy of the file, so only credit-free runs empty it.
     """
     tables = [table for table in reversed(db.metadata.sorted_tables) if table.name not in KEPT_TABLES]
     if db.engine.dialect.name == "sqlite":
@@ -123,15 +123,18 @@ def empty_tables() -> None:
         for _, sql in triggers:
             db.session.execute(sa.text(sql))
     else:
-        names = ", ".join(f'"{table.name}"' for table in tables)
-        guards = db.session.execute(sa.text(
-            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE tgname LIKE '%\\_no\\_truncate' "
-            "AND tgrelid::regclass::text = ANY(:tables)"), {"tables": [table.name for table in tables]}).all()
-        for table, guard in guards:
-            db.session.execute(sa.text(f'ALTER TABLE "{table}" DISABLE TRIGGER "{guard}"'))
-        db.session.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY"))
-        for table, guard in guards:
-            db.session.execute(sa.text(f'ALTER TABLE "{table}" ENABLE TRIGGER "{guard}"'))
+        # DELETE rather than TRUNCATE: a test leaves a handful of rows, and TRUNCATE makes new files for two dozen
+        # tables and their indexes, 0.6-1.6 s against 35 ms under CI's load, twice for each of 800 tests.
+        # As a replica no trigger fires, as none fires on TRUNCATE: neither the guards nor the foreign keys.
+        db.session.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        for table in tables:
+            db.session.execute(table.delete())
+        # What TRUNCATE ... RESTART IDENTITY did: ids start at 1 again (the kept tables' sequences go on).
+        db.session.execute(sa.text(
+            "SELECT setval(dependency.objid::regclass, 1, false) FROM pg_depend AS dependency "
+            "JOIN pg_class AS sequence ON sequence.oid = dependency.objid "
+            "WHERE sequence.relkind = 'S' AND dependency.refobjid = ANY(CAST(:tables AS regclass[]))"),
+            {"tables": [table.name for table in tables]})
     db.session.commit()
 
 
