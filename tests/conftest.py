@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -108,11 +109,12 @@ def postgres_migrated(postgres_url, tmp_path_factory):
 
 
 def empty_tables() -> None:
-    """Empty every table but the reference data.
+    """Empty every table but the reference data, and restart the emptied tables' id sequences.
 
-    The append-only tables (credit_records, audit_events) refuse row deletes and, on PostgreSQL, TRUNCATE,
-    by design: their guards are lifted for the moment, as only the tables' owner could. PostgreSQL empties
-    by TRUNCATE; SQLite tests start from a fresh copy of the file, so only credit-free runs empty it.
+    The append-only tables (credit_records, audit_events) refuse row deletes and, on PostgreSQL, TRUNCATE, by
+    design: their guards are lifted for the moment, as only the tables' owner (or a superuser) could. PostgreSQL
+    empties by DELETE as a replica when the tests connect as a superuser, else by TRUNCATE; SQLite tests start
+    from a fresh copy of the file, so only credit-free runs empty it.
     """
     tables = [table for table in reversed(db.metadata.sorted_tables) if table.name not in KEPT_TABLES]
     if db.engine.dialect.name == "sqlite":
@@ -124,7 +126,21 @@ def empty_tables() -> None:
             db.session.execute(table.delete())
         for _, sql in triggers:
             db.session.execute(sa.text(sql))
+    elif db.session.execute(sa.text("SELECT current_setting('is_superuser') = 'on'")).scalar():
+        # DELETE rather than TRUNCATE: a test leaves a handful of rows, and TRUNCATE makes new files for two dozen
+        # tables and their indexes: 0.80 s against 0.057 s (medians at load 22), twice for each of 800 tests.
+        # As a replica no trigger fires, as none fires on TRUNCATE: neither the guards nor the foreign keys.
+        # One round trip: under load each one waits for the server's turn on the CPU.
+        names = ", ".join(f"'{table.name}'" for table in tables)
+        db.session.execute(sa.text("; ".join([
+            "SET LOCAL session_replication_role = replica",
+            *(f'DELETE FROM "{table.name}"' for table in tables),
+            # What TRUNCATE ... RESTART IDENTITY did: ids start at 1 again (the kept tables' sequences go on).
+            "SELECT setval(dependency.objid::regclass, 1, false) FROM pg_depend AS dependency "
+            "JOIN pg_class AS sequence ON sequence.oid = dependency.objid "
+            f"WHERE sequence.relkind = 'S' AND dependency.refobjid = ANY(ARRAY[{names}]::regclass[])"])))
     else:
+        # Only a superuser may act as a replica; the tables' owner may still lift the TRUNCATE guards.
         names = ", ".join(f'"{table.name}"' for table in tables)
         guards = db.session.execute(sa.text(
             "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE tgname LIKE '%\\_no\\_truncate' "
@@ -179,15 +195,21 @@ def empty_search_index() -> None:
     PostgresSearchIndex(lambda: db.engine).drop()
 
 
-@pytest.fixture
-def sqlite_app(tmp_path, sqlite_template):
-    """The application on SQLite only, for tests that look at the file itself."""
-    shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
-    application = create_app(make_config(tmp_path))
+@contextmanager
+def pushed(application):
+    """Push application's context for the block, then close its session and its database connections."""
     with application.app_context():
         yield application
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_app(tmp_path, sqlite_template):
+    """The application on SQLite only, for tests that look at the file itself."""
+    shutil.copy(sqlite_template, tmp_path / "kjdms.sqlite3")
+    with pushed(create_app(make_config(tmp_path))) as application:
+        yield application
 
 
 @pytest.fixture

@@ -19,10 +19,11 @@ from kjdms.services.reference import region_by_code
 from kjdms.validators import id_number_check_digit
 
 _sequence = itertools.count(1)
-# A module's tests run on SQLite and PostgreSQL with the Whoosh index, and on PostgreSQL with the index in it too.
-BOTH_SEARCH_INDEXES = pytest.mark.parametrize("app", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
-                                                      pytest.param("postgres_search", marks=pytest.mark.postgres)],
-                                              indirect=True)
+# A module's tests run on SQLite with the Whoosh index and on PostgreSQL with the index in it: each database and each
+# index once. Not PostgreSQL with Whoosh too: nothing between them depends on the pair (the outbox, the drain and the
+# checks against the database are the same SQL for either index; the indexes see no dialect).
+BOTH_SEARCH_INDEXES = pytest.mark.parametrize(
+    "app", ["sqlite", pytest.param("postgres_search", marks=pytest.mark.postgres)], indirect=True)
 STAFF_PASSWORD = "staff-pass-123"
 APPLICANT_PASSWORD = "applicant-pass-123"
 USCC_SHUANGTA = demo_uscc("91211302", "MA0Y8K3L")

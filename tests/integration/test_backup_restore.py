@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from kjdms.services.lifecycle import fire_transition
 from kjdms.services.search import operator_grants, search_dossiers
 from kjdms.signing import public_key_pem, read_or_create_signing_key
 from kjdms.vocabulary import CREDIT_OFFICER_ROLE
-from tests.conftest import POSTGRES_URL
+from tests.conftest import POSTGRES_URL, make_config, pushed
 from tests.helpers import applicant, staff, upload_required
 
 QUERIES = ("张", "王", "会计", "示范", "双塔", "")
@@ -88,6 +89,24 @@ def populate(app, workflow, blobs):
                    found_on=date(2019, 6, 1), today=date(2019, 6, 2), id_hash_key=key)
     db.session.commit()
     return dossier
+
+
+@pytest.fixture(scope="module")
+def populated_storage(tmp_path_factory, sqlite_template):
+    """A SQLite instance's storage folder (database, blobs, index, keys) filled by populate() once for the module."""
+    folder = tmp_path_factory.mktemp("populated")
+    shutil.copy(sqlite_template, folder / "kjdms.sqlite3")
+    with pushed(create_app(make_config(folder))) as app:
+        populate(app, get_workflow(), get_blob_store())
+    return folder
+
+
+@pytest.fixture
+def populated_app(tmp_path, populated_storage):
+    """A populated SQLite instance of the test's own: populated_storage copied into tmp_path."""
+    shutil.copytree(populated_storage, tmp_path, dirs_exist_ok=True)
+    with pushed(create_app(make_config(tmp_path))) as app:
+        yield app
 
 
 def _cell(value):
@@ -204,9 +223,8 @@ def test_restore_drill(app, workflow, blobs, tmp_path, empty_database):
     assert any(search_results(app).values())
 
 
-def test_a_later_backup_copies_only_new_blobs_and_verify_checks_everything(sqlite_app, tmp_path):
-    app, destination = sqlite_app, tmp_path / "backups"
-    populate(app, get_workflow(), get_blob_store())
+def test_a_later_backup_copies_only_new_blobs_and_verify_checks_everything(populated_app, tmp_path):
+    app, destination = populated_app, tmp_path / "backups"
     first = cli(app, "backup", "create", destination)
     assert first.exit_code == 0 and "新复制 0 个" not in first.output
     time.sleep(1.1)
@@ -226,9 +244,8 @@ def _flip_byte(path, offset=-1):
     path.write_bytes(bytes(data))
 
 
-def test_verify_names_a_flipped_byte_in_a_table_a_key_file_or_a_blob(sqlite_app, tmp_path):
-    app, destination = sqlite_app, tmp_path / "backups"
-    populate(app, get_workflow(), get_blob_store())
+def test_verify_names_a_flipped_byte_in_a_table_a_key_file_or_a_blob(populated_app, tmp_path):
+    app, destination = populated_app, tmp_path / "backups"
     assert cli(app, "backup", "create", destination).exit_code == 0
     snapshot = next((destination / "snapshots").iterdir())
     table = snapshot / "tables" / "dossiers.jsonl.gz"
@@ -248,9 +265,8 @@ def test_verify_names_a_flipped_byte_in_a_table_a_key_file_or_a_blob(sqlite_app,
     assert result.exit_code != 0 and str(blob) in result.output
 
 
-def test_restore_refuses_a_live_instance_and_the_backup_a_readable_folder(sqlite_app, tmp_path):
-    app, destination = sqlite_app, tmp_path / "backups"
-    populate(app, get_workflow(), get_blob_store())
+def test_restore_refuses_a_live_instance_and_the_backup_a_readable_folder(populated_app, tmp_path):
+    app, destination = populated_app, tmp_path / "backups"
     assert cli(app, "backup", "create", destination).exit_code == 0
     before = rows_of(db.engine)
     result = cli(app, "backup", "restore", destination)  # into itself: a live instance
@@ -265,9 +281,8 @@ def test_restore_refuses_a_live_instance_and_the_backup_a_readable_folder(sqlite
     assert not (readable / "snapshots").exists()
 
 
-def test_sealed_keys_need_the_passphrase(sqlite_app, tmp_path):
-    app, destination = sqlite_app, tmp_path / "backups"
-    populate(app, get_workflow(), get_blob_store())
+def test_sealed_keys_need_the_passphrase(populated_app, tmp_path):
+    app, destination = populated_app, tmp_path / "backups"
     passphrase_file = tmp_path / "passphrase"
     passphrase_file.write_text(PASSPHRASE, "utf-8")
     short = tmp_path / "short"
@@ -373,9 +388,8 @@ def test_a_backup_killed_half_way_resumes(tmp_path, sqlite_template):
         db.engine.dispose()
 
 
-def test_rows_are_stored_as_json_lines_with_a_header(sqlite_app, tmp_path):
-    populate(sqlite_app, get_workflow(), get_blob_store())
-    assert cli(sqlite_app, "backup", "create", tmp_path / "b").exit_code == 0
+def test_rows_are_stored_as_json_lines_with_a_header(populated_app, tmp_path):
+    assert cli(populated_app, "backup", "create", tmp_path / "b").exit_code == 0
     snapshot = next((tmp_path / "b" / "snapshots").iterdir())
     with gzip.open(snapshot / "tables" / "regions.jsonl.gz", "rt", encoding="utf-8") as lines:
         header = json.loads(next(lines))
@@ -383,9 +397,8 @@ def test_rows_are_stored_as_json_lines_with_a_header(sqlite_app, tmp_path):
     assert first["name"] and "id" in header
 
 
-def test_an_interrupted_restore_continues_where_it_stopped(sqlite_app, tmp_path, monkeypatch):
-    populate(sqlite_app, get_workflow(), get_blob_store())
-    assert cli(sqlite_app, "backup", "create", tmp_path / "b").exit_code == 0
+def test_an_interrupted_restore_continues_where_it_stopped(populated_app, tmp_path, monkeypatch):
+    assert cli(populated_app, "backup", "create", tmp_path / "b").exit_code == 0
     source_dossiers = rows_of(db.engine)["dossiers"]
     target = target_app(tmp_path, "restored", f"sqlite:///{tmp_path / 'restored.sqlite3'}")
     real_put, calls = LocalBlobStore.put, []
@@ -409,9 +422,8 @@ def test_an_interrupted_restore_continues_where_it_stopped(sqlite_app, tmp_path,
 
 
 @pytest.mark.postgres
-def test_a_sqlite_backup_restores_into_postgresql(sqlite_app, tmp_path, empty_database):
-    populate(sqlite_app, get_workflow(), get_blob_store())
-    assert cli(sqlite_app, "backup", "create", tmp_path / "b").exit_code == 0
+def test_a_sqlite_backup_restores_into_postgresql(populated_app, tmp_path, empty_database):
+    assert cli(populated_app, "backup", "create", tmp_path / "b").exit_code == 0
     source = rows_of(db.engine)
     target = target_app(tmp_path, "restored", empty_database("postgres"))
     result = cli(target, "backup", "restore", tmp_path / "b")
@@ -428,14 +440,13 @@ def test_a_sqlite_backup_restores_into_postgresql(sqlite_app, tmp_path, empty_da
         db.engine.dispose()
 
 
-def test_a_restore_lists_the_persons_the_deadline_purge_removed_after_the_backup(sqlite_app, tmp_path):
+def test_a_restore_lists_the_persons_the_deadline_purge_removed_after_the_backup(populated_app, tmp_path):
     """An older backup brings back whom the purge removed since: the restore says so and names them."""
-    populate(sqlite_app, get_workflow(), get_blob_store())
     # 孙丽 was imported before the deadline and never confirmed: the purge removes her after this backup.
     db.session.execute(sa.text("UPDATE dossiers SET created_at = '2020-01-01 00:00:00' WHERE to_confirm"))
     db.session.commit()
     number = db.session.scalar(sa.select(Dossier).where(Dossier.to_confirm.is_(True))).number
-    assert cli(sqlite_app, "backup", "create", tmp_path / "b").exit_code == 0
+    assert cli(populated_app, "backup", "create", tmp_path / "b").exit_code == 0
     target = target_app(tmp_path, "restored", f"sqlite:///{tmp_path / 'restored.sqlite3'}")
     result = cli(target, "backup", "restore", tmp_path / "b")
     assert result.exit_code == 0, result.output
