@@ -2,6 +2,7 @@
 
 import re
 import unicodedata
+import uuid
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,9 @@ def build_index(documents):
     """Index documents in memory with the Chinese analyzer on every text field."""
     schema = Schema(id=ID(stored=True, unique=True),
                     **{field: TEXT(analyzer=chinese_analyzer(), multitoken_query="phrase") for field in FIELDS})
-    index = RamStorage().create_index(schema)
+    # Whoosh's writer spools into <tempdir>/<indexname>.tmp even for a RAM index, and removes that folder when it
+    # finishes: a name of its own keeps two test processes from removing each other's (FileNotFoundError).
+    index = RamStorage().create_index(schema, indexname=f"analysis-{uuid.uuid4().hex}")
     with index.writer() as writer:
         for document in documents:
             writer.add_document(**{key: document[key] for key in ("id", *FIELDS)})
