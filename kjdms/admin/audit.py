@@ -14,7 +14,7 @@ from ..extensions import db
 from ..local_time import local_text
 from ..models import AuditEvent, Dossier, User, utcnow
 from ..services import audit
-from .audit_text import AuditText, action_labels
+from .audit_text import AuditText, action_labels, region_names
 from .base import ScopedModelView, beijing_time
 from .filters import ClauseFilter, DayFilter, PerRequest
 from .forms import ConfirmForm
@@ -39,7 +39,7 @@ def dossier_id(value: str) -> int | None:
 def audit_text() -> AuditText:
     """Return the names of this request's events, read once per request."""
     if "audit_text" not in g:
-        g.audit_text = AuditText(db.session, get_workflow().definition)
+        g.audit_text = AuditText(get_workflow().definition, region_names(db.session))
     return g.audit_text
 
 
@@ -69,8 +69,8 @@ class AuditView(ScopedModelView):
     column_filters = (
         ClauseFilter(AuditEvent.actor_label, "操作人", lambda text: AuditEvent.actor_label == text.strip(),
                      operation="等于"),
-        ClauseFilter(AuditEvent.action, "操作", lambda code: AuditEvent.action == code, options=PerRequest(action_choices),
-                     operation="是"),
+        ClauseFilter(AuditEvent.action, "操作", lambda code: AuditEvent.action == code,
+                     options=PerRequest(action_choices), operation="是"),
         ClauseFilter(AuditEvent.object_id, "档案编号",
                      lambda text: (AuditEvent.object_type == "dossier") & (AuditEvent.object_id == dossier_id(text)),
                      operation="等于"),

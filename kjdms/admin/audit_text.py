@@ -38,13 +38,18 @@ def action_labels(definition: WorkflowDefinition) -> dict[str, str]:
     return {**AUDIT_ACTIONS, **transitions}
 
 
-class AuditText:
-    """The names of one page's or one export's events, read once: the workflow's and the regions'."""
+def region_names(session) -> dict[str, str]:
+    """Return every region's code → name (a few hundred rows: read once for a page or an export)."""
+    return dict(session.execute(select(Region.code, Region.name)).all())
 
-    def __init__(self, session, definition: WorkflowDefinition):
+
+class AuditText:
+    """The names of one page's or one export's events: the workflow's and the regions', read once."""
+
+    def __init__(self, definition: WorkflowDefinition, regions: dict[str, str]):
         self.actions = action_labels(definition)
         self.states = {name: state.title for name, state in definition.states.items()}
-        self.region_names = dict(session.execute(select(Region.code, Region.name)).all())
+        self.region_names = regions
 
     def action(self, code: str) -> str:
         """Return the Chinese name of an action code (an unknown one as itself)."""
@@ -96,7 +101,7 @@ class AuditText:
         if key == "fields":
             return "、".join(fields.get(name, name) for name in value or ()) or "—"
         if key == "changes" and isinstance(value, dict):
-            return "；".join(f"{fields.get(name, name)} {self.plain(change.get('old'))} → {self.plain(change.get('new'))}"
+            return "；".join(self.change(fields.get(name, name), self.region if name == "parent" else self.plain, change)
                             for name, change in value.items())
         if key == "slot":
             return ATTACHMENT_SLOTS[value].title if value in ATTACHMENT_SLOTS else self.plain(value)
@@ -112,6 +117,11 @@ class AuditText:
         if key == "query":
             return unquote_plus(value or "") or "无"
         return self.plain(value)
+
+    @staticmethod
+    def change(label: str, shown, change: dict) -> str:
+        """Return one changed field as "label old → new"."""
+        return f"{label} {shown(change.get('old'))} → {shown(change.get('new'))}"
 
     def plain(self, value) -> str:
         """Return a value with no meaning of its own as text: yes/no, lists, counts."""
