@@ -78,26 +78,27 @@ class S3BlobStore:
     def put(self, data: bytes | BinaryIO) -> BlobInfo:
         """Store data under its sha256; created is False if it was already stored."""
         if isinstance(data, (bytes, bytearray)):
-            # A BytesIO of bytes shares them (no copy); sent as a file, they are not joined to the headers either.
-            return self._store(hashlib.sha256(data), io.BytesIO(data), len(data))
+            return self._store(hashlib.sha256(data), bytes(data), len(data))
         with tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES) as spool:
             digest = hashlib.sha256()
             for chunk in read_chunks(data):
                 digest.update(chunk)
                 spool.write(chunk)
             size = spool.tell()
-            # The spool itself is the body, read as it is sent: spool.read() would copy it, and botocore joins a
-            # bytes body to the request's headers, a second copy (3 × the blob in memory instead of 1 ×).
+            spool.seek(0)
+            # The spool itself is the body, read in blocks as it is sent (after Expect: 100-continue): spool.read()
+            # copied an in-memory spool, so the blob was held twice. botocore takes no memoryview as a body.
             return self._store(digest, spool, size)
 
-    def _store(self, digest, body: BinaryIO, size: int) -> BlobInfo:
+    def _store(self, digest, body: bytes | BinaryIO, size: int) -> BlobInfo:
         sha256 = digest.hexdigest()
         if size > MULTIPART_THRESHOLD:
-            body.seek(0)
-            return BlobInfo(sha256, size, created=self._put_in_parts(sha256, body))
+            parts = io.BytesIO(body) if isinstance(body, bytes) else body
+            return BlobInfo(sha256, size, created=self._put_in_parts(sha256, parts))
         checksum = base64.b64encode(digest.digest()).decode()
         for _ in range(CONFLICT_ATTEMPTS):
-            body.seek(0)
+            if not isinstance(body, bytes):
+                body.seek(0)
             outcome = self._put_if_absent(sha256, body, checksum)
             if outcome == 201:
                 return BlobInfo(sha256, size, created=True)
@@ -106,7 +107,7 @@ class S3BlobStore:
             # 409: another PUT of the same bytes was under way; 412 then gone: gc removed it in between. Again.
         raise RuntimeError(f"blob {sha256}: the S3 server kept answering that another write of it was under way")
 
-    def _put_if_absent(self, sha256: str, body: BinaryIO, checksum: str) -> int:
+    def _put_if_absent(self, sha256: str, body: bytes | BinaryIO, checksum: str) -> int:
         """PUT body under its name unless an object is there; return 201 if written, else the server's 412 or 409."""
         from botocore.exceptions import ClientError
 

@@ -397,8 +397,8 @@ def test_s3_a_stream_larger_than_memory_goes_up_under_its_name_only(s3_store, mo
 
 @pytest.mark.parametrize("given", ["stream", "bytes"])
 def test_s3_a_put_held_in_memory_holds_the_blob_once(s3_store, given):
-    # Under IN_MEMORY_BYTES the spool is a BytesIO; copying it for the PUT (spool.read(), then botocore joining a
-    # bytes body to the headers) held the blob three times over. Sent as a file, it is there once, plus buffers.
+    # Under IN_MEMORY_BYTES the spool is a BytesIO; spool.read() copied it for the PUT, holding the blob twice.
+    # The spool sent as a file holds it once (plus buffers); bytes given are sent as they are, never copied.
     data = os.urandom(6 * 1024 * 1024)
     assert len(data) < s3.IN_MEMORY_BYTES
     body = ChunkRecordingStream(data) if given == "stream" else data
