@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -30,7 +31,8 @@ def main() -> None:
     parser.add_argument("--megabytes", type=float, default=6)
     arguments = parser.parse_args()
     size = int(arguments.megabytes * 1024 * 1024)
-    server = SeaweedServer(Path(tempfile.mkdtemp(prefix="kjdms-bench-weed-")))
+    folder = Path(tempfile.mkdtemp(prefix="kjdms-bench-weed-"))
+    server = SeaweedServer(folder)
     try:
         server.wait_until_ready()
         store = S3BlobStore.from_settings(endpoint_url=server.endpoint, bucket=server.BUCKET, prefix="bench",
@@ -54,6 +56,7 @@ def main() -> None:
               f"wall {statistics.median(wall) * 1000:.1f} ms (medians)")
     finally:
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
