@@ -150,3 +150,82 @@ NOTICE_KINDS = {
     "digest": "待审核汇总",
     "escalation": "超期督办",
 }
+
+# The audit log (admin/audit.py): each action code written (services/audit.record) → how the log names it.
+# The workflow's transitions are named from the workflow file ("档案：" + the transition's title), since the
+# file may add one. tests/unit/test_audit_vocabulary.py fails when a code written in kjdms has no label.
+AUDIT_ACTIONS = {
+    "api_client.create": "创建API调用方",
+    "api_client.rotate": "更换API调用方密钥",
+    "api_client.revoke": "停用API调用方",
+    "api_status_lookup": "API查询人员状态",
+    "api_token_issued": "签发API令牌",
+    "attachment.add_version": "上传证明材料",
+    "audit.export": "导出审计日志",
+    "backup.create": "备份",
+    "backup.restore": "从备份恢复",
+    "credit.record": "记入信用档案",
+    "credit.correct": "更正信用记录",
+    "credit.revoke": "撤销信用记录",
+    "credit.export_pdf": "导出信用档案PDF",
+    "deadline_purge.complete": "截止清理完成",
+    "deadline_purge.partial": "截止清理（未完成）",
+    "deadline_purge.cleanup": "截止清理收尾",
+    "document.download": "下载证明材料",
+    "document.preview": "预览证明材料",
+    "dossier.register": "登记档案",
+    "dossier.update": "修改基本信息",
+    "dossier.reveal_id_number": "查看完整身份证号",
+    "dossier.export_package": "导出档案材料包",
+    "dossier.checkout": "开始信息变更",
+    "dossier.cancel_checkout": "取消信息变更",
+    "dossier.check_in": "信息变更并入档案",
+    "mof_report.request": "申请生成财政部报送文件",
+    "mof_report.generate": "生成财政部报送文件",
+    "mof_report.download": "下载财政部报送文件",
+    "region.create": "新增地区",
+    "region.update": "修改地区",
+    "region.delete": "删除地区",
+    "role.assign": "授予角色",
+    "role.revoke": "收回角色",
+    "search.id_number": "按身份证号检索",
+    "setting.change": "修改设置",
+    "statistics.export": "导出统计表",
+    "user.create": "创建账号",
+    "user.update": "修改账号信息",
+    "user.enable": "启用账号",
+    "user.disable": "停用账号",
+    "user.set_password": "设置密码",
+    "user.reset_password": "重置密码",
+}
+WORKFLOW_ACTION_PREFIX = "workflow."
+AUDIT_OBJECT_TYPES = {
+    "dossier": "档案", "user": "账号", "region": "地区", "setting": "设置", "credit_record": "信用记录",
+    "audit": "审计日志", "person": "人员", "api_client": "API调用方", "report_run": "报送文件任务",
+    "mof_report": "财政部报送文件", "instance": "系统", "statistics": "统计", "deadline_purge": "截止清理",
+    "search": "检索",
+}
+# The keys an event's detail holds (the keyword arguments of audit.record) → how the log names them.
+AUDIT_DETAIL_KEYS = {
+    "as_of": "截止日期", "blobs": "文件数", "blobs_copied": "新复制文件数", "changes": "修改内容", "cleaned": "已清理",
+    "code": "地区代码", "counts": "数量", "day": "日期", "destination": "保存位置", "dossier_id": "档案编号",
+    "dossiers": "显示的档案", "files": "文件数", "fields": "修改的项目", "flagged": "需修改的项目", "follows": "上次报送",
+    "format": "格式", "found": "查到人数", "from_state": "原状态", "id_numbers": "身份证号个数",
+    "index_pending": "检索索引待更新", "interrupted": "中途停止", "keys_sealed": "密钥已加密保存", "key": "设置项",
+    "legacy": "原系统人员", "may_see_credit": "可查询信用档案", "name": "名称", "new": "新值", "old": "原值",
+    "parent": "上级地区", "persons": "查询人数", "purged": "已删除个人信息", "purpose": "用途", "query": "筛选条件",
+    "reason": "理由", "region": "地区", "regions": "地区", "report_id": "报送文件编号", "role": "角色", "rows": "条数",
+    "sha256": "SHA-256", "size": "大小（字节）", "skipped": "跳过", "slot": "材料", "slots": "变更的材料",
+    "snapshot": "备份名称", "supersedes_id": "所更正或撤销的记录", "tables": "统计表", "to_state": "新状态",
+    "version": "版本", "wal_truncated": "数据库日志已截断", "working_copy": "变更副本",
+}
+# The fields an event's "fields" or "changes" names, by the kind of object the event is about.
+AUDIT_FIELD_LABELS = {
+    "dossier": DOSSIER_LABELS,
+    "user": {"display_name": "姓名", "department": "科室", "phone": "联系电话"},
+    "region": {"name": "名称", "office_name": "会计管理部门", "phone": "咨询电话", "address": "办公地址",
+               "hours": "咨询时间", "kind": "级别", "parent": "上级地区", "collected_elsewhere": "不在本平台采集",
+               "sort_order": "排序"},
+    "credit_record": {"kind": "类别", "finding": "查实情况", "legal_basis": "依据", "evidence": "证据材料",
+                      "found_on": "查实日期"},
+}

@@ -14,6 +14,7 @@ from kjdms.schema import upgrade_schema
 from kjdms.config import Config
 from kjdms.extensions import db
 from kjdms.services.reference import load_regions
+from tests import schemas
 
 POSTGRES_URL = os.environ.get("KJDMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 # Reference tables survive between tests; everything else is emptied.
@@ -84,6 +85,7 @@ def fresh_schema(prefix: str):
     try:
         with admin.begin() as connection:
             connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            schemas.mark(connection, schema)  # so a later session can drop it if this one is killed
     except sa.exc.OperationalError as error:
         if os.environ.get("CI"):
             raise
@@ -93,6 +95,19 @@ def fresh_schema(prefix: str):
     with admin.begin() as connection:
         connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+def pytest_sessionstart(session):
+    """Drop the PostgreSQL schemas that killed test runs left behind (only the tests' own, hours old)."""
+    if hasattr(session.config, "workerinput"):
+        return  # xdist: the controller does it once
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        schemas.drop_stale_schemas(engine)
+    except sa.exc.OperationalError:
+        pass  # no PostgreSQL here: its tests skip (or fail in CI) on their own
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -3,24 +3,23 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
-from flask import Response, abort, request
+from flask import Response, abort, g, request
 from flask_admin import expose
 from flask_login import current_user
 from sqlalchemy import or_, select
 
+from ..backends import get_workflow
 from ..extensions import db
 from ..local_time import local_text
 from ..models import AuditEvent, Dossier, User, utcnow
 from ..services import audit
+from .audit_text import AuditText, action_labels, region_names
 from .base import ScopedModelView, beijing_time
-from .filters import ClauseFilter, DayFilter
+from .filters import ClauseFilter, DayFilter, PerRequest
 from .forms import ConfirmForm
 
 EXPORT_MAX_ROWS = 100_000
-OBJECT_TYPES = {"dossier": "档案", "user": "账号", "region": "地区", "setting": "设置", "credit_record": "信用记录",
-                "audit": "审计日志", "person": "人员"}
 # A spreadsheet reads a cell starting with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -37,6 +36,18 @@ def dossier_id(value: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
 
 
+def audit_text() -> AuditText:
+    """Return the names of this request's events, read once per request."""
+    if "audit_text" not in g:
+        g.audit_text = AuditText(get_workflow().definition, region_names(db.session))
+    return g.audit_text
+
+
+def action_choices() -> list[tuple[str, str]]:
+    """Return the filter's choices of action: (code, Chinese name), related codes side by side."""
+    return sorted(action_labels(get_workflow().definition).items())
+
+
 class AuditView(ScopedModelView):
     """审计日志: events done by, or done to, the accounts, dossiers and regions of the scope."""
 
@@ -48,16 +59,18 @@ class AuditView(ScopedModelView):
                      "object_type": "对象", "object_id": "对象编号", "detail": "详情"}
     column_formatters = {
         "occurred_at": beijing_time,
-        "object_type": lambda v, c, m, n: OBJECT_TYPES.get(m.object_type, m.object_type),
-        "detail": lambda v, c, m, n: json.dumps(m.detail, ensure_ascii=False) if m.detail else "",
+        "action": lambda v, c, m, n: audit_text().action(m.action),
+        "object_type": lambda v, c, m, n: audit_text().object_type(m.object_type),
+        "object_id": lambda v, c, m, n: audit_text().object_id(m),
+        "detail": lambda v, c, m, n: audit_text().detail_html(m),
     }
     column_default_sort = ("occurred_at", True)
     column_sortable_list = ("occurred_at", "actor_label", "action")
     column_filters = (
         ClauseFilter(AuditEvent.actor_label, "操作人", lambda text: AuditEvent.actor_label == text.strip(),
                      operation="等于"),
-        ClauseFilter(AuditEvent.action, "操作", lambda text: AuditEvent.action.contains(text.strip(), autoescape=True),
-                     operation="包含"),
+        ClauseFilter(AuditEvent.action, "操作", lambda code: AuditEvent.action == code,
+                     options=PerRequest(action_choices), operation="是"),
         ClauseFilter(AuditEvent.object_id, "档案编号",
                      lambda text: (AuditEvent.object_type == "dossier") & (AuditEvent.object_id == dossier_id(text)),
                      operation="等于"),
@@ -94,11 +107,11 @@ class AuditView(ScopedModelView):
         out.write("\ufeff")
         writer = csv.writer(out)
         writer.writerow([self.column_labels[column] for column in self.column_list])
+        names = audit_text()
         for event in rows:
             writer.writerow([neutral(value) for value in (
-                local_text(event.occurred_at), event.actor_label, event.action,
-                OBJECT_TYPES.get(event.object_type, event.object_type), event.object_id,
-                json.dumps(event.detail, ensure_ascii=False) if event.detail else "")])
+                local_text(event.occurred_at), event.actor_label, names.action(event.action),
+                names.object_type(event.object_type), names.object_id(event), names.detail_text(event))])
         audit.record(db.session, current_user._get_current_object(), "audit.export", "audit", None,
                      rows=len(rows), query=request.query_string.decode("ascii", "replace")[:500])
         db.session.commit()

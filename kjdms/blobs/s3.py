@@ -86,8 +86,9 @@ class S3BlobStore:
                 spool.write(chunk)
             size = spool.tell()
             spool.seek(0)
-            # Bytes go out in one send; a file body would be read in 8 KiB blocks after a 100-continue round trip.
-            return self._store(digest, spool.read() if size <= IN_MEMORY_BYTES else spool, size)
+            # The spool itself is the body, read in blocks as it is sent (after Expect: 100-continue): spool.read()
+            # copied an in-memory spool, so the blob was held twice. botocore takes no memoryview as a body.
+            return self._store(digest, spool, size)
 
     def _store(self, digest, body: bytes | BinaryIO, size: int) -> BlobInfo:
         sha256 = digest.hexdigest()

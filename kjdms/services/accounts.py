@@ -17,6 +17,7 @@ from . import audit
 MIN_PASSWORD_LENGTH = 8
 # The policy, as the README and the password pages state it.
 PASSWORD_POLICY = f"至少{MIN_PASSWORD_LENGTH}位，同时包含字母和数字，不能包含用户名，不能是常见密码"
+APPLICANT_ROLE_REFUSED = "角色：会计人员本人的账号不能持有工作人员角色，请为其另建工作人员账号"
 
 
 @functools.cache
@@ -71,9 +72,13 @@ def set_password(session, user: User, password: str, actor=None) -> None:
 
 
 def assign_role(session, user: User, role: str, region: Region, actor=None) -> RoleAssignment:
-    """Give user role on region (and so on every region below it); idempotent."""
+    """Give user role on region (and so on every region below it); idempotent. Applicant accounts hold none."""
     if role not in STAFF_ROLES:
         raise ValidationError("role", f"角色：没有“{role}”这一角色")
+    # staff.py and the transitions read an applicant's roles as owner only: a staff role there would be a
+    # second identity on a personal account, outside the back office's lists (which show staff accounts).
+    if user.is_applicant:
+        raise ValidationError("role", APPLICANT_ROLE_REFUSED)
     existing = session.scalar(select(RoleAssignment).filter_by(user=user, role=role, region=region))
     if existing:
         return existing

@@ -134,7 +134,7 @@ def test_a_county_administrator_appoints_a_reviewer_and_disabling_stops_the_open
         # 5. The audit log of the county holds what was done, by whom.
         administrator.get_by_role("link", name="审计日志").first.click()
         expect(administrator.get_by_role("heading", name="审计日志")).to_be_visible()
-        for action in ("user.create", "role.assign", "user.disable"):
+        for action in ("创建账号", "授予角色", "停用账号"):
             expect(administrator.get_by_role("row").filter(has_text=ADMINISTRATOR).filter(has_text=action)
                    ).to_have_count(1)
         camera.shoot(administrator, "admin-audit-log")
@@ -184,6 +184,24 @@ def dismiss_deletions(page: Page, camera) -> None:
     assert asked == ["你确定要删除这条记录吗？", "你确定要删除这些选中的记录吗？"], asked
     page.remove_listener("dialog", dismiss)
     camera.shoot(page, "province-regions-nothing-deleted")
+
+
+def audit_cell_lines(page: Page) -> dict:
+    """Measure the audit log's time, actor, action and object cells: how many, and those over two lines."""
+    # A cell is as tall as its row (the detail sets that): measure the text, in lines of the cell's own height.
+    return page.evaluate("""() => {
+        const tall = {};
+        let measured = 0;
+        for (const cell of document.querySelectorAll(
+                "td.col-occurred_at, td.col-actor_label, td.col-action, td.col-object_type, td.col-object_id")) {
+            const text = document.createRange();
+            text.selectNodeContents(cell);
+            const lines = text.getBoundingClientRect().height / parseFloat(getComputedStyle(cell).lineHeight);
+            measured += 1;
+            if (lines > 2.2) tall[cell.className + ": " + cell.textContent.trim()] = lines;
+        }
+        return {measured, tall};
+    }""")
 
 
 def kjdms(storage: Path, *args: str) -> str:
@@ -251,11 +269,15 @@ def test_the_first_administrator_of_a_fresh_instance_is_made_from_the_shell(chro
 
         # What the operator did at the shell and what was done on the web stand in one audit log.
         page.get_by_role("link", name="审计日志").first.click()
-        expect(page.get_by_role("row").filter(has_text="cli").filter(has_text="user.create")).to_have_count(1)
-        change = page.get_by_role("row").filter(has_text="setting.change")
+        expect(page.get_by_role("row").filter(has_text="cli").filter(has_text="创建账号")).to_have_count(1)
+        change = page.get_by_role("row").filter(has_text="修改设置")
         expect(change).to_contain_text("zhang_admin")
-        expect(change).to_contain_text('"new": "2019-04-15:2019-06-30,2020-04-01:2020-06-30"')
+        expect(change).to_contain_text("设置项：信息采集期")
+        expect(change).to_contain_text("新值：2019-04-15:2019-06-30,2020-04-01:2020-06-30")
         camera.shoot(page, "province-audit-log")
+        assert page.viewport_size["width"] == 1280
+        cells = audit_cell_lines(page)
+        assert cells["measured"] >= 5 * 3 and cells["tall"] == {}, cells
         # The date filter's picker (Flask-Admin's daterangepicker) under the same policy: nothing happened in 2099.
         page.get_by_role("link", name="添加筛选器").click()
         page.locator(".field-filters").get_by_role("link", name="日期", exact=True).click()
@@ -265,6 +287,6 @@ def test_the_first_administrator_of_a_fresh_instance_is_made_from_the_shell(chro
         day.fill("2099-01-01")
         page.locator("#filter_form").get_by_role("button", name="应用").click()
         expect(page).to_have_url(re.compile(r"flt\d+_\d+=2099-01-01"))
-        expect(page.get_by_role("row").filter(has_text="setting.change")).to_have_count(0)
+        expect(page.get_by_role("row").filter(has_text="修改设置")).to_have_count(0)
         camera.shoot(page, "province-audit-log-filtered")
     assert problems == []

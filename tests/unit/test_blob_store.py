@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -392,6 +393,25 @@ def test_s3_a_stream_larger_than_memory_goes_up_under_its_name_only(s3_store, mo
     listed = s3_store.client.list_objects_v2(Bucket=s3_store.bucket, Prefix=s3_store.prefix)["Contents"]
     assert [item["Key"] for item in listed] == [s3_store.key_for(info.sha256)]
     assert s3_store.put(io.BytesIO(data)).created is False
+
+
+@pytest.mark.parametrize("given", ["stream", "bytes"])
+def test_s3_a_put_held_in_memory_holds_the_blob_once(s3_store, given):
+    # Under IN_MEMORY_BYTES the spool is a BytesIO; spool.read() copied it for the PUT, holding the blob twice.
+    # The spool sent as a file holds it once (plus buffers); bytes given are sent as they are, never copied.
+    data = os.urandom(6 * 1024 * 1024)
+    assert len(data) < s3.IN_MEMORY_BYTES
+    body = ChunkRecordingStream(data) if given == "stream" else data
+    tracemalloc.start()
+    try:
+        info = s3_store.put(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info == BlobInfo(hashlib.sha256(data).hexdigest(), len(data), created=True)
+    assert s3_store.read(info.sha256) == data
+    # The stream's spool holds it once (with the BytesIO's growth margin); given bytes, they are not copied.
+    assert peak < (1.5 if given == "stream" else 0.5) * len(data), f"peak {peak / len(data):.2f} × the blob"
 
 
 def test_s3_storing_again_does_not_rewrite_the_object(s3_store):
