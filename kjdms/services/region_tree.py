@@ -75,10 +75,12 @@ def region_tree(session) -> RegionTree:
     engine = session.get_bind()
     version = session.execute(VERSION).scalar()
     tree = _trees.get(engine)
-    if tree is None or tree.version != version:
+    if tree is None or tree.version != version or version is None:
         # Read after the version: a change committed in between gives a newer tree under the older version,
         # which the next call rereads; never an older tree under a newer version.
-        tree = _trees[engine] = RegionTree(version, [RegionNode(*row) for row in session.execute(NODES)])
+        tree = RegionTree(version, [RegionNode(*row) for row in session.execute(NODES)])
+        if version is not None:  # a database whose regions no flush has written yet: nothing to check a copy by
+            _trees[engine] = tree
     return tree
 
 
