@@ -72,13 +72,13 @@ def region_tree(session) -> RegionTree:
     reviewer sees, so a region moved in the back office must move its dossiers on the very next request in
     every worker process. The read costs less than the region rows it saves.
     """
-    engine = session.get_bind()
-    version = session.execute(VERSION).scalar()
+    engine, connection = session.get_bind(), session.connection()  # Core rows: these selects load no objects
+    version = connection.execute(VERSION).scalar()
     tree = _trees.get(engine)
     if tree is None or tree.version != version or version is None:
         # Read after the version: a change committed in between gives a newer tree under the older version,
         # which the next call rereads; never an older tree under a newer version.
-        tree = RegionTree(version, [RegionNode(*row) for row in session.execute(NODES)])
+        tree = RegionTree(version, [RegionNode(*row) for row in connection.execute(NODES)])
         if version is not None:  # a database whose regions no flush has written yet: nothing to check a copy by
             _trees[engine] = tree
     return tree

@@ -82,12 +82,15 @@ def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: 
     values = {"state": workflow.definition.worklists[REVIEWER_QUEUE].state, "covered": sorted(covered),
               "waited_before": utcnow() - timedelta(days=waited_days or 0),
               "region": region_id if region_id in covered else -1}
+    # Core rows on the session's connection (same transaction): through the session every result row went
+    # through the ORM's loading machinery, though these selects load no objects.
+    connection = session.connection()
     # One grouped pass gives the per-region counts for the filter and the total of the page's filter.
-    rows = session.execute(counts_statement, values).all()
+    rows = connection.execute(counts_statement, values).all()
     counts = {row_region: count for row_region, count, _ in rows}
     total = sum(int(match or 0) for row_region, _, match in rows if region_id in (None, row_region))
     page, pages = clamp_page(page, total, PAGE_SIZE)
-    rows = session.execute(rows_statement, {**values, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}).all()
+    rows = connection.execute(rows_statement, {**values, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}).all()
     # The regions' codes and names from the process's tree: no join, no query.
     return WorklistPage([queue_row(row, tree.nodes.get(row.region_id)) for row in rows], total, page, pages,
                         [(region, counts[region.id]) for region in tree.in_order(counts)])
