@@ -33,7 +33,7 @@ class RegionNode:
 
 
 class RegionTree:
-    """The whole region tree as read at one version: ids down to every region below, up to the top."""
+    """The whole region tree as read at one version: each region, and the regions below each."""
 
     def __init__(self, version: str | None, nodes: list[RegionNode]):
         self.version = version
@@ -51,14 +51,6 @@ class RegionTree:
                 covered.add(region_id)
                 stack.extend(self.children.get(region_id, ()))
         return covered
-
-    def chain(self, region_id: int | None) -> list[RegionNode]:
-        """Return the region and every region above it, nearest first (empty for None or an unknown id)."""
-        chain, node = [], self.nodes.get(region_id)
-        while node is not None:
-            chain.append(node)
-            node = self.nodes.get(node.parent_id)
-        return chain
 
     def in_order(self, region_ids) -> list[RegionNode]:
         """Return the regions of region_ids in their sort order (ties in the order they were added)."""

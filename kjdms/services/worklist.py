@@ -11,16 +11,16 @@ from sqlalchemy.orm import aliased
 from ..models import Dossier, DossierNumbering, Person, User, WorkflowHistory, utcnow
 from ..vocabulary import REVIEWER_QUEUE
 from ..workflow import WorkflowEngine
-from .region_tree import RegionNode, region_tree
+from .region_tree import RegionNode, RegionTree, region_tree
 from .time_rules import SUBMIT, LateFlag, late_registration, late_update
 
 PAGE_SIZE = 50
 
 
-def covered_region_ids(session, user: User, *roles: str) -> set[int]:
-    """Return the ids of the regions where user holds any of roles, and of every region below them."""
+def covered_region_ids(session, user: User, *roles: str, tree: RegionTree | None = None) -> set[int]:
+    """Return the ids of the regions where user holds any of roles, and of every region below them, in tree."""
     # The assignments the request already loaded to let the user in (staff_role_required): no second query.
-    return region_tree(session).below(
+    return (tree or region_tree(session)).below(
         assignment.region_id for assignment in user.role_assignments if assignment.role in roles)
 
 
@@ -76,8 +76,7 @@ def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: 
                    waited_days: int | None = None, page: int = 1) -> WorklistPage:
     """Return a page of the queue's dossiers within the regions where user works it, the longest waiting first."""
     tree = region_tree(session)
-    covered = tree.below(assignment.region_id for assignment in user.role_assignments
-                         if assignment.role in queue_roles(workflow))
+    covered = covered_region_ids(session, user, *queue_roles(workflow), tree=tree)
     counts_statement, rows_statement = queue_statements(region_id is not None, bool(waited_days))
     values = {"state": workflow.definition.worklists[REVIEWER_QUEUE].state, "covered": sorted(covered),
               "waited_before": utcnow() - timedelta(days=waited_days or 0),

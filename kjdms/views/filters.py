@@ -8,7 +8,6 @@ from flask import Blueprint, current_app, request, url_for
 from ..backends import get_config, get_workflow
 from ..display import extraction_status, field_value, mask_id_number
 from ..local_time import local_text
-from ..models import utcnow
 from ..extensions import db
 from ..services import settings, time_rules
 from ..vocabulary import flagged_titles as item_titles

@@ -76,7 +76,7 @@ def test_a_move_changes_the_regions_a_reviewer_covers_in_every_instance(app, peo
         reviewer = db.session.get(type(people["city_reviewer"]), people["city_reviewer"].id)
         assert shuangta.id not in covered_region_ids(db.session, reviewer, "reviewer")
         assert region_by_code(db.session, "211303").id in covered_region_ids(db.session, reviewer, "reviewer")
-    assert [region.code for region in tree_in(other).chain(shuangta.id)] == [SHUANGTA, SHENYANG, "210000"]
+    assert tree_in(other).nodes[shuangta.id].parent_id == region_by_code(db.session, SHENYANG).id
 
 
 def test_the_worklist_of_another_instance_shows_a_renamed_region(app, people, workflow, blobs, other):
