@@ -24,7 +24,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .extensions import csrf, db, login_manager, migrate
     from .request_body import InMemoryUploadRequest
     from .services import build_workflow
-    from .services import audit_chain, sessions  # noqa: F401  (audit_chain refuses changes, links inserts)
+    from .services import audit_chain, region_tree, sessions  # noqa: F401  (audit_chain refuses changes, links inserts)
     from .services.change_tracking import install_change_tracking
     from .services.indexing import OutboxDrainer
     from .views import applicant, archive, auth, credit, files, filters, home, notices, reports, review, search, stats
@@ -75,6 +75,8 @@ def create_app(config: Config | None = None) -> Flask:
     install_change_tracking(db.session, lambda: get_drainer().notify() if has_app_context() else None)
     # A flush that changes a password, disables a user or removes a role ends that user's sessions.
     sessions.install_revocation(db.session)
+    # A flush that changes a region gives the tree a new version: every process rereads its copy (region_tree.py).
+    region_tree.install_versioning(db.session)
     for module in (home, filters, auth, applicant, files, review, search, archive, credit, stats, reports, notices):
         app.register_blueprint(module.bp)
     init_api(app)

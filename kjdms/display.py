@@ -1,10 +1,10 @@
 """Show dossier values to people: Chinese labels for codes, and ID numbers masked by default."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from .local_time import chinese_date
-from .models import TEXT_DONE, TEXT_PENDING, AttachmentVersion, Dossier, Region
+from .models import TEXT_DONE, TEXT_PENDING, AttachmentVersion, Dossier, Region, as_utc
 from .vocabulary import EDUCATION_LEVELS, JOB_TYPES, QUALIFICATION_LEVELS, SCOPE_CATEGORIES, SEXES
 
 _PERSON_FIELDS = ("name", "id_number", "sex", "birth_date")
@@ -45,6 +45,14 @@ def mask_id_number(id_number: str | None) -> str:
     if not id_number:
         return "—"
     return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
+
+
+def waiting_text(since: datetime | None, now: datetime) -> str:
+    """Return how long before now since was, in days and hours."""
+    if since is None:
+        return ""
+    hours = int((now - as_utc(since)).total_seconds() // 3600)
+    return f"{hours // 24}天{hours % 24}小时" if hours >= 24 else f"{hours}小时"
 
 
 def extraction_status(version: AttachmentVersion) -> str:

@@ -8,29 +8,20 @@ from functools import cache
 from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import aliased
 
-from ..models import Dossier, DossierNumbering, Person, Region, User, WorkflowHistory, utcnow
+from ..models import Dossier, DossierNumbering, Person, User, WorkflowHistory, utcnow
 from ..vocabulary import REVIEWER_QUEUE
 from ..workflow import WorkflowEngine
+from .region_tree import RegionNode, RegionTree, region_tree
 from .time_rules import SUBMIT, LateFlag, late_registration, late_update
 
 PAGE_SIZE = 50
-# Built once per process: building a select and its cache key costs more than running it on a small table.
-REGION_PARENTS = select(Region.id, Region.parent_id)
 
 
-def covered_region_ids(session, user: User, *roles: str) -> set[int]:
-    """Return the ids of the regions where user holds any of roles, and of every region below them."""
-    children: dict[int | None, list[int]] = {}
-    for region_id, parent_id in session.execute(REGION_PARENTS):
-        children.setdefault(parent_id, []).append(region_id)
+def covered_region_ids(session, user: User, *roles: str, tree: RegionTree | None = None) -> set[int]:
+    """Return the ids of the regions where user holds any of roles, and of every region below them, in tree."""
     # The assignments the request already loaded to let the user in (staff_role_required): no second query.
-    covered, stack = set(), [assignment.region_id for assignment in user.role_assignments if assignment.role in roles]
-    while stack:
-        region_id = stack.pop()
-        if region_id not in covered:
-            covered.add(region_id)
-            stack.extend(children.get(region_id, []))
-    return covered
+    return (tree or region_tree(session)).below(
+        assignment.region_id for assignment in user.role_assignments if assignment.role in roles)
 
 
 def clamp_page(page: int, total: int, page_size: int) -> tuple[int, int]:
@@ -78,30 +69,30 @@ class WorklistPage:
     total: int
     page: int
     pages: int
-    counts_by_region: list[tuple]  # (a row with the region's id and name, its count)
+    counts_by_region: list[tuple]  # (the region's RegionNode, its count), in tree order
 
 
 def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: int | None = None,
                    waited_days: int | None = None, page: int = 1) -> WorklistPage:
     """Return a page of the queue's dossiers within the regions where user works it, the longest waiting first."""
-    covered = covered_region_ids(session, user, *queue_roles(workflow))
+    tree = region_tree(session)
+    covered = covered_region_ids(session, user, *queue_roles(workflow), tree=tree)
     counts_statement, rows_statement = queue_statements(region_id is not None, bool(waited_days))
     values = {"state": workflow.definition.worklists[REVIEWER_QUEUE].state, "covered": sorted(covered),
               "waited_before": utcnow() - timedelta(days=waited_days or 0),
               "region": region_id if region_id in covered else -1}
+    # Core rows on the session's connection (same transaction): through the session every result row went
+    # through the ORM's loading machinery, though these selects load no objects.
+    connection = session.connection()
     # One grouped pass gives the per-region counts for the filter and the total of the page's filter.
-    rows = session.execute(counts_statement, values).all()
+    rows = connection.execute(counts_statement, values).all()
     counts = {row_region: count for row_region, count, _ in rows}
     total = sum(int(match or 0) for row_region, _, match in rows if region_id in (None, row_region))
     page, pages = clamp_page(page, total, PAGE_SIZE)
-    rows = session.execute(rows_statement, {**values, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}).all()
-    regions = session.execute(REGIONS_LISTED, {"ids": list(counts)}).all()
-    return WorklistPage([queue_row(row) for row in rows], total, page, pages,
-                        [(region, counts[region.id]) for region in regions])
-
-
-REGIONS_LISTED = (select(Region.id, Region.code, Region.name).where(Region.id.in_(bindparam("ids", expanding=True)))
-                  .order_by(Region.sort_order))
+    rows = connection.execute(rows_statement, {**values, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}).all()
+    # The regions' codes and names from the process's tree: no join, no query.
+    return WorklistPage([queue_row(row, tree.nodes.get(row.region_id)) for row in rows], total, page, pages,
+                        [(region, counts[region.id]) for region in tree.in_order(counts)])
 
 
 @cache
@@ -127,24 +118,24 @@ def queue_rows(scope: list):
                        .where(WorkflowHistory.dossier_id == Dossier.id, WorkflowHistory.action == SUBMIT)
                        .order_by(WorkflowHistory.id).limit(1).scalar_subquery())
     return (select(Dossier.id, Dossier.baseline_id, Person.name, Person.id_number, Person.is_legacy,
-                   Dossier.employer_name, Region.code.label("region_code"), Region.name.label("region_name"), Dossier.state_changed_at,
+                   Dossier.employer_name, Dossier.region_id, Dossier.state_changed_at,
                    Dossier.job_started_on, Dossier.information_changed_on, Dossier.created_at,
                    baseline.created_at.label("baseline_created_at"),
                    baseline.information_changed_on.label("baseline_changed_on"),
                    case((Dossier.information_changed_on.is_not(None), first_submitted)).label("first_submitted_at"))
             .join(Person, Person.id == Dossier.person_id)
-            .outerjoin(Region, Region.id == Dossier.region_id)
             .outerjoin(baseline, baseline.id == Dossier.baseline_id)
             .where(*scope).order_by(Dossier.state_changed_at, Dossier.id))
 
 
-def queue_row(row) -> QueueRow:
-    """Return the worklist's row for one result of queue_rows, its late flags as time_rules.late_flags finds them."""
+def queue_row(row, region: RegionNode | None) -> QueueRow:
+    """Return the worklist's row for one result of queue_rows in region, its late flags as time_rules finds them."""
     has_baseline = row.baseline_id is not None
     flags = [late_registration(row.job_started_on, row.baseline_created_at if has_baseline else row.created_at,
                                legacy=row.is_legacy)]
     # A working copy that keeps its baseline's change date declares no new change.
     if not (has_baseline and row.baseline_changed_on == row.information_changed_on):
         flags.append(late_update(row.information_changed_on, row.first_submitted_at or utcnow()))
-    return QueueRow(row.id, row.baseline_id, row.name, row.id_number, row.employer_name, row.region_code,
-                    row.region_name, row.state_changed_at, [flag for flag in flags if flag is not None])
+    return QueueRow(row.id, row.baseline_id, row.name, row.id_number, row.employer_name,
+                    region.code if region else None, region.name if region else None, row.state_changed_at,
+                    [flag for flag in flags if flag is not None])

@@ -1,4 +1,4 @@
-"""Template filters: dossier fields in Chinese, Beijing time, waiting times, file sizes, masked IDs, text status."""
+"""Template filters: dossier fields in Chinese, Beijing time, file sizes, masked IDs, text status."""
 from __future__ import annotations
 
 from urllib.parse import urlencode
@@ -8,7 +8,6 @@ from flask import Blueprint, current_app, request, url_for
 from ..backends import get_config, get_workflow
 from ..display import extraction_status, field_value, mask_id_number
 from ..local_time import local_text
-from ..models import as_utc, utcnow
 from ..extensions import db
 from ..services import settings, time_rules
 from ..vocabulary import flagged_titles as item_titles
@@ -26,15 +25,6 @@ def field(dossier, name):
 def local_time(moment):
     """Render a UTC time as Beijing time."""
     return local_text(moment)
-
-
-@bp.app_template_filter("waiting")
-def waiting(since):
-    """Render how long ago since was, in days and hours."""
-    if since is None:
-        return ""
-    hours = int((utcnow() - as_utc(since)).total_seconds() // 3600)
-    return f"{hours // 24}天{hours % 24}小时" if hours >= 24 else f"{hours}小时"
 
 
 @bp.app_template_filter("filesize")

@@ -1,18 +1,21 @@
 """The reviewer's pages: the queue of their regions, the review page, approve and reject, reveal an ID number."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import joinedload, selectinload
 
 from ..backends import get_workflow
+from ..display import mask_id_number, waiting_text
 from ..extensions import db
 from ..forms import ActionForm, TransitionForm
 from ..models import Attachment, Dossier, Region, utcnow
 from ..permissions import can, roles_on
 from ..services import disclosures
 from ..services.decisions import DECISIONS, decisions_of
-from ..services.worklist import queue_roles, reviewer_queue
+from ..services.worklist import QueueRow, queue_roles, reviewer_queue
 from ..services.resubmission import resubmission
 from ..services.working_copy import changes
 from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, REJECTABLE_ITEMS, REVEAL_ID_NUMBER, STAFF_ROLES
@@ -33,9 +36,20 @@ def worklist():
     region_id, waited = int_arg("region"), int_arg("waited") or 0
     queue = reviewer_queue(db.session, get_workflow(), current_user, region_id=region_id,
                            waited_days=waited if waited in WAITING_CHOICES else None, page=int_arg("page") or 1)
-    return render_template("review/worklist.html", queue=queue, region_id=region_id, waited=waited,
-                           waiting_choices=WAITING_CHOICES, now=utcnow(),
+    return render_template("review/worklist.html", queue=queue, rows=table_rows(queue.dossiers, utcnow()),
+                           region_id=region_id, waited=waited, waiting_choices=WAITING_CHOICES,
                            review_link=id_link_prefix("review.dossier", "dossier_id"))
+
+
+def table_rows(dossiers: list[QueueRow], now: datetime) -> list[tuple]:
+    """Return the worklist table's cells of each dossier, as text the template still escapes.
+
+    Formatted here in one pass: in the template each cell cost an attribute lookup and a filter call through
+    Jinja's runtime, fifty rows of them more than the rest of the page.
+    """
+    return [(row.id, row.number, row.is_working_copy, row.late_flags, row.name, mask_id_number(row.id_number),
+             row.employer_name or "—", row.region_name or "—", waiting_text(row.state_changed_at, now))
+            for row in dossiers]
 
 
 @bp.get("/decided")
