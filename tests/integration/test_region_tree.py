@@ -8,6 +8,7 @@ from kjdms import create_app
 from kjdms.backends import get_config
 from kjdms.extensions import db
 from kjdms.models import Region, Setting
+from kjdms.schema import upgrade_schema
 from kjdms.services import regions
 from kjdms.services.reference import region_by_code
 from kjdms.services.region_tree import VERSION_KEY, region_tree
@@ -127,3 +128,12 @@ def test_adding_and_deleting_a_region_is_seen_by_another_instance(app, people, o
 
     assert "211399" not in {node.code for node in tree_in(other).nodes.values()}
     assert db.session.scalar(select(Region.id).where(Region.code == "211399")) is None
+
+
+def test_a_newly_migrated_database_has_a_version_so_each_process_keeps_its_copy(tmp_path):
+    application = create_app(make_config(tmp_path, f"sqlite:///{tmp_path / 'fresh.sqlite3'}"))
+    with pushed(application):
+        upgrade_schema()
+        assert db.session.get(Setting, VERSION_KEY) is not None  # migration 0020, before any region edit
+        first, second = region_tree(db.session), region_tree(db.session)
+        assert first is second
