@@ -15,7 +15,8 @@ from whoosh.query import And, NullQuery, Or, Term
 from .analysis import text_query
 from .base import TEXT_FIELDS, VALUE_FIELDS, IndexResults, SearchRequest
 from .whoosh_matching import run_search
-from .whoosh_merging import BUSY_SEGMENT_LIMIT, SEGMENT_LIMIT, merge_smallest, segments_to_merge
+from .whoosh_merging import BUSY_SEGMENT_LIMIT, SEGMENT_LIMIT, segments_to_merge
+from .whoosh_side_merge import MERGE_LOCK, SIDE_FOLDER, SideMerge, drop_side_folder
 from .whoosh_storage import create_index, open_index
 from .whoosh_writing import CJKText, FastSegmentWriter
 
@@ -166,22 +167,39 @@ class WhooshSearchIndex:
             replace_documents(writer, documents, deleted_ids, optimize=optimize)
 
     def merge_small_segments(self, *, busy: bool = False) -> bool:
-        """Merge the smallest segments when there are too many (fewer merges while busy); return whether it merged."""
+        """Merge the smallest segments when there are too many (fewer merges while busy); return whether it merged.
+
+        The merged segment is built beside the live ones while writes go on; only its swap holds the writer.
+        """
         limit = BUSY_SEGMENT_LIMIT if busy else SEGMENT_LIMIT
-        if not segments_to_merge(self._live()._segments(), limit):
+        index, generation = self._live(), self._generation
+        chosen = segments_to_merge(index._segments(), limit)
+        if not chosen:
             return False
-        with self._write_lock:
-            writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
-            try:
-                writer.commit(mergetype=lambda writer, segments: merge_smallest(writer, segments, limit))
-            except BaseException:
-                writer.cancel()
-                raise
-        return True
+        merge_lock = index.lock(MERGE_LOCK)
+        if not merge_lock.acquire():
+            return False  # another thread or process is merging: one merge at a time
+        try:
+            merge = SideMerge(self.folder / generation / SIDE_FOLDER, chosen)
+            merge.build(index, self.writer_memory_mb)
+            with self._write_lock:
+                if self._live_target() != generation:  # a rebuild was swapped in meanwhile
+                    drop_side_folder(merge.folder)
+                    return False
+                return merge.swap_in(index, WRITE_LOCK_TIMEOUT)
+        finally:
+            merge_lock.release()
 
     def purge_deleted(self) -> None:
         """Merge every segment, so deleted documents' terms and stored fields leave the files; drop old generations."""
-        self.write([], optimize=True)
+        merge_lock = self._live().lock(MERGE_LOCK)
+        # A merge in flight holds copies of documents in its own folder: wait for it, then drop what is left.
+        merge_lock.acquire(blocking=True)
+        try:
+            self.write([], optimize=True)
+            drop_side_folder(self.folder / self._generation / SIDE_FOLDER)
+        finally:
+            merge_lock.release()
         self.remove_stale_generations()
 
     def remove_stale_generations(self) -> list[str]:
