@@ -118,8 +118,9 @@ def merge_continuously(drainer, stop: threading.Event) -> None:
         drainer.drained.wait()
         drainer.drained.clear()
         try:
-            # Each merge takes the smallest few; after a burst of batches several may be due.
-            while not stop.is_set() and drainer.index.merge_small_segments():
+            # Each merge takes the smallest few; after a burst of batches several may be due. While changes
+            # wait, fewer merges: a merge's work in this process slows the indexer's too (one GIL).
+            while not stop.is_set() and drainer.index.merge_small_segments(busy=drainer.arrived.is_set()):
                 pass
         except Exception:  # the index is derived data: a failed merge leaves the segments as they were
             log.exception("merging the index's small segments failed")

@@ -19,7 +19,7 @@ from whoosh.reading import SegmentReader
 from whoosh.util.filelock import try_for
 
 from .whoosh_storage import MappedFileStorage
-from .whoosh_writing import FastSegmentWriter
+from .whoosh_writing import FastSegmentWriter, InliningCodec
 
 # Inside the generation's folder, so that dropping a generation drops a merge it left half-done.
 SIDE_FOLDER = "merging"
@@ -53,7 +53,7 @@ class SideMerge:
         self.folder.mkdir()
         toc = index._read_toc()
         writer = FastSegmentWriter(_SideIndex(MappedFileStorage(str(self.folder)), index.indexname, toc),
-                                   _lk=False, limitmb=limitmb)
+                                   _lk=False, limitmb=limitmb, codec=InliningCodec())
         try:
             for source in self.sources:
                 reader = SegmentReader(index.storage, toc.schema, source)
