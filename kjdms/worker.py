@@ -113,17 +113,21 @@ def index_continuously(app: Flask, stop: threading.Event, *, gather_seconds: flo
 
 
 def merge_continuously(drainer, stop: threading.Event) -> None:
-    """Merge the index's small segments after each drain until stop is set (the indexer's companion)."""
-    while not stop.is_set():
+    """Merge the index's small segments after each drain until stop is set, then down to the idle limit once more."""
+    while True:
         drainer.drained.wait()
         drainer.drained.clear()
+        stopping = stop.is_set()
         try:
             # Each merge takes the smallest few; after a burst of batches several may be due. While changes
             # wait, fewer merges: a merge's work in this process slows the indexer's too (one GIL).
-            while not stop.is_set() and drainer.index.merge_small_segments(busy=drainer.arrived.is_set()):
-                pass
+            while drainer.index.merge_small_segments(busy=not stopping and drainer.arrived.is_set()):
+                if stop.is_set() and not stopping:
+                    break  # stopping now: the last round below merges with the idle limit
         except Exception:  # the index is derived data: a failed merge leaves the segments as they were
             log.exception("merging the index's small segments failed")
+        if stopping:
+            return
 
 
 def run(app: Flask, stop: threading.Event, *, poll_seconds: float = POLL_SECONDS, on_round=lambda done: None) -> None:
