@@ -14,10 +14,10 @@ from whoosh.query import And, NullQuery, Or, Term
 
 from .analysis import text_query
 from .base import TEXT_FIELDS, VALUE_FIELDS, IndexResults, SearchRequest
+from .whoosh_keys import KeyLookup
 from .whoosh_matching import run_search
 from .whoosh_merging import BUSY_SEGMENT_LIMIT, SEGMENT_LIMIT, segments_to_merge
 from .whoosh_side_merge import MERGE_LOCK, SIDE_FOLDER, SideMerge, drop_side_folder
-from .whoosh_keys import KeyLookup
 from .whoosh_storage import create_index, open_index
 from .whoosh_writing import CJKText, FastSegmentWriter, InliningCodec
 

@@ -49,7 +49,3 @@ class KeyLookup:
         live = {segment.segment_id() for segment in segments}
         for name in [name for name in self._tables if name not in live]:
             self._tables.pop(name).close()
-
-    def close(self) -> None:
-        """Close every table."""
-        self._keep_only([])

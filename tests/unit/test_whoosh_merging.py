@@ -97,6 +97,10 @@ def test_changes_made_while_a_merge_is_built_are_carried_into_it(tmp_path):
     assert index.stamps() == expected
     assert index.doc_count() == len(expected)  # the old version of the changed one is not back
     assert len(index._live()._segments()) == SEGMENT_LIMIT + 3 - MERGE_FANOUT + 1
+    # The next write finds the old version in the merged segment (a term table it has not opened before).
+    index.write([dict(by_id[held[2]], stamp="again")])
+    assert index.stamps() == {**expected, held[2]: "again"}
+    assert index.doc_count() == len(expected)
 
 
 def test_a_merge_whose_segments_were_rewritten_meanwhile_is_dropped(tmp_path):
