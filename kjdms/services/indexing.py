@@ -174,7 +174,7 @@ class OutboxDrainer:
             self.drain()
 
     def drain(self, *, merge: bool = True) -> int:
-        """Drain the outbox (merging small segments unless not merge); if another thread is draining, leave it a note."""
+        """Drain the outbox (and merge small segments, with merge); if another thread is draining, leave it a note."""
         self._pending.set()
         done = 0
         while self._pending.is_set() and self._lock.acquire(blocking=False):

@@ -1,11 +1,15 @@
-"""Writes leave small segments; the indexer merges the smallest beside them when they grow too many, never a rebuild's."""
+"""Writes leave small segments; the indexer merges the smallest beside them when too many, never a rebuild's."""
+import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from whoosh.reading import SegmentReader
 
 from kjdms.search import WhooshSearchIndex
-from kjdms.search.whoosh_merging import LARGE_SEGMENT_DOCS, MERGE_FANOUT, SEGMENT_LIMIT, segments_to_merge
+from kjdms.search.whoosh_merging import (BUSY_SEGMENT_LIMIT, LARGE_SEGMENT_DOCS, MERGE_FANOUT, SEGMENT_LIMIT,
+                                        segments_to_merge)
 from kjdms.search.whoosh_side_merge import SIDE_FOLDER, SideMerge
+from kjdms.worker import merge_continuously
 from tests.unit.test_whoosh_speedups import documents
 
 
@@ -125,3 +129,27 @@ def test_purging_leaves_no_merge_folder_behind(tmp_path):
     (side / "MAIN_leftover.seg").write_bytes("张三".encode())  # what a crash in the middle of a merge leaves
     index.purge_deleted()
     assert not side.exists()
+
+
+def test_the_workers_merger_merges_after_a_drain_and_once_more_when_stopped(tmp_path):
+    index = WhooshSearchIndex(tmp_path)
+    everything = documents()[:BUSY_SEGMENT_LIMIT + 2]
+    for document in everything:
+        index.write([document])
+    # What merge_continuously reads of the OutboxDrainer: its events and its index.
+    drainer = SimpleNamespace(index=index, drained=threading.Event(), arrived=threading.Event())
+    stop = threading.Event()
+    merger = threading.Thread(target=merge_continuously, args=(drainer, stop))
+    merger.start()
+    try:
+        drainer.arrived.set()  # changes wait: merged only down to the busy limit
+        drainer.drained.set()
+        while drainer.drained.is_set():
+            stop.wait(0.01)  # until the merger has taken the drain
+    finally:
+        stop.set()
+        drainer.drained.set()
+        merger.join()
+    # Stopped, it merged once more with the idle limit, changes waiting or not.
+    assert len(index._live()._segments()) <= SEGMENT_LIMIT
+    assert index.stamps() == {document["dossier_id"]: document["stamp"] for document in everything}
