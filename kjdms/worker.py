@@ -1,7 +1,8 @@
 """The worker: extract the text of new uploads, drain the index outbox, deliver notices and, if chosen, purge daily.
 
 The outbox has a thread of its own (index_continuously): an extraction with OCR takes seconds,
-and a change should reach the search index well within one.
+and a change should reach the search index well within one. So has the merging of the index's
+small segments (merge_continuously): a merge must not hold up the next batch.
 """
 from __future__ import annotations
 
@@ -87,19 +88,46 @@ def _purge_due(chosen) -> int:
 
 def index_continuously(app: Flask, stop: threading.Event, *, gather_seconds: float = GATHER_SECONDS,
                        poll_seconds: float = INDEX_POLL_SECONDS, on_round=lambda done: None) -> None:
-    """Drain the outbox until stop is set: woken by a commit, after gather_seconds; else every poll_seconds."""
+    """Drain the outbox until stop is set: woken by a commit, after gather_seconds; else every poll_seconds.
+
+    Small segments are merged by a merger thread of its own meanwhile, so that no change waits for a merge.
+    """
     with app.app_context():
         drainer = backends().drainer
-    while not stop.is_set():
-        if drainer.arrived.wait(poll_seconds):
-            # What arrives meanwhile goes into the same Whoosh commit: one commit a batch, not one a change.
-            stop.wait(gather_seconds)
-        # Cleared before the drain: a commit during it wakes the next round.
-        drainer.arrived.clear()
-        with app.app_context():
-            indexed = drainer.drain()  # logs and keeps the rows on any failure
-        if indexed:
-            on_round(WorkDone(0, indexed))
+    merger = threading.Thread(target=merge_continuously, args=(drainer, stop), name="kjdms-merger", daemon=True)
+    merger.start()
+    try:
+        while not stop.is_set():
+            if drainer.arrived.wait(poll_seconds):
+                # What arrives meanwhile goes into the same Whoosh commit: one commit a batch, not one a change.
+                stop.wait(gather_seconds)
+            # Cleared before the drain: a commit during it wakes the next round.
+            drainer.arrived.clear()
+            with app.app_context():
+                indexed = drainer.drain(merge=False)  # logs and keeps the rows on any failure
+            if indexed:
+                on_round(WorkDone(0, indexed))
+    finally:
+        drainer.drained.set()  # the merger sleeps until a drain; it then sees stop
+        merger.join()
+
+
+def merge_continuously(drainer, stop: threading.Event) -> None:
+    """Merge the index's small segments after each drain until stop is set, then down to the idle limit once more."""
+    while True:
+        drainer.drained.wait()
+        drainer.drained.clear()
+        stopping = stop.is_set()
+        try:
+            # Each merge takes the smallest few; after a burst of batches several may be due. While changes
+            # wait, fewer merges: a merge's work in this process slows the indexer's too (one GIL).
+            while drainer.index.merge_small_segments(busy=not stopping and drainer.arrived.is_set()):
+                if stop.is_set() and not stopping:
+                    break  # stopping now: the last round below merges with the idle limit
+        except Exception:  # the index is derived data: a failed merge leaves the segments as they were
+            log.exception("merging the index's small segments failed")
+        if stopping:
+            return
 
 
 def run(app: Flask, stop: threading.Event, *, poll_seconds: float = POLL_SECONDS, on_round=lambda done: None) -> None:

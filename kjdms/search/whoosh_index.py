@@ -14,10 +14,12 @@ from whoosh.query import And, NullQuery, Or, Term
 
 from .analysis import text_query
 from .base import TEXT_FIELDS, VALUE_FIELDS, IndexResults, SearchRequest
+from .whoosh_keys import KeyLookup
 from .whoosh_matching import run_search
-from .whoosh_merging import BUSY_SEGMENT_LIMIT, SEGMENT_LIMIT, merge_smallest, segments_to_merge
+from .whoosh_merging import BUSY_SEGMENT_LIMIT, SEGMENT_LIMIT, segments_to_merge
+from .whoosh_side_merge import MERGE_LOCK, SIDE_FOLDER, SideMerge, drop_side_folder
 from .whoosh_storage import create_index, open_index
-from .whoosh_writing import CJKText, FastSegmentWriter
+from .whoosh_writing import CJKText, FastSegmentWriter, InliningCodec
 
 LIVE, REBUILD, PROGRESS = "live", "rebuild", "progress.json"
 # A rebuild commits a segment (its checkpoint) once the writer's posting pool holds about this much.
@@ -80,13 +82,24 @@ def matching_query(request: SearchRequest):
     return And(parts).normalize() if parts else None
 
 
-def replace_documents(writer, documents: Iterable[dict], deleted_ids: Iterable[int], *, optimize: bool = False) -> None:
-    """Remove deleted_ids and add or replace documents through writer, committing all or nothing."""
+def replace_documents(writer, documents: Iterable[dict], deleted_ids: Iterable[int], *, optimize: bool = False,
+                      keys: KeyLookup | None = None) -> None:
+    """Remove deleted_ids and add or replace documents through writer, committing all or nothing.
+
+    With keys, the old versions are found through its open term tables, not a reader opened on every segment.
+    """
+    documents = list(documents)
     try:
-        for dossier_id in deleted_ids:
-            writer.delete_by_term("key", str(dossier_id))
-        for document in documents:
-            writer.update_document(**whoosh_fields(document))
+        if keys is None:
+            for dossier_id in deleted_ids:
+                writer.delete_by_term("key", str(dossier_id))
+            for document in documents:
+                writer.update_document(**whoosh_fields(document))
+        else:
+            keys.delete_keys(writer, [str(dossier_id) for dossier_id in deleted_ids]
+                             + [str(document["dossier_id"]) for document in documents])
+            for document in documents:
+                writer.add_document(**whoosh_fields(document))
     except BaseException:
         writer.cancel()
         raise
@@ -114,6 +127,8 @@ class WhooshSearchIndex:
         self._generation = None
         # Per-segment bitsets and columns for whoosh_matching, kept while the segment is live.
         self._segment_data: dict = {}
+        # The writes' term tables for finding old versions (used under _write_lock only).
+        self._keys = KeyLookup()
 
     # -- the live generation ---------------------------------------------------------------
 
@@ -162,26 +177,44 @@ class WhooshSearchIndex:
     def write(self, documents: Iterable[dict], deleted_ids: Iterable[int] = (), *, optimize: bool = False) -> None:
         """Add or replace documents and remove deleted_ids in one Whoosh commit."""
         with self._write_lock:
-            writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
-            replace_documents(writer, documents, deleted_ids, optimize=optimize)
+            writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT,
+                                       codec=InliningCodec())
+            replace_documents(writer, documents, deleted_ids, optimize=optimize, keys=self._keys)
 
     def merge_small_segments(self, *, busy: bool = False) -> bool:
-        """Merge the smallest segments when there are too many (fewer merges while busy); return whether it merged."""
+        """Merge the smallest segments when there are too many (fewer merges while busy); return whether it merged.
+
+        The merged segment is built beside the live ones while writes go on; only its swap holds the writer.
+        """
         limit = BUSY_SEGMENT_LIMIT if busy else SEGMENT_LIMIT
-        if not segments_to_merge(self._live()._segments(), limit):
+        index, generation = self._live(), self._generation
+        chosen = segments_to_merge(index._segments(), limit)
+        if not chosen:
             return False
-        with self._write_lock:
-            writer = FastSegmentWriter(self._live(), limitmb=self.writer_memory_mb, timeout=WRITE_LOCK_TIMEOUT)
-            try:
-                writer.commit(mergetype=lambda writer, segments: merge_smallest(writer, segments, limit))
-            except BaseException:
-                writer.cancel()
-                raise
-        return True
+        merge_lock = index.lock(MERGE_LOCK)
+        if not merge_lock.acquire():
+            return False  # another thread or process is merging: one merge at a time
+        try:
+            merge = SideMerge(self.folder / generation / SIDE_FOLDER, chosen)
+            merge.build(index, self.writer_memory_mb)
+            with self._write_lock:
+                if self._live_target() != generation:  # a rebuild was swapped in meanwhile
+                    drop_side_folder(merge.folder)
+                    return False
+                return merge.swap_in(index, WRITE_LOCK_TIMEOUT)
+        finally:
+            merge_lock.release()
 
     def purge_deleted(self) -> None:
         """Merge every segment, so deleted documents' terms and stored fields leave the files; drop old generations."""
-        self.write([], optimize=True)
+        merge_lock = self._live().lock(MERGE_LOCK)
+        # A merge in flight holds copies of documents in its own folder: wait for it, then drop what is left.
+        merge_lock.acquire(blocking=True)
+        try:
+            self.write([], optimize=True)
+            drop_side_folder(self.folder / self._generation / SIDE_FOLDER)
+        finally:
+            merge_lock.release()
         self.remove_stale_generations()
 
     def remove_stale_generations(self) -> list[str]:

@@ -6,11 +6,10 @@ merge_small_segments, which merges only when the segments outnumber SEGMENT_LIMI
 while more changes wait), and then the smallest few (tiers: a merged segment is merged again only
 once MERGE_FANOUT others as small have gathered), so each change is rewritten a few times at most.
 The count stays within BUSY_SEGMENT_LIMIT plus the segments of LARGE_SEGMENT_DOCS or more (a
-rebuild's, and one per that many changes).
+rebuild's, and one per that many changes). The merge itself is built beside the live segments
+(whoosh_side_merge): it holds the writer only to swap the merged segment in.
 """
 from __future__ import annotations
-
-from whoosh.reading import SegmentReader
 
 # Searches and updates open every segment: beyond this many the indexer merges the smallest once the
 # outbox is empty; while changes wait, only beyond BUSY_SEGMENT_LIMIT (a merge would hold them up).
@@ -36,13 +35,3 @@ def segments_to_merge(segments, limit: int = SEGMENT_LIMIT) -> list:
         total += segment.doc_count_all()
     return chosen if len(chosen) > 1 else []
 
-
-def merge_smallest(writer, segments, limit: int = SEGMENT_LIMIT) -> list:
-    """Whoosh merge function: add the segments_to_merge to writer's new segment; return the segments kept."""
-    chosen = segments_to_merge(segments, limit)
-    for segment in chosen:
-        reader = SegmentReader(writer.storage, writer.schema, segment)
-        writer.add_reader(reader)
-        reader.close()
-    names = {segment.segment_id() for segment in chosen}
-    return [segment for segment in segments if segment.segment_id() not in names]

@@ -1,6 +1,7 @@
 """A faster Whoosh writer: CJK fields indexed without Token objects or positions, postings pooled by term."""
 from __future__ import annotations
 
+from whoosh.codec.whoosh3 import W3Codec, W3PostingsWriter
 from whoosh.columns import VarBytesColumn
 from whoosh.fields import TEXT
 from whoosh.system import pack_uint
@@ -19,6 +20,8 @@ _WEIGHTS = [float(count) for count in range(256)]
 # segments can be larger before the pool spills to disk (spilling doubles the time).
 _TERM_BYTES: dict[str, bytes] = {}
 _TERM_BYTES_LIMIT = 1_000_000
+# A posting list of fewer documents than this is kept in the term table by InliningCodec.
+INLINE_POSTINGS = 16
 
 
 class CJKText(TEXT):
@@ -75,6 +78,8 @@ class _TermPool(PostingPool):
     def add(self, item):
         """Add a (fieldname, term bytes, docnum, weight, value bytes) posting."""
         fieldname, term, docnum, weight, value = item
+        if value == "":
+            value = b""  # a merge reading an inlined posting back: Whoosh's ListMatcher gives "" for no value
         terms = self._fields.get(fieldname)
         if terms is None:
             terms = self._fields[fieldname] = {}
@@ -168,3 +173,35 @@ class FastSegmentWriter(SegmentWriter):
         self.fieldwriter.close()
         if reader is not None:
             reader.close()
+
+
+class _InliningPostingsWriter(W3PostingsWriter):
+    """W3PostingsWriter whose short posting lists do go inline: Whoosh's own call has a typo (set_inline)."""
+
+    def finish_postings(self):
+        """Return the term's info, its postings in it if they are fewer than inlinelimit."""
+        terminfo = self._terminfo
+        if self.written() or len(self) >= self._inlinelimit:
+            return super().finish_postings()
+        terminfo.add_block(self)
+        terminfo.set_inlined(self._ids, self._weights, self._values)
+        self._terminfo = None
+        return terminfo
+
+
+class InliningCodec(W3Codec):
+    """Whoosh's codec with a term's postings in the term table when they are few (a batch's segment, a merge's).
+
+    A batch of 5 dossiers has about 1,000 distinct terms, nearly all in fewer than 5 of them: each
+    posting list was a block of its own in the postings file, pickled and zlib-compressed. Inline,
+    it is only pickled into the term's entry. Pickled into the index's table of contents with each
+    segment: the class must keep its name and module.
+    """
+
+    def __init__(self, blocklimit=128, compression=3, inlinelimit=INLINE_POSTINGS):
+        super().__init__(blocklimit=blocklimit, compression=compression, inlinelimit=inlinelimit)
+
+    def postings_writer(self, dbfile, byteids=False):
+        """Return the writer of a field's postings, inlining the short lists."""
+        return _InliningPostingsWriter(dbfile, blocklimit=self._blocklimit, byteids=byteids,
+                                       compression=self._compression, inlinelimit=self._inlinelimit)

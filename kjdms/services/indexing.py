@@ -102,13 +102,14 @@ def documents_for(session, dossier_ids, id_hash_key: str) -> tuple[list[dict], l
 
 # -- the drain ---------------------------------------------------------------------------------
 
-def drain_outbox(engine, index: SearchIndex, id_hash_key: str, *, batch: int = DRAIN_BATCH) -> int:
+def drain_outbox(engine, index: SearchIndex, id_hash_key: str, *, batch: int = DRAIN_BATCH, merge: bool = True) -> int:
     """Index every queued dossier, a batch to a commit; return how many outbox rows were done.
 
     On an index failure the rows stay queued (with the error) for the next drain. Its own
-    plain Session: the drain must not queue rows for what it writes itself. The index merges small
-    segments here, not in the commit that wrote them (40% of its time): once the outbox is empty, or
-    after a batch if they grew too many even for a busy moment (under a steady stream it is never empty).
+    plain Session: the drain must not queue rows for what it writes itself. With merge, the index
+    merges small segments here, not in the commit that wrote them (40% of its time): once the outbox
+    is empty, or after a batch if they grew too many even for a busy moment (under a steady stream it
+    is never empty). The worker's indexer passes merge=False: its merger thread merges meanwhile.
     """
     done = 0
     while True:
@@ -134,8 +135,10 @@ def drain_outbox(engine, index: SearchIndex, id_hash_key: str, *, batch: int = D
             session.execute(delete(IndexOutbox).where(IndexOutbox.indexed_at < now - KEEP_INDEXED_ROWS))
             session.commit()
             done += len(rows)
-        index.merge_small_segments(busy=True)
-    index.merge_small_segments()
+        if merge:
+            index.merge_small_segments(busy=True)
+    if merge:
+        index.merge_small_segments()
     return done
 
 
@@ -155,9 +158,11 @@ class OutboxDrainer:
     def __init__(self, engine_getter, index: SearchIndex, id_hash_key: str, *, after_commit: bool = False):
         self.engine_getter, self.index, self.id_hash_key = engine_getter, index, id_hash_key
         self.after_commit = after_commit
-        # Two sleepers: the worker (new uploads to extract, notices to send) and the indexer (rows queued).
+        # Three sleepers: the worker (new uploads to extract, notices to send), the indexer (rows queued)
+        # and the worker's merger (a drain wrote segments).
         self.wake = threading.Event()
         self.arrived = threading.Event()
+        self.drained = threading.Event()
         self._lock = threading.Lock()
         self._pending = threading.Event()
 
@@ -168,16 +173,18 @@ class OutboxDrainer:
         if self.after_commit:
             self.drain()
 
-    def drain(self) -> int:
-        """Drain the outbox; if another thread is draining, leave it a note to go round again."""
+    def drain(self, *, merge: bool = True) -> int:
+        """Drain the outbox (and merge small segments, with merge); if another thread is draining, leave it a note."""
         self._pending.set()
         done = 0
         while self._pending.is_set() and self._lock.acquire(blocking=False):
             try:
                 self._pending.clear()
-                done += drain_outbox(self.engine_getter(), self.index, self.id_hash_key)
+                done += drain_outbox(self.engine_getter(), self.index, self.id_hash_key, merge=merge)
             except Exception:  # a database hiccup: the rows stay for the next drain
                 log.exception("draining the index outbox failed")
             finally:
                 self._lock.release()
+        if done:
+            self.drained.set()
         return done
