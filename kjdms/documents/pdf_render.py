@@ -24,9 +24,11 @@ import sys
 import traceback
 
 REFUSED = 3
-# How a zygote's child answers on its channel: RESPONSE (status, length), then length bytes: the result when
-# the status is OK, the reason (UTF-8) when REFUSED, a traceback's end when FAILED. Fewer bytes: it crashed.
+# How a zygote's child answers on its channel: STARTED (its process id) as soon as it runs, and after the PDF
+# RESPONSE (status, length), then length bytes: the result when the status is OK, the reason (UTF-8) when
+# REFUSED, a traceback's end when FAILED. Fewer bytes: it crashed.
 OK, FAILED = 0, 1
+STARTED = struct.Struct(">I")
 RESPONSE = struct.Struct(">BQ")
 # Before each page of the ocr mode's output: its index and the PNG's length.
 FRAME = struct.Struct(">II")
@@ -168,6 +170,7 @@ def _serve_one(request: dict, descriptor: int) -> int:
     signal.setitimer(signal.ITIMER_REAL, max(request["timeout"], 0.001))
     _limit_memory()
     with socket.socket(fileno=descriptor) as channel:
+        channel.sendall(STARTED.pack(os.getpid()))
         data = _read_to_end(channel)
         try:
             status, result = render(request["mode"], request["arguments"], data)

@@ -81,23 +81,35 @@ def render(command: list[str], environment: dict[str, str], mode: str, arguments
     Raise TimeoutError when no answer came within timeout seconds, RendererCrashed when the child died first.
     """
     deadline = time.monotonic() + timeout
-    channel = _fork_child(command, environment, {"mode": mode, "arguments": arguments, "timeout": timeout})
+    channel, child = _started_child(command, environment, {"mode": mode, "arguments": arguments, "timeout": timeout},
+                                    deadline)
     with channel:
         _set_timeout(channel, deadline)
         try:
             channel.sendall(data)
             channel.shutdown(socket.SHUT_WR)
         except (BrokenPipeError, ConnectionResetError) as error:
-            raise RendererCrashed("the PDF renderer ended before it had read the PDF") from error
-        answer = bytearray()
-        while chunk := _receive(channel, deadline):
-            answer += chunk
+            raise RendererCrashed(f"the PDF renderer {child} ended before it had read the PDF") from error
+        answer = _receive(channel, deadline)
     if len(answer) < pdf_render.RESPONSE.size:
-        raise RendererCrashed("the PDF renderer ended without an answer")
+        raise RendererCrashed(f"the PDF renderer {child} ended without an answer")
     status, length = pdf_render.RESPONSE.unpack_from(answer)
     if len(answer) != pdf_render.RESPONSE.size + length:
-        raise RendererCrashed("the PDF renderer ended in the middle of its answer")
+        raise RendererCrashed(f"the PDF renderer {child} ended in the middle of its answer")
     return status, bytes(answer[pdf_render.RESPONSE.size:])
+
+
+def _started_child(command: list[str], environment: dict[str, str], request: dict,
+                   deadline: float) -> tuple[socket.socket, int]:
+    """Return the channel to a child that runs, and its process id; start a new zygote once if the old one died."""
+    for _ in range(2):
+        channel = _fork_child(command, environment, request)
+        started = _receive(channel, deadline, pdf_render.STARTED.size)
+        if len(started) == pdf_render.STARTED.size:
+            return channel, pdf_render.STARTED.unpack(started)[0]
+        # The zygote died with the request unread (killed, say): no child saw the PDF, so asking again is safe.
+        channel.close()
+    raise RendererCrashed("the PDF renderer's zygote ended before it forked a child")
 
 
 def _fork_child(command: list[str], environment: dict[str, str], request: dict) -> socket.socket:
@@ -120,12 +132,19 @@ def _fork_child(command: list[str], environment: dict[str, str], request: dict) 
                 raise RendererCrashed("the PDF renderer's zygote ended as it started") from error
 
 
-def _receive(channel: socket.socket, deadline: float) -> bytes:
-    _set_timeout(channel, deadline)
-    try:
-        return channel.recv(1 << 20)
-    except ConnectionResetError:
-        return b""  # the child died with unread data on its side: the same as ending without an answer
+def _receive(channel: socket.socket, deadline: float, size: int | None = None) -> bytes:
+    """Return what channel sends until it ends (or size bytes); raise TimeoutError past the deadline."""
+    received = bytearray()
+    while size is None or len(received) < size:
+        _set_timeout(channel, deadline)
+        try:
+            chunk = channel.recv(1 << 20 if size is None else size - len(received))
+        except ConnectionResetError:
+            chunk = b""  # the peer died with unread data on its side: the same as ending there
+        if not chunk:
+            break
+        received += chunk
+    return bytes(received)
 
 
 def _set_timeout(channel: socket.socket, deadline: float) -> None:
@@ -133,6 +152,12 @@ def _set_timeout(channel: socket.socket, deadline: float) -> None:
     if remaining <= 0:
         raise TimeoutError("the PDF renderer did not answer in time")
     channel.settimeout(remaining)
+
+
+def zygote_pid() -> int | None:
+    """Return the process id of this process's zygote while it runs (for diagnostics and tests)."""
+    with _zygote_lock:
+        return _zygote.process.pid if _zygote is not None and _zygote.alive() else None
 
 
 def stop() -> None:
