@@ -91,45 +91,64 @@ def render(command: list[str], environment: dict[str, str], mode: str, arguments
         except (BrokenPipeError, ConnectionResetError) as error:
             raise RendererCrashed(f"the PDF renderer {child} ended before it had read the PDF") from error
         answer = _receive(channel, deadline)
+    if _incomplete(answer) and time.monotonic() >= deadline:
+        # Its alarm ended it at the deadline, and on a busy machine this thread woke after that.
+        raise TimeoutError("the PDF renderer did not answer in time")
+    if _incomplete(answer):
+        raise RendererCrashed(f"the PDF renderer {child} ended without a whole answer")
+    status, _ = pdf_render.RESPONSE.unpack_from(answer)
+    return status, answer[pdf_render.RESPONSE.size:]
+
+
+def _incomplete(answer: bytes) -> bool:
     if len(answer) < pdf_render.RESPONSE.size:
-        raise RendererCrashed(f"the PDF renderer {child} ended without an answer")
-    status, length = pdf_render.RESPONSE.unpack_from(answer)
-    if len(answer) != pdf_render.RESPONSE.size + length:
-        raise RendererCrashed(f"the PDF renderer {child} ended in the middle of its answer")
-    return status, bytes(answer[pdf_render.RESPONSE.size:])
+        return True
+    return len(answer) != pdf_render.RESPONSE.size + pdf_render.RESPONSE.unpack_from(answer)[1]
 
 
 def _started_child(command: list[str], environment: dict[str, str], request: dict,
                    deadline: float) -> tuple[socket.socket, int]:
     """Return the channel to a child that runs, and its process id; start a new zygote once if the old one died."""
     for _ in range(2):
-        channel = _fork_child(command, environment, request)
-        started = _receive(channel, deadline, pdf_render.STARTED.size)
-        if len(started) == pdf_render.STARTED.size:
-            return channel, pdf_render.STARTED.unpack(started)[0]
-        # The zygote died with the request unread (killed, say): no child saw the PDF, so asking again is safe.
-        channel.close()
+        zygote, channel = _fork_child(command, environment, request)
+        if channel is not None:
+            try:
+                started = _receive(channel, deadline, pdf_render.STARTED.size)
+            except BaseException:
+                channel.close()
+                raise
+            if len(started) == pdf_render.STARTED.size:
+                return channel, pdf_render.STARTED.unpack(started)[0]
+            channel.close()
+        # The zygote died (killed, say) before it forked a child for the request, so no child saw the PDF and
+        # asking a new zygote is safe. A dying zygote may look alive until it is reaped: stop it, never reuse it.
+        _discard(zygote)
     raise RendererCrashed("the PDF renderer's zygote ended before it forked a child")
 
 
-def _fork_child(command: list[str], environment: dict[str, str], request: dict) -> socket.socket:
+def _fork_child(command: list[str], environment: dict[str, str],
+                request: dict) -> tuple[_Zygote, socket.socket | None]:
+    """Return the zygote (started if need be) and the channel to the child it forks, None if it could not ask."""
     global _zygote
-    with _zygote_lock:
+    with _zygote_lock:  # held while sending too: stop() in another thread must not close the socket meanwhile
         if _zygote is not None and (_zygote.command != command or not _zygote.alive()):
             _zygote.stop()
             _zygote = None
         if _zygote is None:
             _zygote = _Zygote(command, environment)
         try:
-            return _zygote.fork_child(request)
+            return _zygote, _zygote.fork_child(request)
         except OSError:
-            # It died since the check (killed, or the last render took it down): one fresh start, then give up.
+            return _zygote, None
+
+
+def _discard(zygote: _Zygote) -> None:
+    """Stop zygote if it is still this process's, so that the next render starts a new one."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is zygote:
             _zygote.stop()
-            _zygote = _Zygote(command, environment)
-            try:
-                return _zygote.fork_child(request)
-            except OSError as error:
-                raise RendererCrashed("the PDF renderer's zygote ended as it started") from error
+            _zygote = None
 
 
 def _receive(channel: socket.socket, deadline: float, size: int | None = None) -> bytes:
@@ -162,11 +181,8 @@ def zygote_pid() -> int | None:
 
 def stop() -> None:
     """Stop this process's zygote, if it runs (at exit, and in tests)."""
-    global _zygote
-    with _zygote_lock:
-        if _zygote is not None:
-            _zygote.stop()
-            _zygote = None
+    if _zygote is not None:
+        _discard(_zygote)
 
 
 def _forget_after_fork() -> None:

@@ -72,6 +72,15 @@ def children(pid: int) -> set[int]:
     return {child for child in found if running(child)}
 
 
+def cpu_ticks(pid: int) -> int:
+    """Return the CPU time pid has used, in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime and stime
+
+
 def wait_for(condition, seconds: float = 20.0) -> bool:
     """Poll condition until it holds or seconds pass (a bound for a loaded machine, not a speed claim)."""
     end = time.monotonic() + seconds
@@ -134,11 +143,14 @@ def test_a_render_child_killed_by_a_signal_is_refused_and_the_next_render_works(
     zygote = renderer.zygote_pid()
     thread, outcome = render_in_thread(endless_pdf(), timeout=120.0)
     child = render_child(outcome)
+    # Killed while it renders (it has used CPU), not before it has even said it started: a child that never
+    # started is asked for again from a new zygote, which would render the endless page to its deadline.
+    assert wait_for(lambda: cpu_ticks(child) >= 20)
     os.kill(child, signal.SIGKILL)  # what a PDF that crashes PDFium does to the child
     thread.join()
     refusal = outcome["refusal"]
     assert not isinstance(refusal, RenderTimedOut) and str(refusal) == PREVIEW_FAILED
-    assert "without an answer" in caplog.text
+    assert f"renderer {child} ended without a whole answer" in caplog.text
     assert works() and renderer.zygote_pid() == zygote  # the zygote was not touched
 
 
