@@ -25,7 +25,9 @@ def add_parsed_font(pdf: FPDF, family: str, path: Path, index: int = 0) -> None:
     fontkey = family.lower()
     if fontkey in pdf.fonts:
         return
-    pdf.fonts[fontkey] = _document_font(_parsed(path, index), pdf, fontkey)
+    font = pdf.fonts[fontkey] = _document_font(_parsed(path, index), pdf, fontkey)
+    if font.is_cff and font.is_cid_keyed:
+        pdf._set_min_pdf_version("1.6")  # as add_font does, for a CFF collection such as Noto Sans CJK
 
 
 def _parsed(path: Path, index: int) -> TTFFont:
@@ -37,8 +39,10 @@ def _parsed(path: Path, index: int) -> TTFFont:
 @lru_cache(maxsize=None)
 def _parse(path: Path, index: int) -> TTFFont:
     font = TTFFont(FPDF(), path, "parsed", "", collection_font_number=index)
-    # The shared part is only read from now on; the file's tables are read again per document (below).
+    # The shared part is only read from now on. The tables fpdf2 loaded (tens of MB for the fallbacks) are
+    # let go: each document reads the ones its subset needs (below).
     font.ttfont.close()
+    font.ttfont = None
     return font
 
 

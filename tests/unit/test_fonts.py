@@ -5,6 +5,7 @@ import threading
 from datetime import datetime
 
 import pytest
+from fpdf import FPDF
 from fpdf.fonts import TTFFont
 from pypdf import PdfReader
 
@@ -40,6 +41,7 @@ def test_every_attribute_of_fpdf2s_font_is_shared_or_per_document():
     """Fails when an fpdf2 upgrade adds, renames or drops a TTFFont attribute: then review fonts.py."""
     listed = fonts.SHARED + fonts.PER_DOCUMENT + fonts.UNUSED
     assert sorted(listed) == sorted(TTFFont.__slots__) and len(set(listed)) == len(listed)
+    assert callable(FPDF._set_min_pdf_version)  # what add_font calls for a CID-keyed CFF font, and so do we
 
 
 def test_documents_in_a_row_are_byte_for_byte_what_add_font_makes(parsed_per_document):
