@@ -152,7 +152,12 @@ def serve(control: socket.socket) -> int:
             return 0  # the server closed its end, exited or died
         if not descriptors:
             continue
-        if os.fork() == 0:
+        try:
+            child = os.fork()
+        except OSError:  # out of processes or memory: this render fails (its channel closes), the zygote lives on
+            os.close(descriptors[0])
+            continue
+        if child == 0:
             code = 1
             try:
                 control.close()
