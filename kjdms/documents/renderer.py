@@ -131,6 +131,7 @@ def _fork_child(command: list[str], environment: dict[str, str],
     """Return the zygote (started if need be) and the channel to the child it forks, None if it could not ask."""
     global _zygote
     with _zygote_lock:  # held while sending too: stop() in another thread must not close the socket meanwhile
+        # Another command (a test's renderer that crashes, say) gets a zygote of its own.
         if _zygote is not None and (_zygote.command != command or not _zygote.alive()):
             _zygote.stop()
             _zygote = None
