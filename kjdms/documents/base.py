@@ -7,6 +7,8 @@ from pathlib import Path
 from fontTools.ttLib import TTFont
 from fpdf import FPDF
 
+from .fonts import add_parsed_font
+
 FONT_PACKAGE = "fonts-wqy-microhei"
 # (file, face index inside a .ttc collection), best first. WenQuanYi Micro Hei covers Latin digits
 # as well as Han; Droid Sans Fallback does not (ID numbers would print as blanks), so it is not here.
@@ -71,7 +73,7 @@ class CJKDocument(FPDF):
         self.footer_text, self.page_numbers = footer, page_numbers
         path, index = cjk_font()
         # Embedded and subset, so every printer prints the glyphs shown, whatever fonts it has.
-        self.add_font(FONT, fname=path, collection_font_number=index)
+        add_parsed_font(self, FONT, path, index)
         self._main_font, self._fallbacks = (path, index), []
         self.set_margins(margin, margin, margin)
         self.set_auto_page_break(True, margin=20)
@@ -91,7 +93,7 @@ class CJKDocument(FPDF):
                 family = f"{FONT}-fallback-{number}"
                 if ord(char) in _characters(path, 0):
                     if family not in self._fallbacks:
-                        self.add_font(family, fname=path)
+                        add_parsed_font(self, family, path)
                         self._fallbacks.append(family)
                         # Only the characters the main font lacks are taken from these.
                         self.set_fallback_fonts(self._fallbacks, exact_match=False)

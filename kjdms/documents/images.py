@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from . import pdf_render
+from . import pdf_render, renderer
 
 # The formats an upload may be, by sniffed media type; anything else is not an image we keep.
 IMAGE_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
@@ -77,30 +76,33 @@ def pdf_pages_for_ocr(data: bytes, indexes: list[int], *, dpi: int, max_pixels: 
 
 
 def _render_in_child(arguments: list[str], data: bytes, timeout: float) -> bytes:
-    """Run pdf_render.py with arguments on data; return its output or raise PreviewUnavailable saying why not."""
+    """Render data as arguments ask in a fresh child process; return its output or raise PreviewUnavailable."""
     # In a child process: PDFium is C, so a hostile page that loops or crashes would otherwise hang a
     # request thread or kill the server; the child is killed at the timeout. The wait for a slot counts.
     started = time.monotonic()
     if not _RENDER_SLOTS.acquire(timeout=max(timeout, 0)):
         raise RenderTimedOut(RENDER_BUSY)
     try:
-        child = subprocess.run(_render_command(arguments), input=data, capture_output=True,
-                               timeout=max(timeout - (time.monotonic() - started), 0), env=_CHILD_ENVIRONMENT)
-    except subprocess.TimeoutExpired:
+        mode, *options = arguments
+        status, output = renderer.render(_render_command(["zygote"]), _CHILD_ENVIRONMENT, mode, options, data,
+                                         timeout - (time.monotonic() - started))
+    except TimeoutError:
         raise RenderTimedOut(PREVIEW_TIMED_OUT) from None
+    except renderer.RendererCrashed as crash:
+        log.warning("PDF renderer %s: %s", mode, crash)
+        raise PreviewUnavailable(PREVIEW_FAILED) from None
     finally:
         _RENDER_SLOTS.release()
-    if child.returncode == pdf_render.REFUSED:
-        raise PreviewUnavailable(child.stderr.decode("utf-8", "replace"))
-    if child.returncode != 0:
-        log.warning("PDF renderer %s exited with %s: %s", arguments[0], child.returncode,
-                    child.stderr[-2000:].decode("utf-8", "replace"))
+    if status == pdf_render.REFUSED:
+        raise PreviewUnavailable(output.decode("utf-8", "replace"))
+    if status != pdf_render.OK:
+        log.warning("PDF renderer %s failed: %s", mode, output.decode("utf-8", "replace"))
         raise PreviewUnavailable(PREVIEW_FAILED)
-    return child.stdout
+    return output
 
 
 def _render_command(arguments: list[str]) -> list[str]:
-    """Return the command that runs pdf_render.py as a script, isolated from the environment."""
+    """Return the command that runs pdf_render.py as a script (the zygote, or once), isolated from the environment."""
     return [sys.executable, "-I", str(Path(pdf_render.__file__)), *arguments]
 
 
