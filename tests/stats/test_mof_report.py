@@ -166,8 +166,7 @@ def traced_peak(out: Path, since: str | None = None) -> tuple[int, dict]:
 
     Cyclic garbage is collected after every batch, so that the figure is what the report keeps alive, not how far
     the collector happened to lag behind. What lived before the report is frozen out of those collections: it is
-    not the report's, and walking it (the application, pytest, every module) made each collection cost most of a
-    second, nine tenths of the test."""
+    not the report's, and walking it (the application, pytest, every module) took nine tenths of the test."""
     workflow = get_workflow()
     gc.collect()
     gc.freeze()
