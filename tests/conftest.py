@@ -169,7 +169,12 @@ def empty_tables() -> None:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Run the page sweeps on SQLite only: what differs between the databases lies in the services below them."""
+    """Run the page sweeps on SQLite only; under pytest-xdist, put the long tests first.
+
+    What differs between the databases lies in the services below the pages. xdist hands the tests out in this
+    order, in ever smaller chunks: a long test near the end would keep one worker busy while the other had nothing
+    left to do, so the long ones start first and the short ones fill in around them.
+    """
     keep, dropped = [], []
     for item in items:
         on_postgres = getattr(item, "callspec", None) is not None and item.callspec.params.get("app") == "postgres"
@@ -177,6 +182,8 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+    if hasattr(config, "workerinput"):  # every worker sorts alike, as xdist requires (a stable sort)
+        items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

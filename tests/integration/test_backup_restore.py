@@ -176,6 +176,7 @@ def write_continuously(app, stop: threading.Event, written: list) -> None:
         db.session.remove()
 
 
+@pytest.mark.long
 def test_restore_drill(app, workflow, blobs, tmp_path, empty_database):
     """Back up while applicants write, restore into fresh instances: every row, blob, search and signature holds."""
     dossier = populate(app, workflow, blobs)
@@ -355,6 +356,7 @@ with app.app_context():
 """
 
 
+@pytest.mark.long
 def test_a_backup_killed_half_way_resumes(tmp_path, sqlite_template):
     """kill -9 during the copy of the blobs: the next run continues the same instant and copies the rest."""
     import shutil

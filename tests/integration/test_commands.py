@@ -3,6 +3,8 @@ import os
 import re
 import time
 
+import pytest
+
 from sqlalchemy import func, select
 
 from kjdms.backends import get_blob_store
@@ -41,6 +43,7 @@ def test_init_restores_edited_reference_data(app):
     assert db.session.scalar(select(Region.phone).filter_by(code="211302")) == "0421-2855527"
 
 
+@pytest.mark.long
 def test_demo_loads_every_state_once_and_prints_working_sign_ins(app):
     result = run(app, "demo")
     assert result.exit_code == 0

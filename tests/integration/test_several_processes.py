@@ -159,6 +159,7 @@ def reviewer_round(base: str, number: int, password: str, statuses: Counter, sto
         time.sleep(0.2)
 
 
+@pytest.mark.long
 def test_three_server_processes_and_a_worker_serve_thirty_clients(deployment):
     base, statuses, submitted, approved, stop = deployment["base"], Counter(), [], set(), threading.Event()
     applicants = [threading.Thread(target=applicant_journey, args=(base, n, statuses, submitted))

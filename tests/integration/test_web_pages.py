@@ -27,6 +27,7 @@ def without_audit(snapshot):
     return {table: count for table, count in counts.items() if table != "audit_events"}, dossiers
 
 
+@pytest.mark.long
 def test_no_get_writes_anything_but_disclosure_audit_and_no_page_fails(visitors, site):
     before = database_snapshot()
     last_event = db.session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))

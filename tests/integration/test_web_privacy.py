@@ -28,6 +28,7 @@ def test_the_mask_keeps_four_characters_at_each_end():
     assert MASKED == "2113**********" + KNOWN_ID_NUMBER[-4:] and len(MASKED) == 18
 
 
+@pytest.mark.long
 def test_a_full_id_number_appears_only_on_its_owners_own_pages(visitors, site):
     id_numbers = {name: user.person.id_number for name, user in site["persons"].items()}
     assert id_numbers["欧阳明月"] == KNOWN_ID_NUMBER

@@ -62,6 +62,18 @@ def test_the_shipped_file_loads():
     assert definition.worklists["reviewer_queue"].state == "submitted"
 
 
+def test_a_file_changed_in_place_is_read_again_and_a_broken_one_refused_each_time(tmp_path):
+    # Parsed definitions are kept per content (each application loads the file): an edit must still be seen.
+    path = write(tmp_path, ORIGINAL)
+    assert "suspended" not in load_definition(path).states
+    write(tmp_path, with_suspension())
+    assert load_definition(path).states["suspended"].title == "暂停使用"
+    write(tmp_path, ORIGINAL.replace("\ntransitions:\n", "\ntransitions: [\n", 1))
+    for _ in range(2):
+        with pytest.raises(WorkflowDefinitionError, match="invalid YAML"):
+            load_definition(path)
+
+
 def test_a_copy_with_an_extra_state_and_transition_drives_a_subject(tmp_path):
     definition = load_definition(write(tmp_path, with_suspension()))
     engine = WorkflowEngine(definition, {"complete": lambda subject: None})
