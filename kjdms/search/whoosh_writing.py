@@ -1,6 +1,9 @@
 """A faster Whoosh writer: CJK fields indexed without Token objects or positions, postings pooled by term."""
 from __future__ import annotations
 
+import random
+
+import whoosh.util
 from whoosh.codec.whoosh3 import W3Codec, W3PostingsWriter
 from whoosh.columns import VarBytesColumn
 from whoosh.fields import TEXT
@@ -22,6 +25,12 @@ _TERM_BYTES: dict[str, bytes] = {}
 _TERM_BYTES_LIMIT = 1_000_000
 # A posting list of fewer documents than this is kept in the term table by InliningCodec.
 INLINE_POSTINGS = 16
+
+# Whoosh names new segments (and its pool's run files) with random.choice from the module-level generator.
+# Code that seeds that generator (Hypothesis does, for every example; any library may) made a later writer
+# draw the name of a live segment: creating its files truncated that segment's, so readers failed with
+# "Unknown file header" or died of SIGBUS through their memory maps. Names from the OS cannot repeat so.
+whoosh.util.random = random.SystemRandom()
 
 
 class CJKText(TEXT):
