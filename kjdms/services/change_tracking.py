@@ -5,7 +5,8 @@ create_app installs these session hooks once per process, so that:
 
 - after each flush, the dossiers the flush touched are found (`touched_dossier_ids`): an outbox row
   is queued for each in the same transaction (the index reads it later, services/indexing.py), and
-  their ids are kept for the revision;
+  their ids are kept for the revision; a fired transition, which writes its rows with Core statements
+  the flush never sees, tells the same through `track_written` (services/transition_rows.py);
 - just before the commit, one revision per touched effective dossier is written (services/revisions.py),
   and the statistics counters of every queued dossier are moved to match it (services/stats_counters.py);
 - after each flush, the notices its new rows call for (a decision, a credit record) are queued in the same
@@ -80,6 +81,16 @@ def enqueue(session, dossier_ids) -> None:
         {"dossier_id": dossier_id, "queued_at": now, "attempts": 0} for dossier_id in sorted(dossier_ids)])
     session.info[OUTBOX_PENDING] = True
     session.info.setdefault(COUNTED_DOSSIERS, set()).update(dossier_ids)
+
+
+def track_written(session, dossier_ids) -> None:
+    """Queue outbox rows, revisions and counters for dossier_ids, changed with Core statements the flush never sees.
+
+    A fired transition writes its own rows so (services/transition_rows.py) and says so here: the same as
+    _track_flush does for the dossiers a flush touched.
+    """
+    enqueue(session, dossier_ids)
+    session.info.setdefault(CHANGED_DOSSIERS, set()).update(dossier_ids)
 
 
 def leave_outbox_to_worker(session) -> None:

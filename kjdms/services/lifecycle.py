@@ -6,7 +6,7 @@ import time
 from sqlalchemy import delete, select
 
 from ..blobs import BlobStore
-from ..models import AttachmentVersion, Dossier, DossierRevision, Tombstone, WorkflowHistory, utcnow
+from ..models import AttachmentVersion, Dossier, DossierRevision, Tombstone
 from ..permissions import Actor, roles_on
 from ..validators import ValidationError, check_text
 from ..vocabulary import APPROVED_STATE, REJECTABLE_ITEMS
@@ -15,6 +15,7 @@ from . import audit, login_throttle
 from .dossier_reads import load_for_change
 from .identity import id_number_hash, name_hash
 from .transaction import ConflictError, committing
+from .transition_rows import write_transition
 from .working_copy import check_in
 
 DEADLINE_LEGAL_BASIS = "辽财会〔2019〕116号 二（三）"
@@ -62,23 +63,20 @@ def _transition_in_session(session, workflow, dossier, name, actor, comment, exp
     flagged = checked_flags(workflow, name, flagged)
     roles = roles_on(actor, dossier)
     result = workflow.fire(dossier, name, roles, comment)
-    dossier.state_changed_at = utcnow()
-    comment = (comment or "").strip() or None
-    session.add(WorkflowHistory(
-        dossier=dossier, action=name, from_state=result.from_state, to_state=result.to_state,
-        actor_id=getattr(actor, "id", None), actor_role=_acting_role(roles, result.transition),
-        comment=comment, flagged=flagged,
-    ))
-    audit.record(session, actor, f"workflow.{name}", "dossier", dossier.id,
-                 from_state=result.from_state, to_state=result.to_state, **({"flagged": flagged} if flagged else {}))
-    if dossier.is_working_copy and result.to_state == APPROVED_STATE:
-        check_in(session, dossier, actor)
     # 二（三）: a legacy person confirms by submitting; retracting before any approval takes it back.
     if name == "submit" and dossier.to_confirm:
         dossier.to_confirm = False
     elif (name == "retract" and dossier.person.is_legacy and not dossier.is_working_copy
           and not any(row.action == "approve" for row in dossier.history)):
         dossier.to_confirm = True
+    write_transition(session, dossier, {
+        "action": name, "from_state": result.from_state, "to_state": result.to_state,
+        "actor_id": getattr(actor, "id", None), "actor_role": _acting_role(roles, result.transition),
+        "comment": (comment or "").strip() or None, "flagged": flagged})
+    audit.record(session, actor, f"workflow.{name}", "dossier", dossier.id,
+                 from_state=result.from_state, to_state=result.to_state, **({"flagged": flagged} if flagged else {}))
+    if dossier.is_working_copy and result.to_state == APPROVED_STATE:
+        check_in(session, dossier, actor)
     return result
 
 
@@ -88,8 +86,9 @@ def fire_transition(session, workflow: WorkflowEngine, dossier: Dossier, name: s
 
     flagged: on a rejection, the REJECTABLE_ITEMS codes of the items at fault (stored as codes, not in the comment).
 
-    The same commit queues the dossier's search-index outbox row and writes its revision: see
-    services/change_tracking.py, whose session hooks create_app installs.
+    The dossier's state and its history row are written by services/transition_rows.py, which tells
+    services/change_tracking.py so: the same commit queues the dossier's search-index outbox row, writes its
+    revision and moves the statistics counters.
     """
     if name == "purge":
         raise TransitionRefused("删除个人信息须通过删除功能办理")

@@ -1,8 +1,9 @@
 """What the site tells a person or an officer, and the notices written in the transaction of their event.
 
-change_tracking's flush hook calls queue_event_notices: a decision on a dossier (approved, rejected) and a
-new credit record become Notification rows in the same transaction, so a rolled-back decision tells nobody
-and a committed one is never lost. The worker delivers them further (services/notice_delivery.py).
+change_tracking's flush hook calls queue_event_notices, and a transition queues its decision's itself
+(services/transition_rows.py): a decision on a dossier (approved, rejected) and a new credit record become
+Notification rows in the same transaction, so a rolled-back decision tells nobody and a committed one is never lost.
+The worker delivers them further (services/notice_delivery.py).
 """
 from __future__ import annotations
 
@@ -14,30 +15,31 @@ from ..validators import validate_email
 from ..vocabulary import APPROVED_STATE, CREDIT_KINDS, REJECTED_STATE, flagged_titles
 
 PAGE_SIZE = 50
+INSERT_NOTICE = insert(Notification)
 
 
-def _decision_notice(entry: WorkflowHistory) -> dict | None:
-    """Return the notice row an approval or a rejection sends its applicant, or None for other transitions."""
+def decision_notice(session, dossier, from_state: str, to_state: str, actor_id: int | None, comment: str | None,
+                    flagged) -> dict | None:
+    """Return the notice row an approval or a rejection of dossier sends its applicant, or None for other transitions."""
     # A check-in (from approved to approved) records the approval of a change, which has its own notice.
-    if entry.to_state not in (APPROVED_STATE, REJECTED_STATE) or entry.from_state == entry.to_state:
+    if to_state not in (APPROVED_STATE, REJECTED_STATE) or from_state == to_state:
         return None
-    dossier = entry.dossier
     user = dossier.person.user if dossier is not None and dossier.person is not None else None
     if user is None or user.id is None:
         return None
     what = "信息变更" if dossier.is_working_copy else "会计人员信息档案"
     # The office decides, not a user name (a pending row has no actor loaded: fetch it by its id).
-    actor = object_session(entry).get(User, entry.actor_id) if entry.actor_id else None
+    actor = session.get(User, actor_id) if actor_id else None
     office = actor.office_label if actor is not None and actor.region is not None else "财政部门"
-    if entry.to_state == APPROVED_STATE:
-        return {"kind": "approved", "title": f"您的{what}已审核确认",
-                "body": f"您的{what}（档案编号 {dossier.number}）已由{office}审核确认。", "link": "/me/"}
-    reason = entry.comment or "（未填写）"
-    flagged = f"有问题的项目：{'、'.join(flagged_titles(entry.flagged))}\n" if entry.flagged else ""
-    return {"kind": "rejected", "title": f"您的{what}被退回，请修改后重新提交",
+    row = {"user_id": user.id, "dossier_id": dossier.id, "link": "/me/"}
+    if to_state == APPROVED_STATE:
+        return {**row, "kind": "approved", "title": f"您的{what}已审核确认",
+                "body": f"您的{what}（档案编号 {dossier.number}）已由{office}审核确认。"}
+    reason = comment or "（未填写）"
+    flagged = f"有问题的项目：{'、'.join(flagged_titles(flagged))}\n" if flagged else ""
+    return {**row, "kind": "rejected", "title": f"您的{what}被退回，请修改后重新提交",
             "body": f"您的{what}（档案编号 {dossier.number}）被{office}退回。\n退回原因：{reason}\n{flagged}"
-                    "请登录平台，在“我的档案”中点“修改”，按退回原因修改信息或材料后重新提交。",
-            "link": "/me/"}
+                    "请登录平台，在“我的档案”中点“修改”，按退回原因修改信息或材料后重新提交。"}
 
 
 def _credit_notice(record: CreditRecord) -> dict | None:
@@ -56,9 +58,8 @@ def event_notices(objects) -> list[dict]:
     rows = []
     for obj in objects:
         if isinstance(obj, WorkflowHistory):
-            row = _decision_notice(obj)
-            if row is not None:
-                row.update(user_id=obj.dossier.person.user.id, dossier_id=obj.dossier_id)
+            row = decision_notice(object_session(obj), obj.dossier, obj.from_state, obj.to_state, obj.actor_id,
+                                  obj.comment, obj.flagged)
         elif isinstance(obj, CreditRecord):
             row = _credit_notice(obj)
             if row is not None:
@@ -70,13 +71,17 @@ def event_notices(objects) -> list[dict]:
     return rows
 
 
-def queue_event_notices(session, objects) -> int:
-    """Insert the notices objects call for in session's transaction (from a flush hook: no ORM add there)."""
-    rows = event_notices(objects)
+def queue_notices(session, rows: list[dict]) -> int:
+    """Insert notice rows in session's transaction, without the unit of work (a flush hook may not add objects)."""
     if rows:
         now = utcnow()
-        session.connection().execute(insert(Notification), [{**row, "created_at": now} for row in rows])
+        session.connection().execute(INSERT_NOTICE, [{**row, "created_at": now} for row in rows])
     return len(rows)
+
+
+def queue_event_notices(session, objects) -> int:
+    """Insert the notices objects call for in session's transaction (from a flush hook: no ORM add there)."""
+    return queue_notices(session, event_notices(objects))
 
 
 # Asked on every page (the navigation's badge): built once per process, not once per request.

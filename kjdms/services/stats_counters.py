@@ -83,6 +83,8 @@ CURRENT_ROWS = (select(Dossier.id, Dossier.region_id, Dossier.state, Dossier.sco
 STORED = (select(members).where(members.c.dossier_id.in_(bindparam("ids", expanding=True)))
           .order_by(members.c.dossier_id))
 STORED_LOCKED = STORED.with_for_update()
+BASELINES = select(Dossier.baseline_id).where(Dossier.id.in_(bindparam("ids", expanding=True)),
+                                             Dossier.baseline_id.is_not(None))
 UPDATE_MEMBER = update(members).where(members.c.dossier_id == bindparam("id")).values(
     region_id=bindparam("region_id"), state=bindparam("state"), keys=bindparam("keys"))
 
@@ -105,8 +107,7 @@ def with_baselines(connection, dossier_ids: Iterable[int]) -> set[int]:
     found = set()
     ordered = sorted(ids)
     for start in range(0, len(ordered), BATCH):
-        found.update(connection.execute(select(Dossier.baseline_id).where(
-            Dossier.id.in_(ordered[start:start + BATCH]), Dossier.baseline_id.is_not(None))).scalars())
+        found.update(connection.execute(BASELINES, {"ids": ordered[start:start + BATCH]}).scalars())
     return ids | found
 
 
@@ -126,14 +127,12 @@ def _contribution(member: Membership | None) -> Counter:
     return found
 
 
-@cache
-def _upsert(dialect_name: str):
-    """Return an INSERT that adds to an existing counter row (count = count + delta) on dialect_name's database."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    statement = dialect.insert(counters)
-    return statement.on_conflict_do_update(index_elements=[counters.c.region_id, counters.c.state,
-                                                           counters.c.dimension, counters.c.value],
-                                           set_={"count": counters.c.count + statement.excluded["count"]})
+# SQLite adds row by row (an executemany of one compiled statement). Written as text: the dialect's
+# on_conflict_do_update has no cache key, so SQLAlchemy compiled it afresh at every change.
+SQLITE_ADD = text(
+    "INSERT INTO stats_counters (region_id, state, dimension, value, count) "
+    "VALUES (:region_id, :state, :dimension, :value, :count) "
+    "ON CONFLICT (region_id, state, dimension, value) DO UPDATE SET count = stats_counters.count + excluded.count")
 
 
 # PostgreSQL gets the whole delta in one statement (an executemany sends each row on its own, in Python each time);
@@ -157,7 +156,7 @@ def add_to_counters(connection, delta: Counter) -> None:
         connection.execute(POSTGRES_ADD, {"region_ids": region_ids, "states": states, "dimensions": dimensions,
                                           "dimension_values": values, "counts": counts})
     else:
-        connection.execute(_upsert(connection.dialect.name), [
+        connection.execute(SQLITE_ADD, [
             {"region_id": r, "state": s, "dimension": d, "value": v, "count": n} for r, s, d, v, n in rows])
 
 

@@ -28,10 +28,10 @@ def office(app):
     region = region_by_code(db.session, "211302")
     client, _ = create_client(db.session, SYSTEM, name="朝阳市会计资格考试报名系统", purpose="资格考试报名核验",
                               regions=[region], rate_per_minute=600)
-    event = audit.record(db.session, reviewer, HOSTILE, "user", reviewer.id, note=HOSTILE)
+    event_id = audit.record(db.session, reviewer, HOSTILE, "user", reviewer.id, note=HOSTILE)
     db.session.commit()
     return {"province": province, "ids": {"accounts": reviewer.id, "regions": region.id, "api_clients": client.id,
-                                          "audit": event.id}}
+                                          "audit": event_id}}
 
 
 def sources(response, directive: str = "script-src") -> list[str]:

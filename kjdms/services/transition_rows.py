@@ -1,0 +1,56 @@
+"""Write a fired transition's own rows with statements built once: the dossier's new state under its version check,
+its history row, the decision's notice; then tell change tracking which dossier they changed.
+
+The unit of work's flush of the dossier and a history object cost a transition more Python than the rows' own
+round trips; these two rows are always the same shape, so they go straight to the connection.
+"""
+from __future__ import annotations
+
+from sqlalchemy import bindparam, insert, inspect, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
+
+from ..models import Dossier, WorkflowHistory, utcnow
+from .change_tracking import track_written
+from .notices import decision_notice, queue_notices
+
+dossiers = Dossier.__table__
+# Optimistic locking as the ORM's version_id_col does it: no row matched means someone else changed the dossier.
+UPDATE_STATE = (update(dossiers)
+                .where(dossiers.c.id == bindparam("dossier_id"), dossiers.c.lock_version == bindparam("read_version"))
+                .values(state=bindparam("new_state"), state_changed_at=bindparam("moment"),
+                        updated_at=bindparam("moment"), to_confirm=bindparam("new_to_confirm"),
+                        lock_version=bindparam("next_version")))
+INSERT_HISTORY = insert(WorkflowHistory.__table__)
+
+
+def write_transition(session, dossier: Dossier, history: dict) -> None:
+    """Store dossier's new state and to_confirm (set on it by the engine) and its history row, in session's transaction.
+
+    history: the history row's action, from_state, to_state, actor_id, actor_role, comment and flagged.
+    Raise StaleDataError, as the ORM's version check does, when the stored dossier's version is no longer the one
+    read: services/transaction.committing turns it into a ConflictError.
+    """
+    connection, moment, version = session.connection(), utcnow(), dossier.lock_version
+    written = connection.execute(UPDATE_STATE, {
+        "dossier_id": dossier.id, "read_version": version, "new_state": dossier.state, "moment": moment,
+        "new_to_confirm": bool(dossier.to_confirm), "next_version": version + 1})
+    if written.rowcount != 1:
+        raise StaleDataError(f"UPDATE of dossier {dossier.id} expected version {version}: 0 rows matched")
+    # The object now matches its row: the flush has nothing left to write for these (and must not write them again).
+    for name, value in (("state", dossier.state), ("state_changed_at", moment), ("updated_at", moment),
+                        ("to_confirm", bool(dossier.to_confirm)), ("lock_version", version + 1)):
+        set_committed_value(dossier, name, value)
+    state = inspect(dossier)
+    if not state.committed_state:
+        # Nothing else pending on it: mark it clean, as a flush would, so that the commit's flush skips it
+        # (a dirty object without changes still costs the unit of work its sorting and comparing).
+        state._commit_all(state.dict, session.identity_map)
+    connection.execute(INSERT_HISTORY, {**history, "dossier_id": dossier.id, "created_at": moment})
+    if "history" not in state.unloaded:
+        session.expire(dossier, ["history"])  # a loaded history list would miss the row just written
+    notice = decision_notice(session, dossier, history["from_state"], history["to_state"], history["actor_id"],
+                             history["comment"], history["flagged"])
+    if notice is not None:
+        queue_notices(session, [notice])
+    track_written(session, {dossier.id})
