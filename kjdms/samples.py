@@ -17,6 +17,11 @@ def sample_pdf(text: str = "kjdms sample") -> bytes:
         b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
+    return pdf_of_objects(objects)
+
+
+def pdf_of_objects(objects: list[bytes]) -> bytes:
+    """Return a PDF of objects (numbered from 1, the first the catalog) with a correct cross-reference table."""
     out, offsets = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n"), []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))

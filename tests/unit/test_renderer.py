@@ -13,7 +13,7 @@ from PIL import Image
 
 from kjdms.documents import renderer
 from kjdms.documents.images import PREVIEW_FAILED, PreviewUnavailable, RenderTimedOut, pdf_first_page_png
-from kjdms.samples import sample_pdf
+from kjdms.samples import pdf_of_objects, sample_pdf
 
 WORKTREE = Path(__file__).resolve().parents[2]
 
@@ -41,15 +41,7 @@ def endless_pdf(levels: int = 4, fan_out: int = 10) -> bytes:
             stream, resources = leaf, b""
         objects.append(b"<< /Type /XObject /Subtype /Form /BBox [0 0 595 842] %s /Length %d >>\nstream\n"
                        % (resources, len(stream)) + stream + b"\nendstream")
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_of_objects(objects)
 
 
 def running(pid: int) -> bool:
