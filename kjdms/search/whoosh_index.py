@@ -105,6 +105,8 @@ def replace_documents(writer, documents: Iterable[dict], deleted_ids: Iterable[i
         raise
     # No merging here: the indexer merges small segments after the commit (whoosh_merging).
     writer.commit(optimize=optimize, merge=False)
+    if optimize and keys is not None:
+        keys.close()  # the files it kept open are gone from the index; their disk space goes only when closed
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -7,6 +7,7 @@ document twice is harmless), so its term table is opened once and kept while the
 """
 from __future__ import annotations
 
+from whoosh.filedb.compound import CompoundStorage
 from whoosh.reading import TermNotFound
 
 KEY_FIELD = "key"
@@ -17,6 +18,7 @@ class KeyLookup:
 
     def __init__(self):
         self._tables: dict[str, object] = {}
+        self._compound_files: dict[str, CompoundStorage] = {}
 
     def delete_keys(self, writer, keys) -> None:
         """Mark deleted, in writer, every document of its segments whose key is one of keys."""
@@ -39,13 +41,24 @@ class KeyLookup:
 
     def _table(self, storage, segment):
         """Return the open term table of segment, opening it the first time."""
-        table = self._tables.get(segment.segment_id())
+        segment_id = segment.segment_id()
+        table = self._tables.get(segment_id)
         if table is None:
-            table = self._tables[segment.segment_id()] = segment.codec().terms_reader(storage, segment)
+            if segment.is_compound():
+                # Segments written before the writer stopped packing its files (and by Whoosh's own writer) are
+                # one compound file: its parts are read through it, as Whoosh's SegmentReader does.
+                storage = self._compound_files[segment_id] = segment.open_compound_file(storage)
+            table = self._tables[segment_id] = segment.codec().terms_reader(storage, segment)
         return table
+
+    def close(self) -> None:
+        """Close every table: after an optimize, whose merged-away files hold the text of people purged since."""
+        self._keep_only([])
 
     def _keep_only(self, segments) -> None:
         """Close the tables of segments merged away (or of another generation's)."""
         live = {segment.segment_id() for segment in segments}
         for name in [name for name in self._tables if name not in live]:
             self._tables.pop(name).close()
+            if name in self._compound_files:
+                self._compound_files.pop(name).close()

@@ -156,3 +156,30 @@ def test_the_workers_merger_merges_after_a_drain_and_once_more_when_stopped(tmp_
     # Stopped, it merged once more with the idle limit, changes waiting or not.
     assert len(index._live()._segments()) <= SEGMENT_LIMIT
     assert index.stamps() == {document["dossier_id"]: document["stamp"] for document in everything}
+
+
+def test_writes_replace_documents_in_an_older_compound_segment(tmp_path):
+    # Before the writer stopped packing segments (and with Whoosh's own writer) a segment is one compound file:
+    # the open term tables must read through it, or every drain of an upgraded instance fails.
+    from whoosh.writing import SegmentWriter
+
+    from kjdms.search.whoosh_index import whoosh_fields
+
+    index = WhooshSearchIndex(tmp_path)
+    everything = documents()[:3]
+    writer = SegmentWriter(index._live(), compound=True)
+    for document in everything:
+        writer.add_document(**whoosh_fields(document))
+    writer.commit(merge=False)
+    assert [segment.is_compound() for segment in index._live()._segments()] == [True]
+    index.write([dict(everything[0], stamp="changed")], deleted_ids=[everything[1]["dossier_id"]])
+    assert index.stamps() == {everything[0]["dossier_id"]: "changed", everything[2]["dossier_id"]: everything[2]["stamp"]}
+
+
+def test_an_optimize_closes_the_term_tables_kept_open(tmp_path):
+    index = WhooshSearchIndex(tmp_path)
+    for document in documents()[:3]:
+        index.write([document])
+    assert index._keys._tables  # the writes opened the segments' term tables
+    index.purge_deleted()
+    assert not index._keys._tables  # the merged-away files (purged people's text) are not held open
