@@ -5,7 +5,11 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm.exc import StaleDataError
+
+# PostgreSQL's SQLSTATE for a transaction it aborted to break a deadlock with another.
+DEADLOCK_DETECTED = "40P01"
 
 
 class ConflictError(Exception):
@@ -17,13 +21,20 @@ class ConflictError(Exception):
 
 @contextmanager
 def committing(session):
-    """Commit what the block did, or roll it all back; a stale dossier version becomes a ConflictError."""
+    """Commit what the block did, or roll it all back; a stale dossier version or a deadlock becomes a ConflictError."""
     try:
         yield
         session.commit()
     except StaleDataError as error:
         session.rollback()
         raise ConflictError() from error
+    except DBAPIError as error:
+        session.rollback()
+        # Two changes that lock the same rows in opposite orders (approving a working copy while its person is
+        # purged): PostgreSQL aborts one, which is the same as losing a race; nothing of it was saved.
+        if getattr(error.orig, "sqlstate", None) == DEADLOCK_DETECTED:
+            raise ConflictError() from error
+        raise
     except BaseException:
         session.rollback()
         raise
