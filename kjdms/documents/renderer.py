@@ -81,8 +81,7 @@ def render(command: list[str], environment: dict[str, str], mode: str, arguments
     Raise TimeoutError when no answer came within timeout seconds, RendererCrashed when the child died first.
     """
     deadline = time.monotonic() + timeout
-    channel, child = _started_child(command, environment, {"mode": mode, "arguments": arguments, "timeout": timeout},
-                                    deadline)
+    channel, child = _started_child(command, environment, {"mode": mode, "arguments": arguments}, deadline)
     with channel:
         _set_timeout(channel, deadline)
         try:
@@ -110,7 +109,10 @@ def _started_child(command: list[str], environment: dict[str, str], request: dic
                    deadline: float) -> tuple[socket.socket, int]:
     """Return the channel to a child that runs, and its process id; start a new zygote once if the old one died."""
     for _ in range(2):
-        zygote, channel = _fork_child(command, environment, request)
+        # The child's own alarm gets what is left of the deadline (starting a zygote took some of it): a child
+        # never renders past the moment this thread gives up and frees its render slot.
+        remaining = {**request, "timeout": deadline - time.monotonic()}
+        zygote, channel = _fork_child(command, environment, remaining)
         if channel is not None:
             try:
                 started = _receive(channel, deadline, pdf_render.STARTED.size)
