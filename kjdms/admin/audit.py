@@ -59,6 +59,7 @@ class AuditView(ScopedModelView):
                      "object_type": "对象", "object_id": "对象编号", "detail": "详情"}
     column_formatters = {
         "occurred_at": beijing_time,
+        "actor_label": lambda v, c, m, n: audit_text().actor(m.actor_label),
         "action": lambda v, c, m, n: audit_text().action(m.action),
         "object_type": lambda v, c, m, n: audit_text().object_type(m.object_type),
         "object_id": lambda v, c, m, n: audit_text().object_id(m),
@@ -67,8 +68,8 @@ class AuditView(ScopedModelView):
     column_default_sort = ("occurred_at", True)
     column_sortable_list = ("occurred_at", "actor_label", "action")
     column_filters = (
-        ClauseFilter(AuditEvent.actor_label, "操作人", lambda text: AuditEvent.actor_label == text.strip(),
-                     operation="等于"),
+        ClauseFilter(AuditEvent.actor_label, "操作人",
+                     lambda text: AuditEvent.actor_label == AuditText.stored_actor(text.strip()), operation="等于"),
         ClauseFilter(AuditEvent.action, "操作", lambda code: AuditEvent.action == code,
                      options=PerRequest(action_choices), operation="是"),
         ClauseFilter(AuditEvent.object_id, "档案编号",
@@ -110,7 +111,7 @@ class AuditView(ScopedModelView):
         names = audit_text()
         for event in rows:
             writer.writerow([neutral(value) for value in (
-                local_text(event.occurred_at), event.actor_label, names.action(event.action),
+                local_text(event.occurred_at), names.actor(event.actor_label), names.action(event.action),
                 names.object_type(event.object_type), names.object_id(event), names.detail_text(event))])
         audit.record(db.session, current_user._get_current_object(), "audit.export", "audit", None,
                      rows=len(rows), query=request.query_string.decode("ascii", "replace")[:500])

@@ -18,6 +18,10 @@ from ..workflow.definition import WorkflowDefinition
 # holds none by design (services/audit.py), but free text (a reason, a purpose, a filter typed) may.
 ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
 REGION_KEYS = ("region", "code", "parent")
+# Actors without a staff username, as services/audit.py and the callers of SystemActor label them (stored so:
+# the labels are part of the hash chain; only their display is Chinese).
+ACTOR_NAMES = {"anonymous": "未登录的访问者", "system": "系统（定时任务）", "cli": "命令行操作员", "kjdms demo": "演示数据"}
+ACTOR_PREFIXES = {"applicant:": "会计人员本人（账号{}）", "api:": "API 调用方：{}"}
 DOSSIER_KEYS = ("dossier_id", "working_copy")
 
 
@@ -54,6 +58,28 @@ class AuditText:
     def action(self, code: str) -> str:
         """Return the Chinese name of an action code (an unknown one as itself)."""
         return self.actions.get(code, code)
+
+    @staticmethod
+    def actor(label: str) -> str:
+        """Return who acted as a clerk reads it: staff by username, the others by what they are."""
+        if label in ACTOR_NAMES:
+            return ACTOR_NAMES[label]
+        for prefix, shown in ACTOR_PREFIXES.items():
+            if label.startswith(prefix):
+                return shown.format(label[len(prefix):])
+        return label
+
+    @staticmethod
+    def stored_actor(text: str) -> str:
+        """Return the stored label of an actor typed as the page shows it (a username stays itself)."""
+        for label, shown in ACTOR_NAMES.items():
+            if text == shown:
+                return label
+        for prefix, shown in ACTOR_PREFIXES.items():
+            before, after = shown.split("{}")
+            if text.startswith(before) and text.endswith(after) and len(text) > len(before) + len(after):
+                return prefix + text[len(before):len(text) - len(after)]
+        return text
 
     @staticmethod
     def object_type(code: str) -> str:

@@ -269,7 +269,7 @@ def test_the_first_administrator_of_a_fresh_instance_is_made_from_the_shell(chro
 
         # What the operator did at the shell and what was done on the web stand in one audit log.
         page.get_by_role("link", name="审计日志").first.click()
-        expect(page.get_by_role("row").filter(has_text="cli").filter(has_text="创建账号")).to_have_count(1)
+        expect(page.get_by_role("row").filter(has_text="命令行操作员").filter(has_text="创建账号")).to_have_count(1)
         change = page.get_by_role("row").filter(has_text="修改设置")
         expect(change).to_contain_text("zhang_admin")
         expect(change).to_contain_text("设置项：信息采集期")

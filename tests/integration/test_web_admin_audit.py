@@ -70,3 +70,11 @@ def test_the_export_uses_the_same_names(login, office, trail):  # noqa: F811
     assert rows[1][2:] == ["档案：审核确认", "档案", f"KJ{trail.id:010d}", "原状态：待审核；新状态：已审核确认"]
     everything = county.submit("/admin/audit/export.csv", page="/admin/audit/").get_data().decode("utf-8-sig")
     assert ID_NUMBER not in everything and "授予角色" in everything and "role.assign" not in everything
+
+
+def test_applicants_are_named_in_chinese_and_found_by_that_name(login, office, trail):  # noqa: F811
+    county = login(office["county"])
+    shown = f"会计人员本人（账号{trail.person.user.id}）"
+    assert shown in cells(text(county.get("/admin/audit/")), "actor_label")
+    by_name = cells(text(county.get("/admin/audit/", query_string={"flt0_0": shown})), "actor_label")
+    assert by_name and set(by_name) == {shown}

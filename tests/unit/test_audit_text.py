@@ -64,3 +64,17 @@ def test_actions_objects_and_unknown_codes():
     assert NAMES.object_id(AuditEvent(object_type="dossier", object_id=12)) == "KJ0000000012"
     assert NAMES.object_id(AuditEvent(object_type="user", object_id=12)) == "12"
     assert NAMES.object_id(AuditEvent(object_type="instance", object_id=None)) == ""
+
+
+@pytest.mark.parametrize("label, shown", [
+    ("zhang_admin", "zhang_admin"), ("applicant:12", "会计人员本人（账号12）"), ("api:社保系统", "API 调用方：社保系统"),
+    ("cli", "命令行操作员"), ("system", "系统（定时任务）"), ("anonymous", "未登录的访问者"), ("kjdms demo", "演示数据"),
+])
+def test_actors_are_named_as_a_clerk_reads_them_and_typed_back_to_their_label(label, shown):
+    assert NAMES.actor(label) == shown
+    assert NAMES.stored_actor(shown) == label
+
+
+def test_a_typed_name_that_only_looks_like_a_shown_one_stays_as_typed():
+    assert AuditText.stored_actor("会计人员本人（账号）") == "会计人员本人（账号）"
+    assert AuditText.stored_actor("API 调用方：") == "API 调用方："
