@@ -116,6 +116,12 @@ def _started_child(command: list[str], environment: dict[str, str], request: dic
         if channel is not None:
             try:
                 started = _receive(channel, deadline, pdf_render.STARTED.size)
+            except TimeoutError:
+                # A zygote forks in milliseconds; one that let the whole deadline pass is stuck (stopped, say)
+                # and would fail every later render too. No child started, so none is left behind.
+                channel.close()
+                _discard(zygote, stuck=True)
+                raise
             except BaseException:
                 channel.close()
                 raise
@@ -145,11 +151,13 @@ def _fork_child(command: list[str], environment: dict[str, str],
             return _zygote, None
 
 
-def _discard(zygote: _Zygote) -> None:
+def _discard(zygote: _Zygote, stuck: bool = False) -> None:
     """Stop zygote if it is still this process's, so that the next render starts a new one."""
     global _zygote
     with _zygote_lock:
         if _zygote is zygote:
+            if stuck:
+                _zygote.process.kill()  # it would not see its control socket close: no grace period under the lock
             _zygote.stop()
             _zygote = None
 

@@ -154,6 +154,21 @@ def test_a_killed_zygote_is_replaced_by_the_next_render():
     assert renderer.zygote_pid() not in (None, zygote)
 
 
+def test_a_stopped_zygote_times_the_render_out_and_is_replaced_by_the_next_render():
+    assert works()
+    zygote = renderer.zygote_pid()
+    os.kill(zygote, signal.SIGSTOP)  # stuck: alive to poll(), but it forks no child
+    try:
+        with pytest.raises(RenderTimedOut):
+            pdf_first_page_png(sample_pdf("stuck"), width=120, timeout=1.0)
+        assert works()
+        assert renderer.zygote_pid() not in (None, zygote)
+        assert wait_for(lambda: not running(zygote)), "the stuck zygote was left running"
+    finally:
+        if running(zygote):
+            os.kill(zygote, signal.SIGKILL)
+
+
 def test_a_zygote_killed_during_a_render_leaves_that_render_alone():
     assert works()
     thread, outcome = render_in_thread(sample_pdf("survives"), timeout=30.0)
