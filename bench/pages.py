@@ -200,8 +200,9 @@ def prepare(app, dossiers: int) -> int:
         started = time.perf_counter()
         insert_dossiers(dossiers)
         print(f"  demo, reviewer and {dossiers} submitted dossiers loaded ({time.perf_counter() - started:.1f} s)")
+        # The demo's is the first: the bulk-inserted people draw their names from a pool that makes 王芳 too.
         dossier_id = db.session.scalar(sa.select(Dossier.id).join(Person).where(
-            Person.name == SUBMITTED_DEMO_PERSON, Dossier.state == "submitted"))
+            Person.name == SUBMITTED_DEMO_PERSON, Dossier.state == "submitted").order_by(Dossier.id).limit(1))
         if db.engine.dialect.name == "postgresql":
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 connection.execute(sa.text("ANALYZE"))

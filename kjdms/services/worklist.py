@@ -117,6 +117,7 @@ def queue_rows(scope: list):
     first_submitted = (select(WorkflowHistory.created_at)
                        .where(WorkflowHistory.dossier_id == Dossier.id, WorkflowHistory.action == SUBMIT)
                        .order_by(WorkflowHistory.id).limit(1).scalar_subquery())
+    # queue_row unpacks these columns by position: keep the two in step.
     return (select(Dossier.id, Dossier.baseline_id, Person.name, Person.id_number, Person.is_legacy,
                    Dossier.employer_name, Dossier.region_id, Dossier.state_changed_at,
                    Dossier.job_started_on, Dossier.information_changed_on, Dossier.created_at,
@@ -130,12 +131,14 @@ def queue_rows(scope: list):
 
 def queue_row(row, region: RegionNode | None) -> QueueRow:
     """Return the worklist's row for one result of queue_rows in region, its late flags as time_rules finds them."""
-    has_baseline = row.baseline_id is not None
-    flags = [late_registration(row.job_started_on, row.baseline_created_at if has_baseline else row.created_at,
-                               legacy=row.is_legacy)]
+    # Unpacked in the select's column order: a result row's attribute costs a lookup by name (0.4 µs), fifty
+    # rows of fourteen of them a tenth of the page.
+    (dossier_id, baseline_id, name, id_number, is_legacy, employer_name, _, state_changed_at, job_started_on,
+     information_changed_on, created_at, baseline_created_at, baseline_changed_on, first_submitted_at) = row
+    has_baseline = baseline_id is not None
+    flags = [late_registration(job_started_on, baseline_created_at if has_baseline else created_at, legacy=is_legacy)]
     # A working copy that keeps its baseline's change date declares no new change.
-    if not (has_baseline and row.baseline_changed_on == row.information_changed_on):
-        flags.append(late_update(row.information_changed_on, row.first_submitted_at or utcnow()))
-    return QueueRow(row.id, row.baseline_id, row.name, row.id_number, row.employer_name,
-                    region.code if region else None, region.name if region else None, row.state_changed_at,
-                    [flag for flag in flags if flag is not None])
+    if not (has_baseline and baseline_changed_on == information_changed_on):
+        flags.append(late_update(information_changed_on, first_submitted_at or utcnow()))
+    return QueueRow(dossier_id, baseline_id, name, id_number, employer_name, region.code if region else None,
+                    region.name if region else None, state_changed_at, [flag for flag in flags if flag is not None])

@@ -3,7 +3,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from kjdms.extensions import db
 from kjdms.models import Dossier, Person, utcnow
@@ -19,6 +19,18 @@ from tests.webclient import csrf_of, database_snapshot, decide, flashes, fresh, 
 pytestmark = pytest.mark.pages
 
 CONFLICT = "该档案已被他人处理或修改"
+
+
+def statements_of(request) -> int:
+    """Return how many SQL statements request() ran."""
+    statements = []
+    count = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        request()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    return len(statements)
 
 
 def queued_names(response) -> list[str]:
@@ -165,6 +177,16 @@ class TestReviewPage:
         response = decide(browser, people["dossier"].id, "approve", page=page)
         assert response.status_code == 422 and "「填报中」状态下不能执行「审核确认」" in text(response)
         assert database_snapshot() == before
+
+    def test_reads_the_history_and_everyone_who_acted_in_as_many_statements_for_one_actor_as_for_two(self, auth,
+                                                                                                      queue):
+        # 钱二's history: the owner's submission; 周五's: that and the 双塔区 reviewer's approval. The page names
+        # each actor: read one by one, the second dossier's page cost a statement more for each other person.
+        browser = auth("city_reviewer")
+        pages = {name: f"/review/{queue[name].id}" for name in ("钱二", "周五")}
+        counted = {name: statements_of(lambda: browser.get(path)) for name, path in pages.items()}
+        assert "双塔区财政局 · 审核人员" in text(browser.get(pages["周五"]))
+        assert counted["钱二"] == counted["周五"]
 
     def test_an_unknown_dossier_is_not_found(self, auth, people):
         assert auth("reviewer").get("/review/99999").status_code == 404
