@@ -1,18 +1,18 @@
 """Write a fired transition's own rows with statements built once: the dossier's new state under its version check,
-its history row (one statement with the state on PostgreSQL), the decision's notice; then tell change tracking
-which dossier they changed.
+its history row and its search-index outbox row (one statement on PostgreSQL), the decision's notice; then tell
+change tracking which dossier they changed.
 
 The unit of work's flush of the dossier and a history object cost a transition more Python than the rows' own
 round trips; these two rows are always the same shape, so they go straight to the connection.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, inspect, select, update
+from sqlalchemy import bindparam, insert, inspect, literal, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..models import Dossier, WorkflowHistory, utcnow
-from .change_tracking import track_written
+from ..models import Dossier, IndexOutbox, WorkflowHistory, utcnow
+from .change_tracking import track_written, track_written_and_queued
 from .notices import decision_notice, queue_notices
 
 dossiers = Dossier.__table__
@@ -27,11 +27,18 @@ INSERT_HISTORY = insert(history_rows)
 HISTORY_VALUES = ("action", "from_state", "to_state", "actor_id", "actor_role", "comment", "flagged")
 # PostgreSQL writes both rows in one round trip (a data-modifying WITH, which SQLite lacks): the history row is
 # inserted from the dossier row the version-checked UPDATE returns, so a stale version inserts nothing either.
+# The dossier's search-index outbox row goes into the same statement.
 _moved = UPDATE_STATE.returning(dossiers.c.id).cte("moved")
+_outbox = IndexOutbox.__table__
+_queued = insert(_outbox).from_select(
+    ["dossier_id", "queued_at", "attempts"],
+    select(_moved.c.id, bindparam("moment", type_=_outbox.c.queued_at.type), literal(0, _outbox.c.attempts.type))
+).cte("queued")
 UPDATE_STATE_AND_INSERT_HISTORY = insert(history_rows).from_select(
     ["dossier_id", *HISTORY_VALUES, "created_at"],
     select(_moved.c.id, *(bindparam(name, type_=history_rows.c[name].type) for name in HISTORY_VALUES),
-           bindparam("moment", type_=history_rows.c.created_at.type))).add_cte(_moved).returning(history_rows.c.id)
+           bindparam("moment", type_=history_rows.c.created_at.type))
+).add_cte(_moved, _queued).returning(history_rows.c.id)
 
 
 def write_transition(session, dossier: Dossier, history: dict) -> None:
@@ -69,4 +76,4 @@ def write_transition(session, dossier: Dossier, history: dict) -> None:
                              history["comment"], history["flagged"])
     if notice is not None:
         queue_notices(session, [notice])
-    track_written(session, {dossier.id})
+    (track_written_and_queued if both else track_written)(session, {dossier.id})
