@@ -4,10 +4,12 @@ from __future__ import annotations
 from sqlalchemy import insert
 
 from ..models import AuditEvent
-from .audit_chain import link
+from .audit_chain import MOVE_HEAD, link, place
 
 # Built once: nearly every change writes one.
 INSERT_EVENT = insert(AuditEvent).returning(AuditEvent.id)
+# PostgreSQL moves the chain head and inserts the event in one round trip (a data-modifying WITH, which SQLite lacks).
+MOVE_HEAD_AND_INSERT_EVENT = INSERT_EVENT.add_cte(MOVE_HEAD.cte("moved_head"))
 
 
 def record(session, actor, action: str, object_type: str, object_id: int | None, **detail) -> int:
@@ -20,5 +22,8 @@ def record(session, actor, action: str, object_type: str, object_id: int | None,
            "actor_label": actor.label if actor is not None else "anonymous",
            "action": action, "object_type": object_type, "object_id": object_id, "detail": detail}
     connection = session.connection()
-    link(connection, [row])
-    return connection.execute(INSERT_EVENT, row).scalar_one()
+    if connection.dialect.name != "postgresql":
+        link(connection, [row])
+        return connection.execute(INSERT_EVENT, row).scalar_one()
+    head = place(connection, [row])
+    return connection.execute(MOVE_HEAD_AND_INSERT_EVENT, {**row, **head}).scalar_one()

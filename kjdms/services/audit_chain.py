@@ -74,8 +74,15 @@ def _locked_head(connection) -> tuple[int, str]:
 
 def link(connection, rows: list[dict]) -> None:
     """Give each new audit row (a dict of its columns) its place and hashes, and move the head past them."""
-    if not rows:
-        return
+    if rows:
+        connection.execute(MOVE_HEAD, place(connection, rows))
+
+
+def place(connection, rows: list[dict]) -> dict:
+    """Give each new audit row its place and hashes under the locked head; return MOVE_HEAD's parameters.
+
+    The caller runs MOVE_HEAD with them in the same transaction (services/audit.py merges it into the insert).
+    """
     sequence, previous = _locked_head(connection)
     for row in rows:
         # Column defaults apply only at INSERT, after the hash: fill them in here.
@@ -85,7 +92,7 @@ def link(connection, rows: list[dict]) -> None:
         sequence += 1
         row.update(sequence=sequence, previous_hash=previous, row_hash=row_hash(sequence, previous, row))
         previous = row["row_hash"]
-    connection.execute(MOVE_HEAD, {"new_sequence": sequence, "new_hash": previous})
+    return {"new_sequence": sequence, "new_hash": previous}
 
 
 @event.listens_for(AuditEvent, "before_insert")

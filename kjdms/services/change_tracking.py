@@ -79,6 +79,11 @@ def enqueue(session, dossier_ids) -> None:
     now = utcnow()
     session.connection().execute(INSERT_OUTBOX, [
         {"dossier_id": dossier_id, "queued_at": now, "attempts": 0} for dossier_id in sorted(dossier_ids)])
+    _queued(session, dossier_ids)
+
+
+def _queued(session, dossier_ids) -> None:
+    """Remember that dossier_ids' outbox rows are in session's transaction: the commit wakes the drain, the counters move."""
     session.info[OUTBOX_PENDING] = True
     session.info.setdefault(COUNTED_DOSSIERS, set()).update(dossier_ids)
 
@@ -90,6 +95,15 @@ def track_written(session, dossier_ids) -> None:
     _track_flush does for the dossiers a flush touched.
     """
     enqueue(session, dossier_ids)
+    session.info.setdefault(CHANGED_DOSSIERS, set()).update(dossier_ids)
+
+
+def track_written_and_queued(session, dossier_ids) -> None:
+    """Track dossier_ids as track_written does, their outbox rows already inserted by the caller's own statement.
+
+    PostgreSQL's transition writes the outbox row in the statement that moves the state (services/transition_rows.py).
+    """
+    _queued(session, dossier_ids)
     session.info.setdefault(CHANGED_DOSSIERS, set()).update(dossier_ids)
 
 

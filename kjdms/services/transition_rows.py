@@ -1,17 +1,18 @@
 """Write a fired transition's own rows with statements built once: the dossier's new state under its version check,
-its history row, the decision's notice; then tell change tracking which dossier they changed.
+its history row and its search-index outbox row (one statement on PostgreSQL), the decision's notice; then tell
+change tracking which dossier they changed.
 
 The unit of work's flush of the dossier and a history object cost a transition more Python than the rows' own
 round trips; these two rows are always the same shape, so they go straight to the connection.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, inspect, update
+from sqlalchemy import bindparam, insert, inspect, literal, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..models import Dossier, WorkflowHistory, utcnow
-from .change_tracking import track_written
+from ..models import Dossier, IndexOutbox, WorkflowHistory, utcnow
+from .change_tracking import track_written, track_written_and_queued
 from .notices import decision_notice, queue_notices
 
 dossiers = Dossier.__table__
@@ -21,7 +22,23 @@ UPDATE_STATE = (update(dossiers)
                 .values(state=bindparam("new_state"), state_changed_at=bindparam("moment"),
                         updated_at=bindparam("moment"), to_confirm=bindparam("new_to_confirm"),
                         lock_version=bindparam("next_version")))
-INSERT_HISTORY = insert(WorkflowHistory.__table__)
+history_rows = WorkflowHistory.__table__
+INSERT_HISTORY = insert(history_rows)
+HISTORY_VALUES = ("action", "from_state", "to_state", "actor_id", "actor_role", "comment", "flagged")
+# PostgreSQL writes both rows in one round trip (a data-modifying WITH, which SQLite lacks): the history row is
+# inserted from the dossier row the version-checked UPDATE returns, so a stale version inserts nothing either.
+# The dossier's search-index outbox row goes into the same statement.
+_moved = UPDATE_STATE.returning(dossiers.c.id).cte("moved")
+_outbox = IndexOutbox.__table__
+_queued = insert(_outbox).from_select(
+    ["dossier_id", "queued_at", "attempts"],
+    select(_moved.c.id, bindparam("moment", type_=_outbox.c.queued_at.type), literal(0, _outbox.c.attempts.type))
+).cte("queued")
+UPDATE_STATE_AND_INSERT_HISTORY = insert(history_rows).from_select(
+    ["dossier_id", *HISTORY_VALUES, "created_at"],
+    select(_moved.c.id, *(bindparam(name, type_=history_rows.c[name].type) for name in HISTORY_VALUES),
+           bindparam("moment", type_=history_rows.c.created_at.type))
+).add_cte(_moved, _queued).returning(history_rows.c.id)
 
 
 def write_transition(session, dossier: Dossier, history: dict) -> None:
@@ -32,10 +49,15 @@ def write_transition(session, dossier: Dossier, history: dict) -> None:
     read: services/transaction.committing turns it into a ConflictError.
     """
     connection, moment, version = session.connection(), utcnow(), dossier.lock_version
-    written = connection.execute(UPDATE_STATE, {
-        "dossier_id": dossier.id, "read_version": version, "new_state": dossier.state, "moment": moment,
-        "new_to_confirm": bool(dossier.to_confirm), "next_version": version + 1})
-    if written.rowcount != 1:
+    state_row = {"dossier_id": dossier.id, "read_version": version, "new_state": dossier.state, "moment": moment,
+                 "new_to_confirm": bool(dossier.to_confirm), "next_version": version + 1}
+    both = connection.dialect.name == "postgresql"
+    if both:
+        # The insert's rowcount is not reported through the WITH: count the rows it returns.
+        matched = len(connection.execute(UPDATE_STATE_AND_INSERT_HISTORY, {**state_row, **history}).all())
+    else:
+        matched = connection.execute(UPDATE_STATE, state_row).rowcount
+    if matched != 1:
         raise StaleDataError(f"UPDATE of dossier {dossier.id} expected version {version}: 0 rows matched")
     # The object now matches its row: the flush has nothing left to write for these (and must not write them again).
     for name, value in (("state", dossier.state), ("state_changed_at", moment), ("updated_at", moment),
@@ -46,11 +68,12 @@ def write_transition(session, dossier: Dossier, history: dict) -> None:
         # Nothing else pending on it: mark it clean, as a flush would, so that the commit's flush skips it
         # (a dirty object without changes still costs the unit of work its sorting and comparing).
         state._commit_all(state.dict, session.identity_map)
-    connection.execute(INSERT_HISTORY, {**history, "dossier_id": dossier.id, "created_at": moment})
+    if not both:
+        connection.execute(INSERT_HISTORY, {**history, "dossier_id": dossier.id, "created_at": moment})
     if "history" not in state.unloaded:
         session.expire(dossier, ["history"])  # a loaded history list would miss the row just written
     notice = decision_notice(session, dossier, history["from_state"], history["to_state"], history["actor_id"],
                              history["comment"], history["flagged"])
     if notice is not None:
         queue_notices(session, [notice])
-    track_written(session, {dossier.id})
+    (track_written_and_queued if both else track_written)(session, {dossier.id})

@@ -1,10 +1,14 @@
 """services/change_tracking.py: one commit queues the index outbox rows and writes the revisions, a rollback neither."""
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from kjdms.backends import get_blob_store, get_workflow
 from kjdms.extensions import db
-from kjdms.models import DossierRevision, IndexOutbox
+from kjdms.models import Dossier, DossierRevision, IndexOutbox, User, WorkflowHistory
 from kjdms.services.change_tracking import touched_dossier_ids
-from tests.helpers import applicant
+from kjdms.services.lifecycle import ConflictError, fire_transition
+from tests.helpers import applicant, upload_required
 
 
 def counts(dossier_id):
@@ -37,3 +41,30 @@ def test_a_rollback_leaves_neither_outbox_rows_nor_a_revision(app):
 def test_the_person_touches_each_of_their_dossiers(app):
     dossier, _ = applicant()
     assert touched_dossier_ids(dossier.person) == {dossier.id}
+
+
+def test_a_transition_queues_one_outbox_row_and_one_revision_and_a_stale_one_none(app):
+    # On PostgreSQL the outbox row is written by the statement that moves the state (services/transition_rows.py).
+    workflow, blobs = get_workflow(), get_blob_store()
+    dossier, owner = applicant()
+    upload_required(workflow, blobs, dossier, owner)
+    before = counts(dossier.id)
+    fire_transition(db.session, workflow, dossier, "submit", owner)
+    assert tuple(now - then for now, then in zip(counts(dossier.id), before)) == (1, 1)
+    queued = db.session.execute(select(IndexOutbox.queued_at, IndexOutbox.attempts)
+                                .where(IndexOutbox.dossier_id == dossier.id).order_by(IndexOutbox.id.desc())).first()
+    stored = db.session.execute(select(WorkflowHistory.created_at).where(WorkflowHistory.dossier_id == dossier.id)
+                                .order_by(WorkflowHistory.id.desc())).scalar()
+    assert queued.attempts == 0 and queued.queued_at >= stored  # queued at the change or just after
+    other = Session(db.engine)
+    try:
+        stale, stale_owner = other.get(Dossier, dossier.id), other.get(User, owner.id)
+        fire_transition(db.session, workflow, dossier, "retract", owner)
+        after_retract = counts(dossier.id)
+        with pytest.raises(ConflictError):
+            fire_transition(other, workflow, stale, "retract", stale_owner)
+    finally:
+        other.close()
+    assert counts(dossier.id) == after_retract
+    assert db.session.scalar(select(func.count()).select_from(WorkflowHistory)
+                             .where(WorkflowHistory.dossier_id == dossier.id)) == 2

@@ -256,6 +256,9 @@ class TestOptimisticLocking:
 # and seven for the statistics counters (which counted dossier a change belongs to, the member row, the dossier's
 # counted values, its working copies' changes and its history read; the member row and the counters moved on).
 STATEMENTS_PER_TRANSITION = {"submit": 17, "approve": 19, "reject": 19}
+# PostgreSQL writes the dossier, its history and outbox rows in one statement and moves the chain head in the
+# audit event's insert (data-modifying WITH, services/transition_rows.py and services/audit.py): three fewer.
+STATEMENTS_PER_TRANSITION_ON_POSTGRESQL = {name: count - 3 for name, count in STATEMENTS_PER_TRANSITION.items()}
 
 
 class TestStatementsPerTransition:
@@ -286,8 +289,10 @@ class TestStatementsPerTransition:
         submit = self.statements_of(workflow, dossier_id, "submit", owner_id)
         decide = self.statements_of(workflow, dossier_id, decision, reviewer_id, comment)
 
-        assert len(submit) <= STATEMENTS_PER_TRANSITION["submit"], submit
-        assert len(decide) <= STATEMENTS_PER_TRANSITION[decision], decide
+        bound = (STATEMENTS_PER_TRANSITION_ON_POSTGRESQL if db.engine.dialect.name == "postgresql"
+                 else STATEMENTS_PER_TRANSITION)
+        assert len(submit) <= bound["submit"], submit
+        assert len(decide) <= bound[decision], decide
         # Both still wrote everything they must, the audit event linked to the chain.
         assert [row[0] for row in history(dossier_id)] == ["submit", decision]
         assert [event[0] for event in workflow_events(dossier_id)] == ["workflow.submit", f"workflow.{decision}"]
