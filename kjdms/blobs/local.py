@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from kjdms.blobs.base import BlobCorrupted, BlobInfo, BlobNotFound, read_chunks, validate_sha256
+from kjdms.blobs.staging import StagedBlob
 
 TEMPORARY_PREFIX = ".tmp-"
 
@@ -37,12 +38,31 @@ class LocalBlobStore:
                 return BlobInfo(final.name, len(data), created=False)
             new_folders = self._make_folders(final.parent)
             temporary, sha256, size = _write_temporary(final.parent, [data])
+        elif isinstance(data, StagedBlob) and data.folder == self.root:
+            return self._install_staged(data)
         else:
             # A stream's hash is known only at its end, so stage it in the root: the root
             # shares a file system with every fan-out folder, which keeps the rename atomic.
             new_folders = []
             temporary, sha256, size = _write_temporary(self.root, read_chunks(data))
         return self._install(temporary, sha256, size, new_folders)
+
+    def stage(self, head_bytes: int) -> StagedBlob:
+        """Return a temporary file in the root to write a blob into as it arrives; put installs it without rereading."""
+        # The root, like a stream's staging: it shares a file system with every fan-out folder.
+        return StagedBlob(self.root, TEMPORARY_PREFIX, head_bytes)
+
+    def _install_staged(self, staged: StagedBlob) -> BlobInfo:
+        if staged.installed:
+            return BlobInfo(staged.sha256, staged.size, created=False)
+        temporary = staged.finish()
+        staged.installed = True  # From here the file is renamed into place or removed by _install.
+        try:
+            os.chmod(temporary, _BLOB_MODE)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        return self._install(temporary, staged.sha256, staged.size, [])
 
     def open(self, sha256: str, verify: bool = False) -> BinaryIO:
         """Return a binary stream of the blob, rehashing it first when verify is set."""

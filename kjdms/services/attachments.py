@@ -9,6 +9,7 @@ import magic
 
 from ..blobs import BlobStore
 from ..blobs.base import CHUNK_SIZE
+from ..blobs.staging import StagedBlob
 from ..documents.images import ImageRefused, reencode_image
 from ..models import Attachment, AttachmentVersion, Dossier, utcnow
 from ..permissions import Actor, require
@@ -41,6 +42,21 @@ def size_label(size: int) -> str:
     return f"{size} 字节"
 
 
+def refuse_past_cap(size: int, max_bytes: int) -> None:
+    """Raise ValidationError naming the file when size passes max_bytes."""
+    if size > max_bytes:
+        raise ValidationError("file", f"文件：超过大小上限 {size_label(max_bytes)}")
+
+
+def open_upload(upload, max_bytes: int):
+    """Return upload as a stream with its head read, refused when past max_bytes."""
+    if isinstance(upload, StagedBlob):
+        # Staged while the request was parsed: its size, hash and head are known without reading it again.
+        refuse_past_cap(upload.size, max_bytes)
+        return upload
+    return CappedUpload(io.BytesIO(upload) if isinstance(upload, (bytes, bytearray)) else upload, max_bytes)
+
+
 class CappedUpload:
     """An upload read once, in chunks: its first bytes kept for sniffing, refused as soon as it passes the cap."""
 
@@ -53,8 +69,7 @@ class CappedUpload:
 
     def _count(self, size: int) -> None:
         self.size += size
-        if self.size > self._max_bytes:
-            raise ValidationError("file", f"文件：超过大小上限 {size_label(self._max_bytes)}")
+        refuse_past_cap(self.size, self._max_bytes)
 
     def read(self, size: int = -1) -> bytes:
         """Return up to size bytes (everything left when size is negative), refusing past the cap."""
@@ -94,7 +109,7 @@ def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, 
     # Checked before the blob is stored: a refusal after it would leave the blob behind.
     filename = clean_filename(filename)
     check_text("comment", "说明", comment)
-    upload = CappedUpload(io.BytesIO(upload) if isinstance(upload, (bytes, bytearray)) else upload, max_bytes)
+    upload = open_upload(upload, max_bytes)
     media_type = check_upload(upload.head, filename)
     # Blob first, row second: a crash in between leaves an unreferenced blob that
     # `kjdms blobs gc` removes, never a row pointing at nothing.

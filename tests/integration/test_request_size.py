@@ -1,5 +1,6 @@
 """The server refuses an oversized body with 413 before reading it, by its declared length and while it streams,
 and the site words the refusal: a Chinese page naming the limit and the way back."""
+import hashlib
 import io
 import socket
 import tempfile
@@ -8,6 +9,7 @@ import threading
 import pytest
 from flask import request
 from kjdms.backends import get_config
+from kjdms.blobs.staging import StagedBlob
 from kjdms.serving import create_server
 from tests.webclient import text
 
@@ -113,7 +115,7 @@ def test_a_body_within_the_cap_still_reaches_the_site(server):
     assert status_of(connection.recv(4096)) in (302, 400)
 
 
-def test_an_uploaded_file_within_the_cap_is_parsed_into_memory_not_a_temporary_file(app):
+def test_an_uploaded_file_within_the_cap_is_parsed_into_the_stores_staging_not_a_temporary_file(app):
     scan = b"%PDF-1.4\n" + bytes(range(256)) * 2400  # 600 KB: past the 500 KB where werkzeug spills to disk
 
     def parsed_file(cap):
@@ -127,7 +129,11 @@ def test_an_uploaded_file_within_the_cap_is_parsed_into_memory_not_a_temporary_f
     cap = app.config["MAX_CONTENT_LENGTH"]
     try:
         stream, content = parsed_file(cap)
-        assert isinstance(stream, io.BytesIO) and content == scan
+        # Hashed, counted and its head kept as it was parsed: the store installs it without reading it again.
+        assert isinstance(stream, StagedBlob) and content == scan
+        assert (stream.sha256, stream.size, stream.head) == (hashlib.sha256(scan).hexdigest(), len(scan), scan[:8192])
+        # The request ended without a put: its staging file is gone.
+        assert stream.closed and not stream.path.exists()
         # Without a cap nothing bounds the body: werkzeug's own spooling, to disk past 500 KB.
         stream, content = parsed_file(None)
         assert isinstance(stream, tempfile.SpooledTemporaryFile) and content == scan

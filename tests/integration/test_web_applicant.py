@@ -1,4 +1,5 @@
 """The accounting person's pages: status, basic information, printable form, documents, submit, retract, revise."""
+import hashlib
 import io
 import re
 import shutil
@@ -11,6 +12,8 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from kjdms import create_app
+from kjdms.backends import get_blob_store
+from kjdms.blobs.local import TEMPORARY_PREFIX
 from kjdms.extensions import db
 from kjdms.models import AuditEvent, Dossier
 from kjdms.samples import sample_pdf, sample_png
@@ -291,6 +294,19 @@ class TestUploadSizeCap:
         browser.upload("basic_info_form", sample_pdf("x" * (SMALL_CAP + 100)), "big.pdf")
         assert flashes(browser.get("/me/documents")) == ["基本信息表：文件：超过大小上限 64 KB"]
         assert database_snapshot() == before
+
+    def test_a_refused_upload_leaves_no_file_behind_and_an_accepted_one_only_its_blob(self, auth):
+        # The part is staged in the store's folder while the request is parsed; a refusal must not keep it.
+        store, browser = get_blob_store(), auth("owner")
+        before = set(store.iter_hashes())
+        browser.upload("basic_info_form", sample_pdf("x" * (SMALL_CAP + 100)), "big.pdf")
+        browser.upload("basic_info_form", b"GIF89a" + b"x" * 20000, "scan.pdf")
+        assert flashes(browser.get("/me/documents"))[-1] == "基本信息表：文件：只接受 PDF、JPEG、PNG 格式（按文件内容识别）"
+        assert set(store.iter_hashes()) == before
+        data = sample_pdf("accepted")
+        browser.upload("basic_info_form", data, "ok.pdf")
+        assert set(store.iter_hashes()) == before | {hashlib.sha256(data).hexdigest()}
+        assert not [path for path in store.root.rglob("*") if path.name.startswith(TEMPORARY_PREFIX)]
 
     def test_a_file_of_exactly_the_cap_is_accepted(self, auth, people):
         browser = auth("owner")

@@ -46,6 +46,15 @@ def local_store(tmp_path):
     return LocalBlobStore(tmp_path / "blobs")
 
 
+def staged(store: LocalBlobStore, content: bytes, piece: int = 7):
+    """Return content staged in store as the form parser writes a part: in pieces, then rewound."""
+    blob = store.stage(head_bytes=16)
+    for start in range(0, len(content), piece):
+        blob.write(content[start:start + piece])
+    blob.seek(0)
+    return blob
+
+
 def files_under(root: Path) -> list[Path]:
     """Return every file below root, folders excluded."""
     return [path for path in root.rglob("*") if path.is_file()]
@@ -331,21 +340,21 @@ class TestDurability:
         monkeypatch.setattr(os, "fsync", recording_fsync)
         return calls
 
-    @pytest.mark.parametrize("given", [CONTENT, io.BytesIO(CONTENT)], ids=["bytes", "stream"])
+    @pytest.mark.parametrize("given", [CONTENT, io.BytesIO(CONTENT), staged], ids=["bytes", "stream", "staged"])
     def test_the_file_is_synced_before_its_rename_and_its_folder_after(self, tmp_path, synced, given):
         store = LocalBlobStore(tmp_path / "blobs")
         final = store.path_for(CONTENT_SHA256)
-        store.put(given)
+        store.put(given(store, CONTENT) if callable(given) else given)
         files = [path for path in synced if path.name.startswith(TEMPORARY_PREFIX)]
         assert files, "the temporary file's content was never fsynced"
         assert synced.index(files[-1]) < synced.index(final.parent), "the folder was synced before the file"
         assert synced[-3] == final.parent, "the rename into the folder was not fsynced"
 
-    @pytest.mark.parametrize("given", [CONTENT, io.BytesIO(CONTENT)], ids=["bytes", "stream"])
+    @pytest.mark.parametrize("given", [CONTENT, io.BytesIO(CONTENT), staged], ids=["bytes", "stream", "staged"])
     def test_new_fan_out_folders_are_synced_into_their_parents_after_the_rename(self, tmp_path, synced, given):
         store = LocalBlobStore(tmp_path / "blobs")
         final = store.path_for(CONTENT_SHA256)
-        store.put(given)
+        store.put(given(store, CONTENT) if callable(given) else given)
         # Innermost first, all after the file: a journaling file system commits the three entries at once.
         assert synced[-3:] == [final.parent, final.parent.parent, store.root]
         assert len(synced) == 4
@@ -367,6 +376,39 @@ class TestDurability:
         store.put(given)
         assert [path.parent if path.name.startswith(TEMPORARY_PREFIX) else path for path in synced] == [
             final.parent if isinstance(given, bytes) else store.root, final.parent]
+
+
+class TestStaged:
+    """A blob staged as the request is parsed is installed by a rename: hashed once, never read again."""
+
+    def test_put_installs_the_staged_file_without_reading_it(self, local_store, monkeypatch):
+        blob = staged(local_store, CONTENT)
+        assert (blob.sha256, blob.size, blob.head) == (CONTENT_SHA256, len(CONTENT), CONTENT[:16])
+        monkeypatch.setattr(blob, "read", lambda size=-1: pytest.fail("the staged file was read again"))
+        assert local_store.put(blob) == BlobInfo(CONTENT_SHA256, len(CONTENT), created=True)
+        blob.close()  # the request ends: an installed blob stays
+        assert local_store.read(CONTENT_SHA256) == CONTENT
+        assert local_store.path_for(CONTENT_SHA256).stat().st_mode & 0o777 == 0o400
+        assert not list(local_store.root.glob(f"{TEMPORARY_PREFIX}*"))
+
+    def test_a_staged_file_never_put_is_removed_when_closed(self, local_store):
+        blob = staged(local_store, CONTENT)
+        assert blob.path.exists()
+        blob.close()
+        assert not blob.path.exists() and list(local_store.iter_hashes()) == []
+
+    def test_a_staged_duplicate_is_dropped_unsynced(self, local_store, monkeypatch):
+        local_store.put(CONTENT)
+        monkeypatch.setattr(os, "fsync", lambda descriptor: pytest.fail("a duplicate was synced"))
+        blob = staged(local_store, CONTENT)
+        assert local_store.put(blob).created is False
+        assert local_store.put(blob).created is False  # put twice: still nothing to install
+        assert not list(local_store.root.glob(f"{TEMPORARY_PREFIX}*"))
+
+    def test_another_stores_staged_file_is_read_like_any_stream(self, local_store, tmp_path):
+        blob = staged(LocalBlobStore(tmp_path / "other"), CONTENT)
+        assert local_store.put(blob).sha256 == CONTENT_SHA256
+        assert InMemoryBlobStore().put(staged(local_store, CONTENT)).sha256 == CONTENT_SHA256
 
 
 # -- S3 only ------------------------------------------------------------------------------------------
