@@ -24,6 +24,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .extensions import csrf, db, login_manager, migrate
     from .request_body import InMemoryUploadRequest
     from .services import build_workflow
+    from .services import notices as notice_service
     from .services import audit_chain, region_tree, sessions  # noqa: F401  (audit_chain refuses changes, links inserts)
     from .services.change_tracking import install_change_tracking
     from .services.indexing import OutboxDrainer
@@ -49,17 +50,19 @@ def create_app(config: Config | None = None) -> Flask:
     lifetimes = sessions.Lifetimes(config.STAFF_SESSION_IDLE, config.STAFF_SESSION_LIFETIME,
                                    config.APPLICANT_SESSION_IDLE, config.APPLICANT_SESSION_LIFETIME)
 
-    # Every staff page asks for the user's roles (the decorators, the navigation): read them with the user. Built
-    # once: building the select and its cache key on every request cost more than running it.
-    user_with_roles = (select(models.User).options(joinedload(models.User.role_assignments))
-                       .where(models.User.id == bindparam("id")))
+    # Every staff page asks for the user's roles (the decorators, the navigation) and every page shows the unread
+    # notices: read both with the user, one statement. Built once: building the select and its cache key on every
+    # request cost more than running it.
+    user_with_roles = (select(models.User, notice_service.UNREAD_COUNT_OF_USER)
+                       .options(joinedload(models.User.role_assignments)).where(models.User.id == bindparam("id")))
 
     @login_manager.user_loader
     def load_user(user_id):
-        user = db.session.execute(user_with_roles, {"id": int(user_id)}).unique().scalar_one_or_none()
+        user, unread = db.session.execute(user_with_roles, {"id": int(user_id)}).unique().one_or_none() or (None, 0)
         if user is None or not sessions.session_is_current(flask_session, user, lifetimes):
             flask_session.clear()  # ended: a stale cookie must not keep a user id or pending state
             return None
+        notices.remember_unread_count(unread)
         return user
 
     index = make_search_index(config)

@@ -1,7 +1,7 @@
 """The notices page of every signed-in user (applicants and staff): read them, mark them read, the e-mail address."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from ..backends import backends
@@ -79,9 +79,18 @@ def email():
     return redirect(url_for("notices.index"))
 
 
+def remember_unread_count(count: int) -> None:
+    """Keep, for this request only, the unread count the user loader read with the user."""
+    g.unread_notices_at_login = count
+
+
 @bp.app_context_processor
 def unread_notices() -> dict:
     """Give every page the signed-in user's count of unread notices, for the navigation."""
     if not current_user.is_authenticated:
         return {"unread_notices": 0}
+    # A GET changes no notice, so the count read with the user still holds; a POST that renders (a form sent
+    # back with its errors, a notice marked read) counts again after its changes.
+    if request.method in ("GET", "HEAD") and "unread_notices_at_login" in g:
+        return {"unread_notices": g.unread_notices_at_login}
     return {"unread_notices": notices.unread_count(db.session, current_user)}

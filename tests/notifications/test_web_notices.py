@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from kjdms.backends import backends
 from kjdms.extensions import db
@@ -85,6 +85,27 @@ def test_staff_see_their_notices_with_the_count_in_the_navigation(auth, people):
     assert "待审核汇总" in text(page) and "待审核档案 2 份" in text(page)
     assert visitor.post("/notices/read-all", data={"csrf_token": csrf_of(page)}).status_code == 302
     assert badge(visitor.get("/review/")) is None
+
+
+def test_a_page_reads_the_count_with_the_user_and_a_post_that_renders_counts_again(auth, people):
+    db.session.add(Notification(user_id=people["reviewer"].id, kind="digest", title="待审核档案 2 份", body="……",
+                                link="/review/"))
+    db.session.commit()
+    visitor, statements = auth("reviewer"), []
+    listen = lambda *args: statements.append(args[2].lower())  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        page = visitor.get("/review/")
+        on_get, statements[:] = list(statements), []
+        refused = visitor.post("/notices/email", data={"csrf_token": csrf_of(page), "email": "a@b"})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    # One statement reads the user, the roles and the unread count (main's code counted in a second one).
+    assert badge(page) == "1" and [sql for sql in on_get if "notifications" in sql] == [
+        sql for sql in on_get if "from users" in sql]
+    # A POST may change the notices before it renders: the layout counts after the view, not at login.
+    assert refused.status_code == 400 and badge(refused) == "1"
+    assert [sql for sql in statements if "read_at is null" in sql and "from users" not in sql]
 
 
 @pytest.mark.parametrize("address", ["zhangwei", "zhang wei@example.com", "a@b", "x" * 250 + "@example.com",
