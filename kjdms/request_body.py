@@ -25,5 +25,19 @@ class InMemoryUploadRequest(Request):
         cap = self.max_content_length
         if cap is not None and total_content_length is not None and total_content_length <= cap:
             stage = getattr(get_blob_store(), "stage", None)
-            return stage(SNIFF_BYTES) if stage else io.BytesIO()
+            if stage is None:
+                return io.BytesIO()
+            staged = stage(SNIFF_BYTES)
+            # Kept here too: a body that breaks off inside a part (no closing boundary, too many parts) makes
+            # werkzeug drop its parts without ever handing them to request.files, whose files close() removes.
+            self.__dict__.setdefault("_staged_files", []).append(staged)
+            return staged
         return super()._get_file_stream(total_content_length, content_type, filename, content_length)
+
+    def close(self) -> None:
+        """Close the request's files, and remove every staged file no store installed, parsed whole or not."""
+        try:
+            super().close()
+        finally:
+            for staged in self.__dict__.pop("_staged_files", ()):
+                staged.close()
