@@ -26,6 +26,10 @@ import time
 from . import pdf_render
 
 
+# A zygote that has not forked a child for a request within this long is stuck, not slow.
+STUCK_AFTER_SECONDS = 1.0
+
+
 class RendererCrashed(OSError):
     """The render's child ended without a whole answer (a crash, a signal, or the zygote died first)."""
 
@@ -117,10 +121,12 @@ def _started_child(command: list[str], environment: dict[str, str], request: dic
             try:
                 started = _receive(channel, deadline, pdf_render.STARTED.size)
             except TimeoutError:
-                # A zygote forks in milliseconds; one that let the whole deadline pass is stuck (stopped, say)
-                # and would fail every later render too. No child started, so none is left behind.
+                # A zygote forks in milliseconds; one given a second that forked nothing is stuck (stopped, say)
+                # and would fail every later render too. No child started, so none is left behind. A request that
+                # came with less (it waited for a render slot) says nothing about the zygote: others share it.
                 channel.close()
-                _discard(zygote, stuck=True)
+                if remaining["timeout"] >= STUCK_AFTER_SECONDS:
+                    _discard(zygote, stuck=True)
                 raise
             except BaseException:
                 channel.close()

@@ -160,13 +160,22 @@ def test_a_stopped_zygote_times_the_render_out_and_is_replaced_by_the_next_rende
     os.kill(zygote, signal.SIGSTOP)  # stuck: alive to poll(), but it forks no child
     try:
         with pytest.raises(RenderTimedOut):
-            pdf_first_page_png(sample_pdf("stuck"), width=120, timeout=1.0)
+            pdf_first_page_png(sample_pdf("stuck"), width=120, timeout=renderer.STUCK_AFTER_SECONDS + 0.5)
         assert works()
         assert renderer.zygote_pid() not in (None, zygote)
         assert wait_for(lambda: not running(zygote)), "the stuck zygote was left running"
     finally:
         if running(zygote):
             os.kill(zygote, signal.SIGKILL)
+
+
+def test_a_render_with_too_little_time_left_times_out_and_leaves_the_zygote_alone():
+    assert works()
+    zygote = renderer.zygote_pid()
+    # What a request that waited for a render slot until near its deadline brings: no time for any zygote.
+    with pytest.raises(RenderTimedOut):
+        pdf_first_page_png(sample_pdf("late"), width=120, timeout=1e-6)
+    assert renderer.zygote_pid() == zygote and works()
 
 
 def test_a_zygote_killed_during_a_render_leaves_that_render_alone():
