@@ -88,22 +88,17 @@ def _queued(session, dossier_ids) -> None:
     session.info.setdefault(COUNTED_DOSSIERS, set()).update(dossier_ids)
 
 
-def track_written(session, dossier_ids) -> None:
+def track_written(session, dossier_ids, outbox_written: bool = False) -> None:
     """Queue outbox rows, revisions and counters for dossier_ids, changed with Core statements the flush never sees.
 
     A fired transition writes its own rows so (services/transition_rows.py) and says so here: the same as
-    _track_flush does for the dossiers a flush touched.
+    _track_flush does for the dossiers a flush touched. outbox_written: the caller's own statement inserted the
+    outbox rows already (PostgreSQL's transition does, in the statement that moves the state).
     """
-    enqueue(session, dossier_ids)
-    session.info.setdefault(CHANGED_DOSSIERS, set()).update(dossier_ids)
-
-
-def track_written_and_queued(session, dossier_ids) -> None:
-    """Track dossier_ids as track_written does, their outbox rows already inserted by the caller's own statement.
-
-    PostgreSQL's transition writes the outbox row in the statement that moves the state (services/transition_rows.py).
-    """
-    _queued(session, dossier_ids)
+    if outbox_written:
+        _queued(session, dossier_ids)
+    else:
+        enqueue(session, dossier_ids)
     session.info.setdefault(CHANGED_DOSSIERS, set()).update(dossier_ids)
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from ..models import Dossier, IndexOutbox, WorkflowHistory, utcnow
-from .change_tracking import track_written, track_written_and_queued
+from .change_tracking import track_written
 from .notices import decision_notice, queue_notices
 
 dossiers = Dossier.__table__
@@ -76,4 +76,4 @@ def write_transition(session, dossier: Dossier, history: dict) -> None:
                              history["comment"], history["flagged"])
     if notice is not None:
         queue_notices(session, [notice])
-    (track_written_and_queued if both else track_written)(session, {dossier.id})
+    track_written(session, {dossier.id}, outbox_written=both)
