@@ -84,14 +84,16 @@ def queue_event_notices(session, objects) -> int:
     return queue_notices(session, event_notices(objects))
 
 
+def _unread_of(user_id):
+    """Return the count of the unread notices of user_id (a bound value or a column)."""
+    return select(func.count()).select_from(Notification).where(Notification.user_id == user_id,
+                                                                 Notification.read_at.is_(None))
+
+
 # Asked on every page (the navigation's badge): built once per process, not once per request.
-UNREAD_COUNT = select(func.count()).select_from(Notification).where(
-    Notification.user_id == bindparam("user_id"), Notification.read_at.is_(None))
-
-
+UNREAD_COUNT = _unread_of(bindparam("user_id"))
 # The same count as a column of the user's own select (the login's user loader): one statement a page, not two.
-UNREAD_COUNT_OF_USER = select(func.count()).select_from(Notification).where(
-    Notification.user_id == User.id, Notification.read_at.is_(None)).scalar_subquery()
+UNREAD_COUNT_OF_USER = _unread_of(User.id).scalar_subquery()
 
 
 def unread_count(session, user) -> int:
