@@ -22,7 +22,7 @@ def create_app(config: Config | None = None) -> Flask:
     from .api.errors import HTTP_ERRORS, json_or
     from .backends import Backends, get_drainer, make_blob_store, make_mailer, make_search_index, make_sms_gateway
     from .extensions import csrf, db, login_manager, migrate
-    from .request_body import InMemoryUploadRequest
+    from .request_body import StagedUploadRequest
     from .services import build_workflow
     from .services import notices as notice_service
     from .services import audit_chain, region_tree, sessions  # noqa: F401  (audit_chain refuses changes, links inserts)
@@ -33,7 +33,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config()
     config.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder=str(PROJECT_ROOT / "static"))
-    app.request_class = InMemoryUploadRequest
+    app.request_class = StagedUploadRequest
     app.config.update(config.flask_settings())
     # The API answers in Chinese: as UTF-8 text a person can read in a log or curl, not as \u escapes.
     app.json.ensure_ascii = False

@@ -10,7 +10,7 @@ from .backends import get_blob_store
 from .services.attachments import SNIFF_BYTES
 
 
-class InMemoryUploadRequest(Request):
+class StagedUploadRequest(Request):
     """Flask's request, with each uploaded file within MAX_CONTENT_LENGTH parsed into the store's staging or memory.
 
     Werkzeug spills a file over 500 KB to a temporary file on disk, which a 2.5 MB scan then pays for with a write
