@@ -53,4 +53,5 @@ ensure_venv() {
 RUNTIME_PACKAGES=(libmagic1 fonts-wqy-microhei fonts-hanazono fonts-babelstone-han tesseract-ocr tesseract-ocr-chi-sim)
 # And those its tests need besides.
 # chromium: the browser tests/e2e drives through Playwright (executable_path=/usr/bin/chromium).
-TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}" chromium poppler-utils)  # pdftoppm renders the statistics PDF in tests
+TEST_PACKAGES=("${RUNTIME_PACKAGES[@]}" chromium chromium-l10n poppler-utils)  # pdftoppm renders the statistics PDF in tests;
+# chromium-l10n: the browser's own strings in Chinese in the e2e screenshots (a file input's 选择文件)

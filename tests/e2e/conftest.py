@@ -82,7 +82,10 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        # The browser's own strings (a file input's 选择文件) in Chinese, as a clerk's Chromium shows them: Chromium
+        # on Linux takes its interface language from LANGUAGE (chromium-l10n has the strings), not from --lang.
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                             env={**os.environ, "LANGUAGE": "zh_CN"})
         yield browser
         browser.close()
 
