@@ -6,6 +6,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 
 from kjdms.extensions import db
 from kjdms.models import Dossier, User, utcnow
@@ -133,3 +134,16 @@ def fail_next_commit(monkeypatch):
         real_commit()
 
     monkeypatch.setattr(db.session, "commit", commit)
+
+
+def sql_of(call) -> list[str]:
+    """Return the SQL statements call() ran on its first connection, in order."""
+    statements = []
+    record = lambda connection, cursor, statement, *rest: statements.append((connection, statement))  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        call()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    # The index drain after a commit (KJDMS_INDEX_AFTER_COMMIT) has a connection of its own.
+    return [statement for connection, statement in statements if connection is statements[0][0]]

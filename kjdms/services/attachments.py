@@ -11,13 +11,13 @@ from ..blobs import BlobStore
 from ..blobs.base import CHUNK_SIZE
 from ..blobs.staging import StagedBlob
 from ..documents.images import ImageRefused, reencode_image
-from ..models import Attachment, AttachmentVersion, Dossier, utcnow
+from ..models import AttachmentVersion, Dossier
 from ..permissions import Actor, require
 from ..validators import ValidationError, check_text, clean_filename
 from ..vocabulary import ATTACHMENT_SLOTS
 from ..workflow import WorkflowEngine
 from . import audit
-from .dossier_reads import load_for_change
+from .attachment_rows import write_version
 from .transaction import committing
 
 ALLOWED_MEDIA_TYPES = {"application/pdf": "PDF", "image/jpeg": "JPEG", "image/png": "PNG"}
@@ -102,7 +102,6 @@ def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, 
                            comment: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
                            ) -> AttachmentVersion:
     """Store upload as the newest version of dossier's slot and return that version."""
-    load_for_change(session, dossier)
     require(workflow, actor, "add_attachment", dossier)
     if slot not in ATTACHMENT_SLOTS:
         raise ValidationError("slot", f"证明材料：没有“{slot}”这一类")
@@ -123,20 +122,10 @@ def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, 
         # One pass: hashed and written as it is read; past the cap the store drops what it wrote.
         info = blobs.put(upload)
     with committing(session):
-        attachment = dossier.attachment(slot)
-        if attachment is None:
-            attachment = Attachment(slot=slot)
-            dossier.attachments.append(attachment)
-        version = AttachmentVersion(
-            number=len(attachment.versions) + 1, sha256=info.sha256, size=info.size,
-            media_type=media_type, original_filename=PurePath(filename).name[:255] if filename else None,
-            uploaded_by_id=getattr(actor, "id", None), comment=(comment or "").strip() or None,
-        )
-        attachment.versions.append(version)
-        # Touch the dossier so its version check catches a submit that happened since it was read;
-        # a new version row alone would not update the dossier and would slip into a submitted dossier.
-        dossier.updated_at = utcnow()
-        session.flush()
+        version_id, number = write_version(session, dossier, slot, {
+            "sha256": info.sha256, "size": info.size, "media_type": media_type,
+            "original_filename": PurePath(filename).name[:255] if filename else None,
+            "uploaded_by_id": getattr(actor, "id", None), "comment": (comment or "").strip() or None})
         audit.record(session, actor, "attachment.add_version", "dossier", dossier.id,
-                     slot=slot, version=version.number, sha256=info.sha256, size=info.size)
-    return version
+                     slot=slot, version=number, sha256=info.sha256, size=info.size)
+    return session.get(AttachmentVersion, version_id)

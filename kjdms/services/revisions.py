@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, func, insert, inspect, select
+from sqlalchemy.orm import aliased, object_session
 
 from ..display import value_text
 from ..local_time import end_of_day
-from ..models import (AttachmentVersion, Dossier, DossierRevision, Region, WorkflowHistory,
+from ..models import (Attachment, AttachmentVersion, Dossier, DossierRevision, Region, WorkflowHistory,
                       as_utc, utcnow)
 from ..vocabulary import DOSSIER_LABELS, REJECTED_STATE
 
@@ -24,6 +25,14 @@ REGION_FIELDS = ("employer_region", "household_region", "school_region", "region
 DATE_FIELDS = ("birth_date", "job_started_on", "information_changed_on")
 # Built once: every change writes revisions.
 INSERT_REVISION = insert(DossierRevision)
+_later = aliased(AttachmentVersion)
+# Each slot's current version (its highest number, as Attachment.current), for a dossier whose documents are not
+# loaded: one statement instead of loading every version of every slot.
+CURRENT_VERSIONS = (select(Attachment.slot, AttachmentVersion.id, AttachmentVersion.number, AttachmentVersion.sha256)
+                    .join(Attachment.versions)
+                    .where(Attachment.dossier_id == bindparam("dossier_id"),
+                           AttachmentVersion.number == select(func.max(_later.number))
+                           .where(_later.attachment_id == Attachment.id).scalar_subquery()))
 
 
 def snapshot_fields(dossier: Dossier) -> dict:
@@ -43,6 +52,10 @@ def snapshot_fields(dossier: Dossier) -> dict:
 
 def snapshot_attachments(dossier: Dossier) -> dict:
     """Return slot → the current version's id, number and sha256."""
+    if "attachments" in inspect(dossier).unloaded:
+        rows = object_session(dossier).execute(CURRENT_VERSIONS, {"dossier_id": dossier.id})
+        return {slot: {"version_id": version_id, "number": number, "sha256": sha256}
+                for slot, version_id, number, sha256 in rows}
     return {attachment.slot: {"version_id": version.id, "number": version.number, "sha256": version.sha256}
             for attachment in dossier.attachments if (version := attachment.current) is not None}
 

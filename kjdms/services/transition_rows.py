@@ -7,21 +7,14 @@ round trips; these two rows are always the same shape, so they go straight to th
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, inspect, literal, select, update
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy import bindparam, insert, inspect, literal, select
 
 from ..models import Dossier, IndexOutbox, WorkflowHistory, utcnow
 from .change_tracking import track_written
+from .dossier_rows import dossiers, mark_written, stale, update_params, versioned_update
 from .notices import decision_notice, queue_notices
 
-dossiers = Dossier.__table__
-# Optimistic locking as the ORM's version_id_col does it: no row matched means someone else changed the dossier.
-UPDATE_STATE = (update(dossiers)
-                .where(dossiers.c.id == bindparam("dossier_id"), dossiers.c.lock_version == bindparam("read_version"))
-                .values(state=bindparam("new_state"), state_changed_at=bindparam("moment"),
-                        updated_at=bindparam("moment"), to_confirm=bindparam("new_to_confirm"),
-                        lock_version=bindparam("next_version")))
+UPDATE_STATE = versioned_update("state", "state_changed_at", "updated_at", "to_confirm")
 history_rows = WorkflowHistory.__table__
 INSERT_HISTORY = insert(history_rows)
 HISTORY_VALUES = ("action", "from_state", "to_state", "actor_id", "actor_role", "comment", "flagged")
@@ -48,9 +41,10 @@ def write_transition(session, dossier: Dossier, history: dict) -> None:
     Raise StaleDataError, as the ORM's version check does, when the stored dossier's version is no longer the one
     read: services/transaction.committing turns it into a ConflictError.
     """
-    connection, moment, version = session.connection(), utcnow(), dossier.lock_version
-    state_row = {"dossier_id": dossier.id, "read_version": version, "new_state": dossier.state, "moment": moment,
-                 "new_to_confirm": bool(dossier.to_confirm), "next_version": version + 1}
+    connection, moment = session.connection(), utcnow()
+    written = {"state": dossier.state, "state_changed_at": moment, "updated_at": moment,
+               "to_confirm": bool(dossier.to_confirm)}
+    state_row = {**update_params(dossier, written), "moment": moment}
     both = connection.dialect.name == "postgresql"
     if both:
         # The insert's rowcount is not reported through the WITH: count the rows it returns.
@@ -58,19 +52,11 @@ def write_transition(session, dossier: Dossier, history: dict) -> None:
     else:
         matched = connection.execute(UPDATE_STATE, state_row).rowcount
     if matched != 1:
-        raise StaleDataError(f"UPDATE of dossier {dossier.id} expected version {version}: 0 rows matched")
-    # The object now matches its row: the flush has nothing left to write for these (and must not write them again).
-    for name, value in (("state", dossier.state), ("state_changed_at", moment), ("updated_at", moment),
-                        ("to_confirm", bool(dossier.to_confirm)), ("lock_version", version + 1)):
-        set_committed_value(dossier, name, value)
-    state = inspect(dossier)
-    if not state.committed_state:
-        # Nothing else pending on it: mark it clean, as a flush would, so that the commit's flush skips it
-        # (a dirty object without changes still costs the unit of work its sorting and comparing).
-        state._commit_all(state.dict, session.identity_map)
+        raise stale(dossier)
+    mark_written(session, dossier, written)
     if not both:
         connection.execute(INSERT_HISTORY, {**history, "dossier_id": dossier.id, "created_at": moment})
-    if "history" not in state.unloaded:
+    if "history" not in inspect(dossier).unloaded:
         session.expire(dossier, ["history"])  # a loaded history list would miss the row just written
     notice = decision_notice(session, dossier, history["from_state"], history["to_state"], history["actor_id"],
                              history["comment"], history["flagged"])

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.orm import joinedload
 
 from ..display import field_value
 from ..models import Attachment, AttachmentVersion, Dossier, WorkflowHistory, utcnow
@@ -18,10 +19,27 @@ PERSON_FIELDS = ("name", "id_number", "sex", "birth_date")
 
 
 
+# Every page of the person's own reads both, with the person: one select instead of three.
+EFFECTIVE_AND_OPEN_COPY = (select(Dossier).options(joinedload(Dossier.person))
+                           .where(Dossier.person_id == bindparam("person_id"),
+                                  or_(Dossier.baseline_id.is_(None), Dossier.checked_in_at.is_(None))))
+
+
 def open_working_copy(session, baseline: Dossier) -> Dossier | None:
     """Return the working copy of baseline not yet checked in, if there is one."""
     return session.scalar(select(Dossier).where(Dossier.baseline_id == baseline.id,
                                                 Dossier.checked_in_at.is_(None)))
+
+
+def effective_and_open_copy(session, person_id: int | None) -> tuple[Dossier | None, Dossier | None]:
+    """Return the person's effective dossier and its working copy not yet checked in (None for each one missing)."""
+    effective = copy = None
+    for dossier in session.scalars(EFFECTIVE_AND_OPEN_COPY, {"person_id": person_id}):
+        if dossier.baseline_id is None:
+            effective = dossier
+        else:
+            copy = dossier  # a person's copies all hang off their one effective dossier, at most one of them open
+    return effective, copy if effective is not None else None
 
 
 def start_working_copy(session, workflow: WorkflowEngine, baseline: Dossier, actor: Actor) -> Dossier:

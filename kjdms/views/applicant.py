@@ -21,7 +21,7 @@ from ..services.resubmission import pending_rejection
 from ..services.dossiers import (EDITABLE_FIELDS, REGION_FIELDS, missing_items, required_slots,
                                  update_basic_information)
 from ..services.transaction import ConflictError
-from ..services.working_copy import cancel_working_copy, changes, open_working_copy, start_working_copy
+from ..services.working_copy import cancel_working_copy, changes, effective_and_open_copy, start_working_copy
 from ..validators import ValidationError, ValidationErrors
 from ..vocabulary import ATTACHMENT_SLOTS, DRAFT_STATE, OWNER_ROLE, PURGED_STATE
 from . import applicant_required, post_transition, show_errors
@@ -35,26 +35,30 @@ OWNER_TRANSITIONS = ("submit", "retract", "revise")
 REVISE_MESSAGE = "档案已重新打开，可以修改了：请按退回意见修改标出的项目（基本信息或证明材料），然后重新提交审核。"
 
 
-def effective_dossier() -> Dossier:
-    """Return the signed-in person's effective dossier (404 once purged)."""
-    dossier = current_user.person.dossier
+def own_dossiers() -> tuple[Dossier, Dossier | None]:
+    """Return the signed-in person's effective dossier (404 once purged) and its open working copy, if any."""
+    dossier, copy = effective_and_open_copy(db.session, current_user.person_id)
     if dossier is None or dossier.state == PURGED_STATE:
         abort(404)
-    return dossier
+    return dossier, copy
+
+
+def effective_dossier() -> Dossier:
+    """Return the signed-in person's effective dossier (404 once purged)."""
+    return own_dossiers()[0]
 
 
 def working_dossier() -> Dossier:
     """Return what the person is working on: the open working copy if any, else the dossier itself."""
-    dossier = effective_dossier()
-    return open_working_copy(db.session, dossier) or dossier
+    dossier, copy = own_dossiers()
+    return copy or dossier
 
 
 @bp.get("/")
 @applicant_required
 def index():
     """Show the dossier's state, what is missing, the history and the reviewers' comments."""
-    dossier = effective_dossier()
-    copy = open_working_copy(db.session, dossier)
+    dossier, copy = own_dossiers()
     working = copy or dossier
     # Checked-in working copies too: the reviewers' comments on earlier changes stay readable.
     history = sorted((row for record in dossier.person.dossiers for row in record.history),
@@ -217,7 +221,7 @@ def cancel_change():
     """Drop the working copy while it is still a draft."""
     if not ActionForm().validate_on_submit():
         abort(400)
-    copy = open_working_copy(db.session, effective_dossier())
+    copy = own_dossiers()[1]
     if copy is None:
         abort(404)
     try:

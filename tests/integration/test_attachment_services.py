@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from kjdms.blobs.base import CHUNK_SIZE
 from kjdms.extensions import db
-from kjdms.models import Attachment, AttachmentVersion, AuditEvent, Dossier, User
+from kjdms.models import Attachment, AttachmentVersion, AuditEvent, Dossier, DossierRevision, IndexOutbox, User
 from kjdms.permissions import PermissionDenied
 from kjdms.samples import sample_pdf, sample_png
 from kjdms.services.attachments import add_attachment_version
@@ -17,15 +17,22 @@ from kjdms.services.lifecycle import fire_transition
 from kjdms.services.transaction import ConflictError
 from kjdms.services.maintenance import unreferenced_blobs
 from kjdms.validators import ValidationError
-from tests.helpers import CommitFailed, applicant, fail_next_commit, upload_required
+from tests.helpers import CommitFailed, applicant, fail_next_commit, sql_of, upload_required
+
+# Written: the dossier touched under its version check, the version (and the slot's attachment row on its first
+# upload), the outbox row, the audit event with its chain head (one statement fewer on PostgreSQL), the revision.
+# Read: the slot's last number; the person, the region and the current versions for the revision; four for the
+# statistics counters. The same for the sixth version of a slot as for the second: no version is loaded.
+STATEMENTS_PER_UPLOAD = 15
 
 
 def count(model) -> int:
     return db.session.scalar(select(func.count()).select_from(model))
 
 
-def stored() -> tuple[int, int, int]:
-    return count(Attachment), count(AttachmentVersion), count(AuditEvent)
+def stored() -> tuple[int, ...]:
+    return (count(Attachment), count(AttachmentVersion), count(AuditEvent), count(IndexOutbox),
+            count(DossierRevision))
 
 
 def upload(workflow, blobs, dossier, actor, data, filename="upload.pdf", slot="basic_info_form", **options):
@@ -57,6 +64,32 @@ class TestVersions:
         assert form.current.sha256 == hashlib.sha256(sample_pdf("third")).hexdigest()
         assert [version.number for version in dossier.attachment("education_certificate").versions] == [1]
         assert dossier.attachment("other") is None
+
+    def test_the_sixth_version_runs_as_many_statements_as_the_second(self, app, workflow, blobs, people):
+        dossier, owner = people["dossier"], people["owner"]
+        counted = {}
+        for number in range(1, 7):
+            db.session.refresh(dossier), db.session.refresh(owner)  # as a request has them: no document loaded
+            counted[number] = sql_of(lambda: upload(workflow, blobs, dossier, owner, sample_pdf(f"form {number}")))
+        assert len(counted[6]) == len(counted[2]) <= STATEMENTS_PER_UPLOAD, counted[6]
+        assert len(counted[1]) == len(counted[2]) + 1  # the slot's attachment row
+        db.session.expire_all()
+        assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1, 2, 3, 4, 5, 6]
+        revision = db.session.scalars(select(DossierRevision).where(DossierRevision.dossier_id == dossier.id)
+                                      .order_by(DossierRevision.id.desc())).first()
+        current = dossier.attachment("basic_info_form").current
+        assert revision.attachments["basic_info_form"] == {"version_id": current.id, "number": 6,
+                                                            "sha256": current.sha256}
+
+    def test_a_slot_loaded_before_the_upload_shows_the_new_version(self, app, workflow, blobs, people):
+        dossier, owner = people["dossier"], people["owner"]
+        upload(workflow, blobs, dossier, owner, sample_pdf("first"))
+        assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1]
+        version = upload(workflow, blobs, dossier, owner, sample_pdf("second"))
+        assert dossier.attachment("basic_info_form").versions == [dossier.attachment("basic_info_form").versions[0],
+                                                                  version]
+        upload(workflow, blobs, dossier, owner, sample_png(), "毕业证书.png", slot="education_certificate")
+        assert dossier.attachment("education_certificate").current.number == 1
 
     def test_the_numbering_of_another_dossier_is_its_own(self, app, workflow, blobs, people):
         upload(workflow, blobs, people["dossier"], people["owner"], sample_pdf("mine"))

@@ -13,7 +13,7 @@ from kjdms.services.attachments import add_attachment_version
 from kjdms.services.dossiers import update_basic_information
 from kjdms.services.lifecycle import PERSONAL_DOSSIER_FIELDS, fire_transition, purge_dossier
 from kjdms.services.revisions import (NO_RECORD_BEFORE, REVISED_LATER, dossier_as_of, end_of_day,
-                                      shown_fields)
+                                      shown_fields, snapshot_attachments)
 from kjdms.services.working_copy import start_working_copy
 from kjdms.services.reference import region_by_code
 from tests.helpers import CommitFailed, applicant, fail_next_commit, make_id_number, upload_required
@@ -94,6 +94,20 @@ class TestRecording:
         assert [r.state for r in revisions_of(dossier.id)][-3:] == ["submitted", "approved", "archived"]
         assert set(revisions_of(dossier.id)[-1].attachments) == {"basic_info_form", "employer_certificate",
                                                                  "education_certificate"}
+
+    def test_the_documents_read_by_statement_are_the_loaded_documents_current_versions(self, app, workflow, blobs,
+                                                                                       people):
+        dossier, owner = people["dossier"], people["owner"]
+        for slot, seeds in (("other", (1, 2, 3)), ("basic_info_form", (4,)), ("employer_certificate", (5, 6))):
+            for seed in seeds:
+                add_attachment_version(db.session, workflow, blobs, dossier, slot, sample_pdf(str(seed)), owner,
+                                       filename="a.pdf")
+        db.session.expire_all()
+        read_by_statement = snapshot_attachments(dossier)  # no document loaded: one statement reads them
+        assert dossier.attachments  # now loaded: the objects give them
+        assert snapshot_attachments(dossier) == read_by_statement
+        assert {slot: row["number"] for slot, row in read_by_statement.items()} == {
+            "other": 3, "basic_info_form": 1, "employer_certificate": 2}
 
     def test_a_commit_that_changes_no_dossier_writes_no_revision(self, app, people):
         before = len(revisions_of(people["dossier"].id))

@@ -3,7 +3,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from kjdms.extensions import db
 from kjdms.models import Dossier, Person, utcnow
@@ -12,7 +12,7 @@ from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import fire_transition
 from kjdms.services.reference import region_by_code
 from kjdms.services.worklist import PAGE_SIZE
-from tests.helpers import make_id_number, review_queue, upload_required
+from tests.helpers import make_id_number, review_queue, sql_of, upload_required
 from tests.webclient import csrf_of, database_snapshot, decide, flashes, fresh, text
 
 # A page sweep: SQLite only; the services under these pages are tested on both databases.
@@ -23,14 +23,7 @@ CONFLICT = "该档案已被他人处理或修改"
 
 def statements_of(request) -> int:
     """Return how many SQL statements request() ran."""
-    statements = []
-    count = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        request()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
-    return len(statements)
+    return len(sql_of(request))
 
 
 def queued_names(response) -> list[str]:

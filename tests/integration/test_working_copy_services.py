@@ -9,7 +9,7 @@ from kjdms.samples import sample_pdf
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.dossiers import update_basic_information
 from kjdms.services.lifecycle import fire_transition, purge_dossier
-from kjdms.services.working_copy import (cancel_working_copy, changes, open_working_copy,
+from kjdms.services.working_copy import (cancel_working_copy, changes, effective_and_open_copy, open_working_copy,
                                          start_working_copy)
 from kjdms.workflow import TransitionRefused
 from tests.helpers import upload_required
@@ -34,6 +34,21 @@ def test_only_the_owner_of_an_approved_dossier_starts_one_and_only_one(app, work
     assert people["dossier"].person.dossier.id == approved.id  # the effective one is still the baseline
     # The copy shares the baseline's blobs: same hashes, no new content stored.
     assert {a.slot: a.current.sha256 for a in copy.attachments} == {a.slot: a.current.sha256 for a in approved.attachments}
+
+
+def test_the_effective_dossier_and_its_open_copy_are_read_together(app, workflow, people, approved):
+    owner, person_id = people["owner"], approved.person_id
+    assert effective_and_open_copy(db.session, person_id) == (approved, None)
+    copy = start_working_copy(db.session, workflow, approved, owner)
+    db.session.expire_all()
+    assert effective_and_open_copy(db.session, person_id) == (approved, copy)
+    # Checked in (approved), it is no longer open; a newer copy is.
+    fire_transition(db.session, workflow, copy, "submit", owner)
+    fire_transition(db.session, workflow, copy, "approve", people["reviewer"])
+    assert effective_and_open_copy(db.session, person_id) == (approved, None)
+    newer = start_working_copy(db.session, workflow, approved, owner)
+    assert effective_and_open_copy(db.session, person_id) == (approved, newer)
+    assert effective_and_open_copy(db.session, None) == (None, None)
 
 
 def test_a_draft_dossier_cannot_be_copied(app, workflow, people):
