@@ -101,11 +101,17 @@ def memberships(connection, dossier_ids: list[int]) -> dict[int, Membership]:
     return {row.id: membership(row, history.get(row.id)) for row in rows}
 
 
-def with_baselines(connection, dossier_ids: Iterable[int]) -> set[int]:
-    """Return dossier_ids with the baseline of every working copy among them (whose history counts there)."""
+def with_baselines(connection, dossier_ids: Iterable[int],
+                   known_baselines: dict[int, int | None] | None = None) -> set[int]:
+    """Return dossier_ids with the baseline of every working copy among them (whose history counts there).
+
+    known_baselines: dossier id → baseline id (None: no working copy) of stored dossiers whose baseline the caller
+    holds already (a dossier's baseline never changes); only the others are read.
+    """
     ids = set(dossier_ids)
-    found = set()
-    ordered = sorted(ids)
+    known = {dossier_id: baseline for dossier_id, baseline in (known_baselines or {}).items() if dossier_id in ids}
+    found = {baseline for baseline in known.values() if baseline is not None}
+    ordered = sorted(ids - known.keys())
     for start in range(0, len(ordered), BATCH):
         found.update(connection.execute(BASELINES, {"ids": ordered[start:start + BATCH]}).scalars())
     return ids | found
@@ -194,15 +200,16 @@ def _write_members(connection, changed: dict[int, Membership | None], before: di
         connection.execute(delete(members).where(members.c.dossier_id.in_(gone)))
 
 
-def recount(connection, dossier_ids: Iterable[int], counted: bool = True) -> int:
+def recount(connection, dossier_ids: Iterable[int], counted: bool = True,
+            known_baselines: dict[int, int | None] | None = None) -> int:
     """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
 
     A dossier that is no longer effective (or gone) leaves the counters; a working copy among dossier_ids recounts
     its baseline. Running it twice changes nothing. Without counted only the member rows move (a rebuild sums the
-    counters from them at the end).
+    counters from them at the end). known_baselines: as with_baselines takes them.
     """
     moved = 0
-    ordered = sorted(with_baselines(connection, dossier_ids))
+    ordered = sorted(with_baselines(connection, dossier_ids, known_baselines))
     for start in range(0, len(ordered), BATCH):
         batch = ordered[start:start + BATCH]
         before = _stored(connection, batch, lock=True)
