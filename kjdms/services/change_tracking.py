@@ -19,8 +19,9 @@ from __future__ import annotations
 from itertools import chain
 from typing import Callable
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.orm import object_session
+from sqlalchemy.orm.util import identity_key
 
 from ..models import (Attachment, AttachmentVersion, CreditRecord, Dossier, DossierRevision, IndexOutbox, Person,
                       WorkflowHistory, utcnow)
@@ -135,7 +136,21 @@ def _before_commit(session) -> None:
         write_revisions(session, dossier_ids)
     counted = session.info.pop(COUNTED_DOSSIERS, None)
     if counted:
-        recount(session.connection(), counted)
+        recount(session.connection(), counted, known_baselines=known_baselines(session, counted))
+
+
+def known_baselines(session, dossier_ids) -> dict[int, int | None]:
+    """Return dossier id → baseline id of the dossiers among dossier_ids that session holds stored and loaded.
+
+    The counters need every working copy's baseline; those the session holds need no statement to find it.
+    """
+    known = {}
+    for dossier_id in dossier_ids:
+        dossier = session.identity_map.get(identity_key(Dossier, dossier_id))
+        # A deleted copy is left to the read, which no longer finds it (as before): only stored rows are known.
+        if dossier is not None and (state := inspect(dossier)).persistent and "baseline_id" not in state.unloaded:
+            known[dossier_id] = dossier.baseline_id
+    return known
 
 
 def _forget(session, previous_transaction=None) -> None:

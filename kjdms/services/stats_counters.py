@@ -12,6 +12,7 @@ counter rows change by `count + delta` upserts in one global order, so they neve
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
@@ -101,11 +102,17 @@ def memberships(connection, dossier_ids: list[int]) -> dict[int, Membership]:
     return {row.id: membership(row, history.get(row.id)) for row in rows}
 
 
-def with_baselines(connection, dossier_ids: Iterable[int]) -> set[int]:
-    """Return dossier_ids with the baseline of every working copy among them (whose history counts there)."""
+def with_baselines(connection, dossier_ids: Iterable[int],
+                   known_baselines: dict[int, int | None] | None = None) -> set[int]:
+    """Return dossier_ids with the baseline of every working copy among them (whose history counts there).
+
+    known_baselines: dossier id → baseline id (None: no working copy) of stored dossiers whose baseline the caller
+    holds already (a dossier's baseline never changes); only the others are read.
+    """
     ids = set(dossier_ids)
-    found = set()
-    ordered = sorted(ids)
+    known = {dossier_id: baseline for dossier_id, baseline in (known_baselines or {}).items() if dossier_id in ids}
+    found = {baseline for baseline in known.values() if baseline is not None}
+    ordered = sorted(ids - known.keys())
     for start in range(0, len(ordered), BATCH):
         found.update(connection.execute(BASELINES, {"ids": ordered[start:start + BATCH]}).scalars())
     return ids | found
@@ -135,26 +142,43 @@ SQLITE_ADD = text(
     "ON CONFLICT (region_id, state, dimension, value) DO UPDATE SET count = stats_counters.count + excluded.count")
 
 
-# PostgreSQL gets the whole delta in one statement (an executemany sends each row on its own, in Python each time);
+# PostgreSQL gets the whole delta in one statement (an executemany sends each row on its own, in Python each time),
+# as one JSON array of rows: json.dumps is C, where five array parameters cost psycopg's Python an element at a time.
 # WITH ORDINALITY keeps the rows in the one global order.
-POSTGRES_ADD = text(
+POSTGRES_ADD_SQL = (
     "INSERT INTO stats_counters (region_id, state, dimension, value, count) "
-    "SELECT region_id, state, dimension, value, count FROM unnest(CAST(:region_ids AS integer[]), "
-    "CAST(:states AS text[]), CAST(:dimensions AS text[]), CAST(:dimension_values AS text[]), "
-    "CAST(:counts AS integer[])) WITH ORDINALITY AS delta(region_id, state, dimension, value, count, position) "
+    "SELECT region_id, state, dimension, value, count FROM ROWS FROM (json_to_recordset(CAST(:delta AS json)) "
+    "AS (region_id integer, state text, dimension text, value text, count integer)) "
+    "WITH ORDINALITY AS delta(region_id, state, dimension, value, count, position) "
     "ORDER BY position "
     "ON CONFLICT (region_id, state, dimension, value) DO UPDATE SET count = stats_counters.count + excluded.count")
+POSTGRES_ADD = text(POSTGRES_ADD_SQL)
+# A change's member rows, updated in place, and the counters' move in one round trip (a data-modifying WITH). The
+# member rows are locked already (STORED_LOCKED), so the counters' upsert keeps its one global order.
+POSTGRES_UPDATE_MEMBERS_AND_ADD = text(
+    "WITH moved_members AS (UPDATE stats_members SET region_id = member.region_id, state = member.state, "
+    "keys = member.keys FROM json_to_recordset(CAST(:members AS json)) "
+    "AS member(dossier_id integer, region_id integer, state text, keys json) "
+    "WHERE stats_members.dossier_id = member.dossier_id) " + POSTGRES_ADD_SQL)
+DELTA_FIELDS = ("region_id", "state", "dimension", "value", "count")
+
+
+def _delta_rows(delta: Counter) -> list[tuple]:
+    """Return delta's non-zero changes as (region_id, state, dimension, value, change), in the one global order."""
+    return [(*key, n) for key, n in sorted(delta.items()) if n]
+
+
+def _delta_json(rows: list[tuple]) -> str:
+    return json.dumps([dict(zip(DELTA_FIELDS, row)) for row in rows], ensure_ascii=False)
 
 
 def add_to_counters(connection, delta: Counter) -> None:
     """Move the counters by delta ((region_id, state, dimension, value) → change), in the one global order."""
-    rows = [(*key, n) for key, n in sorted(delta.items()) if n]
+    rows = _delta_rows(delta)
     if not rows:
         return
     if connection.dialect.name == "postgresql":
-        region_ids, states, dimensions, values, counts = (list(column) for column in zip(*rows))
-        connection.execute(POSTGRES_ADD, {"region_ids": region_ids, "states": states, "dimensions": dimensions,
-                                          "dimension_values": values, "counts": counts})
+        connection.execute(POSTGRES_ADD, {"delta": _delta_json(rows)})
     else:
         connection.execute(SQLITE_ADD, [
             {"region_id": r, "state": s, "dimension": d, "value": v, "count": n} for r, s, d, v, n in rows])
@@ -181,12 +205,17 @@ def _claim_new_members(connection, new: dict[int, Membership]) -> set[int]:
     return {row.dossier_id for row in connection.execute(_insert_new_member(connection.dialect.name), rows)}
 
 
+def _updated_members(changed: dict[int, Membership | None], before: dict[int, Membership]) -> list[dict]:
+    """Return the rows of the changed members counted before and still counted, to update in place."""
+    return [{"id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys}
+            for i, m in changed.items() if m and i in before]
+
+
 def _write_members(connection, changed: dict[int, Membership | None], before: dict[int, Membership]) -> None:
     """Store the changed member rows of dossiers counted before: updated in place, so that a transaction waiting on
     one's lock reads the new row (PostgreSQL would skip a row deleted and inserted anew, and the waiting transaction
     would count it twice)."""
-    updated = [{"id": i, "region_id": m.region_id, "state": m.state, "keys": m.keys}
-               for i, m in changed.items() if m and i in before]
+    updated = _updated_members(changed, before)
     if updated:
         connection.execute(UPDATE_MEMBER, updated)
     gone = [i for i, m in changed.items() if m is None and i in before]
@@ -194,15 +223,34 @@ def _write_members(connection, changed: dict[int, Membership | None], before: di
         connection.execute(delete(members).where(members.c.dossier_id.in_(gone)))
 
 
-def recount(connection, dossier_ids: Iterable[int], counted: bool = True) -> int:
+def _move(connection, changed: dict[int, Membership | None], before: dict[int, Membership],
+          delta: Counter | None) -> None:
+    """Store the changed member rows and move the counters by delta (None: the members only).
+
+    On PostgreSQL a change whose members are all updated in place (a transition's, an edit's) does both in one
+    statement; a member added or gone takes the two steps.
+    """
+    updated, rows = _updated_members(changed, before), _delta_rows(delta or Counter())
+    if connection.dialect.name == "postgresql" and rows and updated and len(updated) == len(changed):
+        members_json = json.dumps([{"dossier_id": row["id"], "region_id": row["region_id"], "state": row["state"],
+                                    "keys": row["keys"]} for row in updated])
+        connection.execute(POSTGRES_UPDATE_MEMBERS_AND_ADD, {"members": members_json, "delta": _delta_json(rows)})
+        return
+    _write_members(connection, changed, before)
+    if delta is not None:
+        add_to_counters(connection, delta)
+
+
+def recount(connection, dossier_ids: Iterable[int], counted: bool = True,
+            known_baselines: dict[int, int | None] | None = None) -> int:
     """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
 
     A dossier that is no longer effective (or gone) leaves the counters; a working copy among dossier_ids recounts
     its baseline. Running it twice changes nothing. Without counted only the member rows move (a rebuild sums the
-    counters from them at the end).
+    counters from them at the end). known_baselines: as with_baselines takes them.
     """
     moved = 0
-    ordered = sorted(with_baselines(connection, dossier_ids))
+    ordered = sorted(with_baselines(connection, dossier_ids, known_baselines))
     for start in range(0, len(ordered), BATCH):
         batch = ordered[start:start + BATCH]
         before = _stored(connection, batch, lock=True)
@@ -219,9 +267,7 @@ def recount(connection, dossier_ids: Iterable[int], counted: bool = True) -> int
         for dossier_id in changed if counted else ():
             delta.update(_contribution(after.get(dossier_id)))
             delta.subtract(_contribution(before.get(dossier_id)))
-        _write_members(connection, {i: after.get(i) for i in changed if i not in claimed}, before)
-        if counted:
-            add_to_counters(connection, delta)
+        _move(connection, {i: after.get(i) for i in changed if i not in claimed}, before, delta if counted else None)
         moved += len(changed)
     return moved
 

@@ -8,13 +8,14 @@ from datetime import date, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from kjdms.extensions import db
 from kjdms.local_time import local_today
 from kjdms.models import Dossier, Person, Region, StatsCounter, StatsMember
 from kjdms.services.statistics import AGE_LIMITS, _years_before, full_scope, region_tree
-from kjdms.services.stats_counters import differences, expected_counters, stored_counters
+from kjdms.services.change_tracking import known_baselines
+from kjdms.services.stats_counters import differences, expected_counters, stored_counters, with_baselines
 from kjdms.services.stats_page import compute_statistics
 from kjdms.services.working_copy import open_working_copy
 from kjdms.vocabulary import EDUCATION_LEVELS, JOB_TYPES
@@ -152,6 +153,38 @@ def test_a_purge_of_a_person_and_a_bulk_import_move_the_counters(app, workflow):
         assert stored == expected_counters(connection)
     assert stored[(dossier.region_id, "purged", "birth_month", "")] == 1
     assert (dossier.region_id, "draft", "all", "") not in stored
+
+
+def test_a_working_copys_baseline_comes_from_the_session_when_held_and_is_read_otherwise(app, workflow):
+    empty_tables()
+    dossier = insert(Spec(state="approved"))
+    copy = Dossier(person=dossier.person, baseline_id=dossier.id, state="draft", region_id=dossier.region_id)
+    db.session.add(copy)
+    db.session.commit()
+    dossier_id, copy_id = dossier.id, copy.id
+    statements = []
+
+    def count(connection, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        held = known_baselines(db.session, [dossier_id, copy_id, 10**9])
+        with db.engine.connect() as connection:
+            assert held == {dossier_id: None, copy_id: dossier_id}  # not held: left to the read
+            assert with_baselines(connection, [copy_id], held) == {copy_id, dossier_id}
+            assert statements == []
+            # Not held: read, to the same answer.
+            assert with_baselines(connection, [copy_id], {}) == {copy_id, dossier_id}
+            assert len(statements) == 1
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    # A copy deleted in the transaction is no stored row: the read decides, as before (it finds none).
+    db.session.delete(copy)
+    db.session.flush()
+    assert known_baselines(db.session, [copy_id]) == {}
+    db.session.commit()
+    counters_agree()
 
 
 @pytest.mark.postgres
