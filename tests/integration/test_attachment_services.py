@@ -21,9 +21,10 @@ from tests.helpers import CommitFailed, applicant, fail_next_commit, sql_of, upl
 
 # Written: the dossier touched under its version check, the version (and the slot's attachment row on its first
 # upload), the outbox row, the audit event with its chain head (one statement fewer on PostgreSQL), the revision.
-# Read: the slot's last number; the person, the region and the current versions for the revision; four for the
+# Read: the slot's last number; the person, the region and the current versions for the revision; three for the
 # statistics counters. The same for the sixth version of a slot as for the second: no version is loaded.
-STATEMENTS_PER_UPLOAD = 15
+STATEMENTS_PER_UPLOAD = 14
+STATEMENTS_PER_UPLOAD_ON_POSTGRESQL = STATEMENTS_PER_UPLOAD - 1
 
 
 def count(model) -> int:
@@ -71,7 +72,8 @@ class TestVersions:
         for number in range(1, 7):
             db.session.refresh(dossier), db.session.refresh(owner)  # as a request has them: no document loaded
             counted[number] = sql_of(lambda: upload(workflow, blobs, dossier, owner, sample_pdf(f"form {number}")))
-        assert len(counted[6]) == len(counted[2]) <= STATEMENTS_PER_UPLOAD, counted[6]
+        bound = STATEMENTS_PER_UPLOAD_ON_POSTGRESQL if db.engine.dialect.name == "postgresql" else STATEMENTS_PER_UPLOAD
+        assert len(counted[6]) == len(counted[2]) == bound, counted[6]
         assert len(counted[1]) == len(counted[2]) + 1  # the slot's attachment row
         db.session.expire_all()
         assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1, 2, 3, 4, 5, 6]
