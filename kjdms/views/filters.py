@@ -1,9 +1,11 @@
 """Template filters: dossier fields in Chinese, Beijing time, file sizes, masked IDs, text status."""
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, request, url_for
+from markupsafe import Markup
 
 from ..backends import get_config, get_workflow
 from ..display import extraction_status, field_value, mask_id_number
@@ -97,3 +99,19 @@ def collection_windows():
     """Return the collection window open today and the next announced one (either may be None)."""
     config = settings.effective(db.session, get_config())
     return time_rules.current_window(config), time_rules.next_window(config)
+
+
+@bp.app_template_global("choice_inputs")
+def choice_inputs(field, invalid: str, readonly: bool) -> Markup:
+    """Return the radio buttons or checkboxes of field, as the option_inputs macro of macros.html writes them."""
+    macro = current_app.jinja_env.get_template("macros.html").module.option_inputs
+    choices = tuple((value, label, selected) for value, label, selected, *_ in field.iter_choices())
+    return _option_inputs(macro, field.id, field.name, "radio" if field.type == "RadioField" else "checkbox",
+                          invalid, bool(readonly), choices)
+
+
+@lru_cache(maxsize=256)
+def _option_inputs(macro, *arguments) -> Markup:
+    # A page's options and ticks are few and repeat (23 rejectable items, unticked): rendering them each time cost a
+    # tenth of the review page. The macro is part of the key, so a template reloaded in debug mode writes anew.
+    return macro(*arguments)
