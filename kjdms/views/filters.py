@@ -13,6 +13,7 @@ from ..local_time import local_text
 from ..extensions import db
 from ..services import settings, time_rules
 from ..vocabulary import flagged_titles as item_titles
+from . import around_id
 
 bp = Blueprint("filters", __name__)
 
@@ -77,6 +78,16 @@ def fixed_address(endpoint: str, **arguments) -> str:
     microseconds a call, about a dozen a page.
     """
     return built_once(("address", endpoint, *sorted(arguments.items())), lambda: url_for(endpoint, **arguments))
+
+
+@bp.app_template_global("id_address")
+def id_address(endpoint: str, argument: str, value: int) -> str:
+    """Return url_for(endpoint, **{argument: value}) for an integer argument, the rest of the address built once.
+
+    The review page links a dozen files and its credit file: url_for costs tens of microseconds a call.
+    """
+    start, end = built_once(("around", endpoint, argument), lambda: around_id(endpoint, argument))
+    return f"{start}{value}{end}"
 
 
 @bp.app_template_global("bootstrap_tags")

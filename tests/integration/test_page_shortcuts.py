@@ -8,7 +8,8 @@ from wtforms import SelectField
 
 from kjdms.forms import ActionForm, Form, TransitionForm, wtforms_messages
 from kjdms.vocabulary import REJECTABLE_ITEMS
-from kjdms.views.filters import bootstrap_tags, fixed_address, with_query
+from kjdms.views import id_link_prefix
+from kjdms.views.filters import bootstrap_tags, fixed_address, id_address, with_query
 from tests.helpers import review_queue
 from tests.webclient import csrf_of, text
 
@@ -31,6 +32,17 @@ class TestAddresses:
                     # Built once per root: the second root must not get the first one's addresses.
                     assert fixed_address(endpoint) == url_for(endpoint) and url_for(endpoint).startswith(f"{root}/")
                 assert fixed_address("static", filename="site.css") == url_for("static", filename="site.css")
+
+    def test_id_addresses_are_url_fors_wherever_the_integer_sits(self, sqlite_app):
+        for root in ("", "/kjdms"):
+            with sqlite_app.test_request_context("/", base_url=f"http://localhost{root}/"):
+                for endpoint, argument in [("files.preview", "version_id"), ("files.download", "version_id"),
+                                           ("credit.dossier_file", "dossier_id")]:
+                    for value in (1, 12, 2**31 - 1):
+                        assert id_address(endpoint, argument, value) == url_for(endpoint, **{argument: value})
+                assert id_link_prefix("review.dossier", "dossier_id") == f"{root}/review/"
+                with pytest.raises(ValueError):
+                    id_link_prefix("files.preview", "version_id")  # the number is not the address's end
 
     def test_bootstraps_tags_are_bootstrap_flasks_and_follow_the_application_root(self, sqlite_app):
         bootstrap = sqlite_app.extensions["bootstrap"]
