@@ -192,8 +192,9 @@ class Dossier(DossierNumbering, db.Model):
         Index("uq_dossiers_open_working_copy", "baseline_id", unique=True,
               sqlite_where=ONE_OPEN_WORKING_COPY, postgresql_where=ONE_OPEN_WORKING_COPY),
         Index("ix_dossiers_state_changed", "state", "state_changed_at"),
-        # The reviewer's queue: counts per region and pages by waiting time, without reading the table.
-        Index("ix_dossiers_queue", "state", "region_id", "state_changed_at",
+        # The reviewer's queue: counts per region and pages by waiting time, without reading the table (SQLite tests
+        # "checked_in_at IS NULL" again on each row, though the index's condition implies it: the column is here).
+        Index("ix_dossiers_queue", "state", "region_id", "state_changed_at", "checked_in_at",
               sqlite_where=NOT_CHECKED_IN, postgresql_where=NOT_CHECKED_IN),
         # A dossier's working copies (statistics counters): partial, so that no "baseline_id IS NULL" (every
         # effective dossier) is ever read through it.

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import and_, bindparam, event, exists, func, inspect, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased, object_session, selectinload
+from sqlalchemy.orm import object_session, selectinload
 
 from ..local_time import local_today
 from ..models import AttachmentVersion, CreditChain, CreditRecord, Dossier, Region
@@ -72,12 +72,16 @@ def credit_file(session, person_id: int) -> list[CreditChain]:
     return sorted(chains, key=lambda chain: chain.head.id, reverse=True)
 
 
-_LATER = aliased(CreditRecord)
-# The SQL condition of a live record: not a revocation, and nothing supersedes it (built once per process).
-LIVE = (CreditRecord.action != "revoke") & ~exists().where(_LATER.supersedes_id == CreditRecord.id)
-LIVE_COUNTS = (select(CreditRecord.person_id, func.count())
-               .where(CreditRecord.person_id.in_(bindparam("person_ids", expanding=True)), LIVE)
-               .group_by(CreditRecord.person_id))
+_RECORDS = CreditRecord.__table__
+_LATER = _RECORDS.alias("later")
+# The SQL condition of a live record: not a revocation, and nothing supersedes it (built once per process). Written
+# in the table's columns: a select of those alone runs as Core, without the ORM's work on each statement (a fifth
+# of the review page's credit summary).
+LIVE = (_RECORDS.c.action != "revoke") & ~exists().where(_LATER.c.supersedes_id == _RECORDS.c.id)
+LIVE_COUNTS = (select(_RECORDS.c.person_id, func.count())
+               .where(_RECORDS.c.person_id.in_(bindparam("person_ids", expanding=True)), LIVE)
+               .group_by(_RECORDS.c.person_id))
+LIVE_COUNT = select(func.count()).select_from(_RECORDS).where(_RECORDS.c.person_id == bindparam("person_id"), LIVE)
 
 
 def live_person_ids(session, person_ids) -> set[int]:
@@ -91,7 +95,7 @@ def live_person_ids(session, person_ids) -> set[int]:
 
 def live_count(session, person_id: int) -> int:
     """Return how many live records the person's credit file holds."""
-    return live_counts(session, [person_id]).get(person_id, 0)
+    return session.execute(LIVE_COUNT, {"person_id": person_id}).scalar_one()
 
 
 def live_counts(session, person_ids) -> dict[int, int]:

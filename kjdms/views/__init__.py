@@ -31,10 +31,20 @@ def id_link_prefix(endpoint: str, argument: str) -> str:
 
     Building an address costs tens of microseconds; a page of fifty rows builds one instead of fifty.
     """
-    address = url_for(endpoint, **{argument: 1})
-    if not address.endswith("/1"):
+    start, end = around_id(endpoint, argument)
+    if end:
         raise ValueError(f"{endpoint}: {argument} is not the last part of its address")
-    return address[:-1]
+    return start
+
+
+def around_id(endpoint: str, argument: str) -> tuple[str, str]:
+    """Return what the address of endpoint has before and after its integer argument."""
+    # No other part of an address is this number (the largest id).
+    address, marker = url_for(endpoint, **{argument: MAX_ID}), str(MAX_ID)
+    if address.count(marker) != 1:
+        raise ValueError(f"{endpoint}: {argument} cannot be told apart in its address")
+    start, end = address.split(marker)
+    return start, end
 
 
 def show_errors(form, errors) -> None:

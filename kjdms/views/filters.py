@@ -1,9 +1,11 @@
 """Template filters: dossier fields in Chinese, Beijing time, file sizes, masked IDs, text status."""
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, request, url_for
+from markupsafe import Markup
 
 from ..backends import get_config, get_workflow
 from ..display import extraction_status, field_value, mask_id_number
@@ -11,6 +13,7 @@ from ..local_time import local_text
 from ..extensions import db
 from ..services import settings, time_rules
 from ..vocabulary import flagged_titles as item_titles
+from . import around_id
 
 bp = Blueprint("filters", __name__)
 
@@ -74,12 +77,34 @@ def fixed_address(endpoint: str, **arguments) -> str:
     Built once per process and application root: the same answer every time, and url_for costs tens of
     microseconds a call, about a dozen a page.
     """
-    built = current_app.extensions.setdefault("kjdms.fixed_addresses", {})
-    key = (request.script_root, endpoint, *sorted(arguments.items()))
-    address = built.get(key)
-    if address is None:
-        address = built[key] = url_for(endpoint, **arguments)
-    return address
+    return built_once(("address", endpoint, *sorted(arguments.items())), lambda: url_for(endpoint, **arguments))
+
+
+@bp.app_template_global("id_address")
+def id_address(endpoint: str, argument: str, value: int) -> str:
+    """Return url_for(endpoint, **{argument: value}) for an integer argument, the rest of the address built once.
+
+    The review page links a dozen files and its credit file: url_for costs tens of microseconds a call.
+    """
+    start, end = built_once(("around", endpoint, argument), lambda: around_id(endpoint, argument))
+    return f"{start}{value}{end}"
+
+
+@bp.app_template_global("bootstrap_tags")
+def bootstrap_tags(kind: str) -> Markup:
+    """Return Bootstrap's style sheet ("css") or script ("js") tags as Bootstrap-Flask writes them, built once."""
+    bootstrap = current_app.extensions["bootstrap"]
+    return built_once(("bootstrap", kind), bootstrap.load_css if kind == "css" else bootstrap.load_js)
+
+
+def built_once(key: tuple, build):
+    """Return build()'s answer for key, kept per process and application root: for what every page writes alike."""
+    built = current_app.extensions.setdefault("kjdms.built_once", {})
+    key = (request.script_root, *key)
+    answer = built.get(key)
+    if answer is None:
+        answer = built[key] = build()
+    return answer
 
 
 @bp.app_template_global("with_query")
@@ -97,3 +122,19 @@ def collection_windows():
     """Return the collection window open today and the next announced one (either may be None)."""
     config = settings.effective(db.session, get_config())
     return time_rules.current_window(config), time_rules.next_window(config)
+
+
+@bp.app_template_global("choice_inputs")
+def choice_inputs(field, invalid: str, readonly: bool) -> Markup:
+    """Return the radio buttons or checkboxes of field, as the option_inputs macro of macros.html writes them."""
+    macro = current_app.jinja_env.get_template("macros.html").module.option_inputs
+    choices = tuple((value, label, selected) for value, label, selected, *_ in field.iter_choices())
+    return _option_inputs(macro, field.id, field.name, "radio" if field.type == "RadioField" else "checkbox",
+                          invalid, bool(readonly), choices)
+
+
+@lru_cache(maxsize=256)
+def _option_inputs(macro, *arguments) -> Markup:
+    # A page's options and ticks are few and repeat (23 rejectable items, unticked): rendering them each time cost a
+    # tenth of the review page. The macro is part of the key, so a template reloaded in debug mode writes anew.
+    return macro(*arguments)

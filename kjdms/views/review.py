@@ -5,7 +5,9 @@ from datetime import datetime
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..backends import get_workflow
 from ..display import mask_id_number, waiting_text
@@ -26,11 +28,20 @@ WAITING_CHOICES = {0: "不限", 3: "超过3天", 7: "超过7天", 15: "超过15�
 # What the review page reads of a dossier, read with it: the person, the region up to the province (office, city,
 # province: the roles that reach it), and every document with its versions. The documents are joined into the same
 # query (a dossier has a handful of versions): the two extra selects of selectinload cost a millisecond of the
-# ORM's per-statement work, more than the few repeated dossier columns. The history comes in one more select with
-# who acted (the page names them): lazily it was one select for the history and one for each actor.
+# ORM's per-statement work, more than the few repeated dossier columns.
 SHOWN = (joinedload(Dossier.person), joinedload(Dossier.region).joinedload(Region.parent).joinedload(Region.parent),
-         joinedload(Dossier.attachments).joinedload(Attachment.versions),
-         selectinload(Dossier.history).joinedload(WorkflowHistory.actor))
+         joinedload(Dossier.attachments).joinedload(Attachment.versions))
+# The history comes in one more select with who acted (the page names them; lazily it was one select for the
+# history and one for each actor). Built once: selectinload built its select and cache key anew on every page.
+HISTORY_WITH_ACTORS = (select(WorkflowHistory).options(joinedload(WorkflowHistory.actor))
+                       .where(WorkflowHistory.dossier_id == bindparam("id")).order_by(WorkflowHistory.id))
+
+
+def shown_dossier(dossier_id: int) -> Dossier:
+    """Return the dossier as the review page shows it, with its history; 404 unless the user may view it."""
+    dossier = dossier_or_404(dossier_id, options=SHOWN)
+    set_committed_value(dossier, "history", db.session.scalars(HISTORY_WITH_ACTORS, {"id": dossier.id}).all())
+    return dossier
 
 
 @bp.get("/")
@@ -90,14 +101,14 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
 @staff_role_required(*STAFF_ROLES)
 def dossier(dossier_id):
     """Show all basic information and each document's current version beside it."""
-    return _render(dossier_or_404(dossier_id, options=SHOWN))
+    return _render(shown_dossier(dossier_id))
 
 
 @bp.post("/<int:dossier_id>/reveal")
 @staff_role_required(*STAFF_ROLES)
 def reveal(dossier_id):
     """Show the full ID number once, and write who asked to the audit log."""
-    record = dossier_or_404(dossier_id, options=SHOWN)
+    record = shown_dossier(dossier_id)
     if not ActionForm().validate_on_submit():
         abort(400)
     if not can(get_workflow(), current_user, REVEAL_ID_NUMBER, record):
@@ -110,7 +121,7 @@ def reveal(dossier_id):
 @staff_role_required(lambda: queue_roles(get_workflow()))
 def decide(dossier_id, name):
     """Approve, or reject with a reason; a decision based on a stale page is refused as a conflict."""
-    record = dossier_or_404(dossier_id, options=SHOWN)
+    record = shown_dossier(dossier_id)
     form = TransitionForm()
     form.fields.choices = REJECTABLE_ITEMS
     # The page offers only these markers; any other value was not sent by it.

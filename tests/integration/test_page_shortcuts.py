@@ -7,7 +7,9 @@ from flask import render_template_string, url_for
 from wtforms import SelectField
 
 from kjdms.forms import ActionForm, Form, TransitionForm, wtforms_messages
-from kjdms.views.filters import fixed_address, with_query
+from kjdms.vocabulary import REJECTABLE_ITEMS
+from kjdms.views import id_link_prefix
+from kjdms.views.filters import bootstrap_tags, fixed_address, id_address, with_query
 from tests.helpers import review_queue
 from tests.webclient import csrf_of, text
 
@@ -30,6 +32,24 @@ class TestAddresses:
                     # Built once per root: the second root must not get the first one's addresses.
                     assert fixed_address(endpoint) == url_for(endpoint) and url_for(endpoint).startswith(f"{root}/")
                 assert fixed_address("static", filename="site.css") == url_for("static", filename="site.css")
+
+    def test_id_addresses_are_url_fors_wherever_the_integer_sits(self, sqlite_app):
+        for root in ("", "/kjdms"):
+            with sqlite_app.test_request_context("/", base_url=f"http://localhost{root}/"):
+                for endpoint, argument in [("files.preview", "version_id"), ("files.download", "version_id"),
+                                           ("credit.dossier_file", "dossier_id")]:
+                    for value in (1, 12, 2**31 - 1):
+                        assert id_address(endpoint, argument, value) == url_for(endpoint, **{argument: value})
+                assert id_link_prefix("review.dossier", "dossier_id") == f"{root}/review/"
+                with pytest.raises(ValueError):
+                    id_link_prefix("files.preview", "version_id")  # the number is not the address's end
+
+    def test_bootstraps_tags_are_bootstrap_flasks_and_follow_the_application_root(self, sqlite_app):
+        bootstrap = sqlite_app.extensions["bootstrap"]
+        for root in ("", "/kjdms"):
+            with sqlite_app.test_request_context("/", base_url=f"http://localhost{root}/"):
+                assert bootstrap_tags("css") == bootstrap.load_css() and f'href="{root}/bootstrap/' in bootstrap_tags("css")
+                assert bootstrap_tags("js") == bootstrap.load_js() and f'src="{root}/bootstrap/' in bootstrap_tags("js")
 
 
 class TestHiddenInputs:
@@ -84,3 +104,35 @@ class TestWtformsMessages:
             form = Choice(meta={"csrf": False})
             assert not form.validate()
             assert form.level.errors == ["不是有效的选择。"]
+
+
+FIELD = '{% from "macros.html" import field %}{{ field(form.fields, readonly) }}'
+
+
+def rendered(app, ticked=(), errors=(), readonly=False) -> str:
+    """Render the review page's rejectable items with ticked items, errors and readonly."""
+    with app.test_request_context("/"):
+        form = TransitionForm(formdata=None, fields=list(ticked))
+        form.fields.choices = REJECTABLE_ITEMS
+        form.fields.errors = list(errors)
+        return render_template_string(FIELD, form=form, readonly=readonly)
+
+
+class TestChoiceInputs:
+    """The radio buttons and checkboxes of the field macro: kept once written, yet every tick and state of its own."""
+
+    def test_each_option_once_with_its_tick(self, sqlite_app):
+        codes = list(REJECTABLE_ITEMS)
+        page = rendered(sqlite_app, ticked=codes[1:3])
+        assert re.findall(r'name="fields" type="checkbox" value="([^"]*)"', page) == codes
+        assert re.findall(r'<input checked [^>]*value="([^"]*)"', page) == codes[1:3]
+        assert 'id="fields-0"' in page and f'id="fields-{len(codes) - 1}"' in page
+
+    def test_a_kept_answer_never_carries_another_forms_state(self, sqlite_app):
+        codes = list(REJECTABLE_ITEMS)
+        plain = rendered(sqlite_app)
+        assert rendered(sqlite_app, ticked=codes[:1]).count(" checked") == 1
+        assert rendered(sqlite_app) == plain and " checked" not in plain
+        assert rendered(sqlite_app, errors=["错"]).count("form-check-input is-invalid") == len(codes)
+        assert "is-invalid" not in rendered(sqlite_app) and " disabled" not in plain
+        assert rendered(sqlite_app, readonly=True).count(" disabled") == len(codes)

@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from kjdms.extensions import db
-from kjdms.models import Dossier, Person, utcnow
+from kjdms.backends import get_workflow
+from kjdms.models import Dossier, Person, WorkflowHistory, utcnow
 from kjdms.samples import sample_png
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import fire_transition
@@ -180,6 +181,21 @@ class TestReviewPage:
         counted = {name: statements_of(lambda: browser.get(path)) for name, path in pages.items()}
         assert "双塔区财政局 · 审核人员" in text(browser.get(pages["周五"]))
         assert counted["钱二"] == counted["周五"]
+
+    def test_shows_every_history_row_newest_first_in_four_statements(self, auth, queue):
+        # The user with the unread count, the dossier with person, regions and documents, the history with its
+        # actors, the credit file's live count: a row left out of the history's select would be missing below.
+        browser = auth("city_reviewer")
+        dossier = queue["周五"]
+        browser.get(f"/review/{dossier.id}")
+        page = text(browser.get(f"/review/{dossier.id}"))
+        assert statements_of(lambda: browser.get(f"/review/{dossier.id}")) == 4
+        shown = re.findall(r'<td data-label="操作" class="text-nowrap">([^<]+)</td>',
+                           page.split('class="table table-sm table-stack history"')[1])
+        written = db.session.scalars(select(WorkflowHistory.action).where(WorkflowHistory.dossier_id == dossier.id)
+                                     .order_by(WorkflowHistory.id.desc())).all()
+        titles = get_workflow().definition.transitions
+        assert len(written) == 2 and shown == [titles[action].title for action in written]
 
     def test_an_unknown_dossier_is_not_found(self, auth, people):
         assert auth("reviewer").get("/review/99999").status_code == 404
