@@ -6,7 +6,8 @@ more Python than its rows' round trips, and grew with every version the slot had
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, inspect, select
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.orm.util import identity_key
 
 from ..models import Attachment, AttachmentVersion, Dossier, utcnow
 from .change_tracking import track_written
@@ -26,9 +27,10 @@ INSERT_VERSION = insert(versions).returning(versions.c.id)
 
 
 def write_version(session, dossier: Dossier, slot: str, values: dict) -> tuple[int, int]:
-    """Store a new version of dossier's slot with values (its columns but number), in session's transaction; return its id and number.
+    """Store a new version of dossier's slot with values (its columns but the number); return its id and number.
 
-    Raise StaleDataError, as the ORM's version check does, when the stored dossier's version is no longer the one read.
+    Written in session's transaction, which the caller commits. Raise StaleDataError, as the ORM's version check
+    does, when the stored dossier's version is no longer the one read.
     """
     connection, moment = session.connection(), utcnow()
     # The dossier first: its row lock (PostgreSQL) or the write lock (SQLite) orders concurrent uploads, so the
@@ -36,23 +38,24 @@ def write_version(session, dossier: Dossier, slot: str, values: dict) -> tuple[i
     if connection.execute(TOUCH_DOSSIER, update_params(dossier, {"updated_at": moment})).rowcount != 1:
         raise stale(dossier)
     mark_written(session, dossier, {"updated_at": moment})
-    found = connection.execute(SLOT_AND_LAST_NUMBER, {"dossier_id": dossier.id, "slot": slot}).first()
+    slot_row = {"dossier_id": dossier.id, "slot": slot}
+    found = connection.execute(SLOT_AND_LAST_NUMBER, slot_row).first()
     if found is None:
-        attachment_id, number = connection.execute(INSERT_ATTACHMENT, {"dossier_id": dossier.id, "slot": slot}).scalar_one(), 1
+        attachment_id, number = connection.execute(INSERT_ATTACHMENT, slot_row).scalar_one(), 1
     else:
         attachment_id, number = found[0], (found[1] or 0) + 1
-    version_id = connection.execute(
-        INSERT_VERSION, {**values, "attachment_id": attachment_id, "number": number, "uploaded_at": moment}).scalar_one()
-    _forget_loaded_documents(session, dossier, slot)
+    version_row = {**values, "attachment_id": attachment_id, "number": number, "uploaded_at": moment}
+    version_id = connection.execute(INSERT_VERSION, version_row).scalar_one()
+    _forget_loaded_documents(session, dossier, attachment_id, created=found is None)
     track_written(session, {dossier.id})
     return version_id, number
 
 
-def _forget_loaded_documents(session, dossier: Dossier, slot: str) -> None:
-    """Expire the documents of dossier the session holds, which miss the rows just written."""
-    if "attachments" in inspect(dossier).unloaded:
-        return
-    for attachment in dossier.attachments:
-        if attachment.slot == slot:
-            session.expire(attachment, ["versions"])
-    session.expire(dossier, ["attachments"])
+def _forget_loaded_documents(session, dossier: Dossier, attachment_id: int, created: bool) -> None:
+    """Expire what the session holds of the slot's versions and, when the slot is new, of dossier's documents."""
+    # By identity, however the session came to hold the attachment: its version list misses the row just written.
+    attachment = session.identity_map.get(identity_key(Attachment, attachment_id))
+    if attachment is not None:
+        session.expire(attachment, ["versions"])
+    if created:
+        session.expire(dossier, ["attachments"])

@@ -14,9 +14,10 @@ def versioned_update(*columns: str):
     """Return an UPDATE of columns for dossier_id matching only its read_version; its parameters: update_params."""
     # Optimistic locking as the ORM's version_id_col does it: no row matched means someone else changed the dossier.
     # SQLAlchemy reserves a column's own name as a bound name in SET, hence the prefix.
+    new_values = {name: bindparam(f"new_{name}") for name in columns} | {"lock_version": bindparam("next_version")}
     return (update(dossiers)
             .where(dossiers.c.id == bindparam("dossier_id"), dossiers.c.lock_version == bindparam("read_version"))
-            .values({**{name: bindparam(f"new_{name}") for name in columns}, "lock_version": bindparam("next_version")}))
+            .values(new_values))
 
 
 def update_params(dossier: Dossier, values: dict) -> dict:

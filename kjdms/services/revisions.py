@@ -32,7 +32,8 @@ CURRENT_VERSIONS = (select(Attachment.slot, AttachmentVersion.id, AttachmentVers
                     .join(Attachment.versions)
                     .where(Attachment.dossier_id == bindparam("dossier_id"),
                            AttachmentVersion.number == select(func.max(_later.number))
-                           .where(_later.attachment_id == Attachment.id).scalar_subquery()))
+                           .where(_later.attachment_id == Attachment.id).scalar_subquery())
+                    .order_by(Attachment.id))  # the slots in the loaded collection's order: the same JSON either way
 
 
 def snapshot_fields(dossier: Dossier) -> dict:

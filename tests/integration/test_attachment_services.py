@@ -12,6 +12,7 @@ from kjdms.extensions import db
 from kjdms.models import Attachment, AttachmentVersion, AuditEvent, Dossier, DossierRevision, IndexOutbox, User
 from kjdms.permissions import PermissionDenied
 from kjdms.samples import sample_pdf, sample_png
+from kjdms.services.attachment_rows import write_version
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import fire_transition
 from kjdms.services.transaction import ConflictError
@@ -92,6 +93,17 @@ class TestVersions:
                                                                   version]
         upload(workflow, blobs, dossier, owner, sample_png(), "毕业证书.png", slot="education_certificate")
         assert dossier.attachment("education_certificate").current.number == 1
+
+    def test_a_slot_the_session_holds_shows_the_new_version_before_the_commit(self, app, workflow, blobs, people):
+        dossier, owner = people["dossier"], people["owner"]
+        upload(workflow, blobs, dossier, owner, sample_pdf("first"))
+        db.session.expire_all()
+        slot = db.session.scalars(select(Attachment).where(Attachment.dossier_id == dossier.id)).one()
+        assert [version.number for version in slot.versions] == [1]  # loaded without the dossier's documents
+        write_version(db.session, dossier, "basic_info_form",
+                      {"sha256": "0" * 64, "size": 1, "media_type": "application/pdf"})
+        assert [version.number for version in slot.versions] == [1, 2]  # in the same transaction
+        db.session.rollback()
 
     def test_the_numbering_of_another_dossier_is_its_own(self, app, workflow, blobs, people):
         upload(workflow, blobs, people["dossier"], people["owner"], sample_pdf("mine"))
