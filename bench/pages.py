@@ -251,6 +251,9 @@ def main(argv=None) -> None:
     parser.add_argument("--before", type=Path,
                         help="also serve the kjdms of this tree (e.g. `git archive COMMIT kjdms templates static "
                              "workflows | tar -x -C DIR`) on the same database, in the same rounds")
+    parser.add_argument("--pin-single", action="store_true",
+                        help="run the one-process servers on one CPU (taskset -c 0), wrk left free: a process whose "
+                             "threads move between CPUs pays for each hand-over of the GIL")
     parser.add_argument("--hello", action="store_true", help=argparse.SUPPRESS)  # run as the hello world server
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -288,13 +291,15 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
     servers = {}
     try:
         for count in processes:
-            servers["hello", count] = Server(f"hello world ×{count}", count, [*hello, "--workers", str(count)], env,
-                                             folder / "hello.log")
-            servers["kjdms", count] = Server(f"kjdms ×{count}", count, [*kjdms, "--workers", str(count)], env,
+            pin = ["taskset", "-c", "0"] if args.pin_single and count == 1 else []
+            servers["hello", count] = Server(f"hello world ×{count}", count, [*pin, *hello, "--workers", str(count)],
+                                             env, folder / "hello.log")
+            servers["kjdms", count] = Server(f"kjdms ×{count}", count, [*pin, *kjdms, "--workers", str(count)], env,
                                              folder / "kjdms.log")
             if args.before:
                 tree = args.before.resolve()
-                servers["before", count] = Server(f"before ×{count}", count, [*kjdms, "--workers", str(count)],
+                servers["before", count] = Server(f"before ×{count}", count,
+                                                  [*pin, *kjdms, "--workers", str(count)],
                                                   {**env, "PYTHONPATH": str(tree)}, folder / "before.log", tree)
         cookie = fresh_cookie(client)
         for (site, _count), server in servers.items():
