@@ -6,6 +6,7 @@ Run by hand, not by the test suite (needs `wrk`: apt-get install wrk):
     .venv/bin/python bench/pages.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/pages.py --profile          # also cProfile the two pages in this process
     .venv/bin/python bench/pages.py --before /tmp/base  # also an earlier tree (git archive), in the same rounds
+    .venv/bin/python bench/pages.py --pin-single       # one-process servers on one CPU (taskset -c 0)
 
 Both sites run under waitress with 8 threads a process (`kjdms serve --workers N`; the hello world through the
 same serving.serve_in_processes), wrk keeps 8 connections open against each, the runs interleaved. Nothing is
