@@ -29,7 +29,7 @@ STAFF = ["reviewer", "city_reviewer", "credit_officer", "archivist", "administra
 APPLICANT_PAGES = ["/me/", "/me/edit", "/me/form.pdf", "/me/documents"]
 # The signed-in user, the person's dossiers with what the change reads, then the submit's own statements
 # (tests/integration/test_lifecycle_services.py: STATEMENTS_PER_TRANSITION less its three reads).
-SUBMIT_REQUEST_STATEMENTS = 14
+SUBMIT_REQUEST_STATEMENTS = 13
 
 
 def jpeg_with_exif() -> bytes:
