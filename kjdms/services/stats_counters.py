@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..local_time import local_date
 from ..models import Dossier, Person, StatsCounter, StatsMember
 from .counted_history import HISTORY_DIMENSIONS, fold_history, history_read
+from .revisions import INSERT_REVISIONS_FROM_JSON, insert_revisions, revisions_json
 from .time_rules import one_month_after
 
 NO_REGION_ID = 0
@@ -84,6 +85,8 @@ CURRENT_ROWS = (select(Dossier.id, Dossier.region_id, Dossier.state, Dossier.sco
 STORED = (select(members).where(members.c.dossier_id.in_(bindparam("ids", expanding=True)))
           .order_by(members.c.dossier_id))
 STORED_LOCKED = STORED.with_for_update()
+# PostgreSQL inserts the transaction's revisions in the statement that locks its member rows: a round trip less.
+STORED_LOCKED_AND_REVISIONS = STORED_LOCKED.add_cte(INSERT_REVISIONS_FROM_JSON.cte("revised"))
 BASELINES = select(Dossier.baseline_id).where(Dossier.id.in_(bindparam("ids", expanding=True)),
                                              Dossier.baseline_id.is_not(None))
 UPDATE_MEMBER = update(members).where(members.c.dossier_id == bindparam("id")).values(
@@ -133,10 +136,15 @@ def with_baselines(connection, dossier_ids: Iterable[int],
     return ids | found
 
 
-def _stored(connection, dossier_ids: list[int], lock: bool) -> dict[int, Membership]:
-    query = STORED_LOCKED if lock and connection.dialect.name == "postgresql" else STORED
+def _stored(connection, dossier_ids: list[int], lock: bool, revisions: list[dict] = ()) -> dict[int, Membership]:
+    """Return the stored member rows of dossier_ids, locked on PostgreSQL if lock; revisions: rows to insert there too."""
+    query, params = STORED, {"ids": dossier_ids}
+    if lock and connection.dialect.name == "postgresql":
+        query = STORED_LOCKED
+        if revisions:
+            query, params = STORED_LOCKED_AND_REVISIONS, {**params, "revisions": revisions_json(revisions)}
     return {row.dossier_id: Membership(row.region_id, row.state, dict(row.keys))
-            for row in connection.execute(query, {"ids": dossier_ids})}
+            for row in connection.execute(query, params)}
 
 
 def _contribution(member: Membership | None) -> Counter:
@@ -257,18 +265,23 @@ def _move(connection, changed: dict[int, Membership | None], before: dict[int, M
 
 
 def recount(connection, dossier_ids: Iterable[int], counted: bool = True,
-            known_baselines: dict[int, int | None] | None = None) -> int:
+            known_baselines: dict[int, int | None] | None = None, revisions: list[dict] = ()) -> int:
     """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
 
     A dossier that is no longer effective (or gone) leaves the counters; a working copy among dossier_ids recounts
     its baseline. Running it twice changes nothing. Without counted only the member rows move (a rebuild sums the
-    counters from them at the end). known_baselines: as with_baselines takes them.
+    counters from them at the end). known_baselines: as with_baselines takes them. revisions: the transaction's
+    revision rows (revisions.revision_rows), inserted before the dossiers are read; on PostgreSQL in the statement
+    that locks the first batch's member rows.
     """
     moved = 0
     ordered = sorted(with_baselines(connection, dossier_ids, known_baselines))
+    riding = connection.dialect.name == "postgresql" and bool(ordered)
+    if not riding:
+        insert_revisions(connection, list(revisions))
     for start in range(0, len(ordered), BATCH):
         batch = ordered[start:start + BATCH]
-        before = _stored(connection, batch, lock=True)
+        before = _stored(connection, batch, lock=True, revisions=list(revisions) if riding and start == 0 else [])
         after = memberships(connection, batch)
         new = {i: after[i] for i in after if i not in before}
         claimed = _claim_new_members(connection, new)
