@@ -47,7 +47,7 @@ def write_version(session, dossier: Dossier, slot: str, values: dict) -> tuple[i
     version_row = {**values, "attachment_id": attachment_id, "number": number, "uploaded_at": moment}
     version_id = connection.execute(INSERT_VERSION, version_row).scalar_one()
     _forget_loaded_documents(session, dossier, attachment_id, created=found is None)
-    track_written(session, {dossier.id})
+    track_written(session, {dossier.id}, counted=False)
     return version_id, number
 
 
