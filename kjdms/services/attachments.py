@@ -99,7 +99,7 @@ def check_upload(head: bytes, filename: str | None) -> str:
 
 def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: Dossier,
                            slot: str, upload, actor: Actor, **options) -> AttachmentVersion:
-    """Store upload as the newest version of dossier's slot and return that version (options: store_attachment_version's)."""
+    """Store upload as the newest version of dossier's slot (as store_attachment_version) and return that version."""
     version_id, _ = store_attachment_version(session, workflow, blobs, dossier, slot, upload, actor, **options)
     return session.get(AttachmentVersion, version_id)
 
