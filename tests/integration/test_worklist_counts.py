@@ -45,3 +45,12 @@ def test_a_region_outside_the_scope_counts_nothing(app, workflow, people, queue)
     outside = region_by_code(db.session, "211303").id
     page = reviewer_queue(db.session, workflow, people["reviewer"], region_id=outside, waited_days=3)
     assert (page.total, page.dossiers) == (0, []) and counts(page) == {"211302": 3}
+
+
+def test_a_row_carries_the_dossier_number_and_cannot_be_changed(app, workflow, people, queue):
+    row = reviewer_queue(db.session, workflow, people["reviewer"]).dossiers[0]
+    assert (row.name, row.number, row.is_working_copy) == ("孙三", f"KJ{queue['孙三'].id:010d}", False)
+    with pytest.raises(AttributeError):
+        row.name = "钱二"
+    with pytest.raises(AttributeError):
+        row.note = "加急"
