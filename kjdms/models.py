@@ -26,6 +26,8 @@ def as_utc(moment: datetime) -> datetime:
 class DossierNumbering:
     """The number and working-copy test of anything with a dossier's id and baseline_id (Dossier, a worklist row)."""
 
+    __slots__ = ()  # no instance dictionary of its own: a worklist row is an immutable tuple
+
     @property
     def number(self) -> str:
         """Return the dossier number printed on the basic-information form (a working copy shows its baseline's)."""

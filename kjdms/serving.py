@@ -12,6 +12,7 @@ from waitress.server import BaseWSGIServer, create_server as create_waitress_ser
 from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import RequestEntityTooLarge
 
+from . import cpu_affinity
 from .extensions import db
 
 # A child that dies this soon after its start is not restarted again and again: the parent stops.
@@ -19,22 +20,24 @@ QUICK_DEATH_SECONDS = 5
 
 
 def serve_in_processes(app, host: str, port: int, *, workers: int, threads: int, settings: dict,
-                       announce=print) -> None:
+                       pin_cpus: bool = True, announce=print) -> None:
     """Bind once, fork workers that each run waitress on the shared socket; restart one that dies; stop all on a signal.
 
     The kernel hands each new connection to one waiting process, so processes add cores that one process's
     Python threads cannot use. No thread may run in the parent before the fork (each child would lose it).
+    With pin_cpus, each worker runs on a CPU of its own when there are CPUs enough (cpu_affinity.py).
     """
     listener = socket.create_server((host, port), backlog=1024)
     db.engine.dispose()  # a pooled connection must never be shared by two processes
-    children: dict[int, float] = {}
+    cpus = cpu_affinity.cpus_for(workers) if pin_cpus else None
+    children: dict[int, tuple[float, int]] = {}  # pid: when it started, which worker it is
     stopping = False
 
-    def start_child() -> None:
+    def start_child(worker: int) -> None:
         pid = os.fork()
         if pid == 0:
-            _run_child(app, listener, threads, settings)
-        children[pid] = time.monotonic()
+            _run_child(app, listener, threads, settings, cpus[worker] if cpus else None)
+        children[pid] = time.monotonic(), worker
 
     def stop(signum, frame):
         nonlocal stopping
@@ -42,11 +45,12 @@ def serve_in_processes(app, host: str, port: int, *, workers: int, threads: int,
         for pid in list(children):
             _signal(pid, signal.SIGTERM)
 
-    for _ in range(workers):
-        start_child()
+    for worker in range(workers):
+        start_child(worker)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    announce(f"kjdms 正在 http://{host}:{port}/ 以 {workers} 个进程提供服务（进程号 {', '.join(map(str, children))}）")
+    announce(f"kjdms 正在 http://{host}:{port}/ 以 {workers} 个进程提供服务（进程号 {', '.join(map(str, children))}）"
+             + pinning_remark(cpus))
     while children:
         try:
             pid, status = os.wait()
@@ -54,23 +58,43 @@ def serve_in_processes(app, host: str, port: int, *, workers: int, threads: int,
             break
         except InterruptedError:
             continue
-        started = children.pop(pid, None)
-        if stopping or started is None:
+        child = children.pop(pid, None)
+        if stopping or child is None:
             continue
+        started, worker = child
         if time.monotonic() - started < QUICK_DEATH_SECONDS:
             announce(f"服务进程 {pid} 启动后即退出（状态 {status}），停止全部进程")
             stop(None, None)
             continue
         announce(f"服务进程 {pid} 意外退出（状态 {status}），已重新启动")
-        start_child()
+        start_child(worker)  # on the CPU of the one that died
     listener.close()
 
 
-def _run_child(app, listener: socket.socket, threads: int, settings: dict) -> None:
-    """Serve on the inherited socket until told to stop; never return into the parent's code."""
+def pin_single_process(pin_cpus: bool) -> list[int] | None:
+    """Keep the calling thread, and the threads it starts, on one CPU when that helps; return [that CPU] or None."""
+    cpus = cpu_affinity.cpus_for(1) if pin_cpus else None
+    if cpus:
+        cpu_affinity.pin_this_thread(cpus[0])
+    return cpus
+
+
+def pinning_remark(cpus: list[int] | None) -> str:
+    """Return how the serving processes are placed on the CPUs, for the line that announces them."""
+    if not cpus:
+        return ""
+    if len(cpus) == 1:
+        return f"，请求线程固定在 CPU {cpus[0]} 上"
+    return f"，每个进程固定在一个 CPU 上（CPU {'、'.join(map(str, cpus))}）"
+
+
+def _run_child(app, listener: socket.socket, threads: int, settings: dict, cpu: int | None) -> None:
+    """Serve on the inherited socket until told to stop, on cpu when given; never return into the parent's code."""
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when Ctrl+C stops everyone
     try:
+        if cpu is not None:
+            cpu_affinity.pin_this_thread(cpu)  # before waitress starts its threads, which inherit it
         serve(app, sockets=[listener], threads=threads, **settings)
     finally:
         os._exit(0)

@@ -79,13 +79,15 @@ def demo_command(reset_passwords):
 @click.option("--threads", default=8, show_default=True, type=int, help="每个进程处理请求的线程数。")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="服务进程数；多于 1 时须另外运行一个 kjdms worker。")
+@click.option("--pin-cpus/--no-pin-cpus", default=True, show_default=True,
+              help="CPU 数不少于进程数时，每个服务进程固定在一个 CPU 上（同一进程的线程在多个 CPU 之间交接较慢）。")
 @with_appcontext
-def serve_command(host, port, threads, workers):
+def serve_command(host, port, threads, workers, pin_cpus):
     """用 waitress 提供网站服务，后台线程同时提取文字、更新索引。"""
     import logging
 
     from ..request_log import RequestLog
-    from ..serving import serve, serve_in_processes
+    from ..serving import pin_single_process, pinning_remark, serve, serve_in_processes
     from ..worker import start_thread
 
     app, config = current_app._get_current_object(), get_config()
@@ -97,13 +99,16 @@ def serve_command(host, port, threads, workers):
             raise click.ClickException("多个服务进程时，请设置 KJDMS_WORKER=external（KJDMS_INDEX_AFTER_COMMIT=0，即默认值），"
                                        "并另外运行一个 kjdms worker")
         serve_in_processes(RequestLog(app), host, port, workers=workers, threads=threads, settings=config.server_settings(),
-                           announce=click.echo)
+                           pin_cpus=pin_cpus, announce=click.echo)
         return
     if config.WORKER == "thread":
         # Text extraction and the index outbox (a thread of its own) run beside the site;
         # KJDMS_WORKER=external leaves them to a `kjdms worker` process.
         start_thread(app)
-    click.echo(f"kjdms 正在 http://{host}:{port}/ 提供服务（Ctrl+C 停止）")
+    # After the background thread started: it keeps every CPU (so does the OCR it runs); waitress's threads,
+    # started from this one, share its CPU.
+    cpus = pin_single_process(pin_cpus)
+    click.echo(f"kjdms 正在 http://{host}:{port}/ 提供服务{pinning_remark(cpus)}（Ctrl+C 停止）")
     # waitress would otherwise buffer up to 1 GiB of any request before Flask's cap could refuse it.
     serve(RequestLog(app), host=host, port=port, threads=threads, **config.server_settings())
 

@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 
+from .. import cpu_affinity
 from . import pdf_render
 
 
@@ -43,6 +44,8 @@ class _Zygote:
         try:
             # The zygote's stdin is its control socket; close_fds keeps every other descriptor of the server out.
             self.process = subprocess.Popen(command, stdin=remote, stdout=subprocess.DEVNULL, env=environment)
+            # Started from a request thread of a pinned server it would share that one CPU; renders need none of it.
+            cpu_affinity.release(self.process.pid)
         except BaseException:
             self.control.close()
             raise

@@ -17,37 +17,47 @@ attachments, versions = Attachment.__table__, AttachmentVersion.__table__
 # A version row alone would not change the dossier's row: touching it makes its version check catch a submit that
 # happened since the dossier was read, which must not receive a document after the fact.
 TOUCH_DOSSIER = versioned_update("updated_at")
-SLOT_AND_LAST_NUMBER = (select(attachments.c.id, func.max(versions.c.number))
-                        .select_from(attachments.outerjoin(versions))
-                        .where(attachments.c.dossier_id == bindparam("dossier_id"),
-                               attachments.c.slot == bindparam("slot"))
-                        .group_by(attachments.c.id))
+# The columns of a version the caller gives (write_version's values), with the time of the upload.
+GIVEN = ("sha256", "size", "media_type", "original_filename", "uploaded_by_id", "comment", "uploaded_at")
+# A slot's next version in one statement: numbered after the slot's last, found by the dossier and the slot; no row
+# when the slot has none yet (its first upload inserts the attachment row, then version 1).
+INSERT_NEXT_VERSION = (insert(versions).from_select(
+    ["attachment_id", "number", *GIVEN],
+    select(attachments.c.id, func.coalesce(func.max(versions.c.number), 0) + 1,
+           *(bindparam(name, type_=versions.c[name].type) for name in GIVEN))
+    .select_from(attachments.outerjoin(versions))
+    .where(attachments.c.dossier_id == bindparam("dossier_id"), attachments.c.slot == bindparam("slot"))
+    .group_by(attachments.c.id))
+    .returning(versions.c.id, versions.c.attachment_id, versions.c.number))
 INSERT_ATTACHMENT = insert(attachments).returning(attachments.c.id)
 INSERT_VERSION = insert(versions).returning(versions.c.id)
 
 
 def write_version(session, dossier: Dossier, slot: str, values: dict) -> tuple[int, int]:
-    """Store a new version of dossier's slot with values (its columns but the number); return its id and number.
+    """Store a new version of dossier's slot with values (its GIVEN columns; uploaded_at is now); return id and number.
 
     Written in session's transaction, which the caller commits. Raise StaleDataError, as the ORM's version check
     does, when the stored dossier's version is no longer the one read.
     """
+    if values.keys() - set(GIVEN):
+        raise ValueError(f"not a version's given column: {sorted(values.keys() - set(GIVEN))}")
     connection, moment = session.connection(), utcnow()
     # The dossier first: its row lock (PostgreSQL) or the write lock (SQLite) orders concurrent uploads, so the
-    # last number read next is still the last when the version is inserted.
+    # last number the version's insert reads is still the last when it inserts.
     if connection.execute(TOUCH_DOSSIER, update_params(dossier, {"updated_at": moment})).rowcount != 1:
         raise stale(dossier)
     mark_written(session, dossier, {"updated_at": moment})
     slot_row = {"dossier_id": dossier.id, "slot": slot}
-    found = connection.execute(SLOT_AND_LAST_NUMBER, slot_row).first()
+    given = {name: values.get(name) for name in GIVEN} | {"uploaded_at": moment}
+    found = connection.execute(INSERT_NEXT_VERSION, {**slot_row, **given}).first()
     if found is None:
         attachment_id, number = connection.execute(INSERT_ATTACHMENT, slot_row).scalar_one(), 1
+        version_id = connection.execute(INSERT_VERSION, {**given, "attachment_id": attachment_id,
+                                                         "number": number}).scalar_one()
     else:
-        attachment_id, number = found[0], (found[1] or 0) + 1
-    version_row = {**values, "attachment_id": attachment_id, "number": number, "uploaded_at": moment}
-    version_id = connection.execute(INSERT_VERSION, version_row).scalar_one()
+        version_id, attachment_id, number = found
     _forget_loaded_documents(session, dossier, attachment_id, created=found is None)
-    track_written(session, {dossier.id})
+    track_written(session, {dossier.id}, counted=False)
     return version_id, number
 
 

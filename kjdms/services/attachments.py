@@ -98,10 +98,19 @@ def check_upload(head: bytes, filename: str | None) -> str:
 
 
 def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: Dossier,
-                           slot: str, upload, actor: Actor, *, filename: str | None = None,
-                           comment: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES
-                           ) -> AttachmentVersion:
-    """Store upload as the newest version of dossier's slot and return that version."""
+                           slot: str, upload, actor: Actor, **options) -> AttachmentVersion:
+    """Store upload as the newest version of dossier's slot (as store_attachment_version) and return that version."""
+    version_id, _ = store_attachment_version(session, workflow, blobs, dossier, slot, upload, actor, **options)
+    return session.get(AttachmentVersion, version_id)
+
+
+def store_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, dossier: Dossier,
+                             slot: str, upload, actor: Actor, *, filename: str | None = None,
+                             comment: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[int, int]:
+    """Store upload as the newest version of dossier's slot and return that version's id and number.
+
+    What the upload page needs: reading the committed version back (add_attachment_version) is one statement more.
+    """
     require(workflow, actor, "add_attachment", dossier)
     if slot not in ATTACHMENT_SLOTS:
         raise ValidationError("slot", f"证明材料：没有“{slot}”这一类")
@@ -128,4 +137,4 @@ def add_attachment_version(session, workflow: WorkflowEngine, blobs: BlobStore, 
             "uploaded_by_id": getattr(actor, "id", None), "comment": (comment or "").strip() or None})
         audit.record(session, actor, "attachment.add_version", "dossier", dossier.id,
                      slot=slot, version=number, sha256=info.sha256, size=info.size)
-    return session.get(AttachmentVersion, version_id)
+    return version_id, number

@@ -190,16 +190,16 @@ def recordable_dossiers_page(session, workflow: WorkflowEngine, user, *, page: i
 
 # -- who may see and write ---------------------------------------------------------------------
 
-def may_view(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool:
+def may_view(workflow: WorkflowEngine, actor: Actor, dossier: Dossier, roles: frozenset[str] | None = None) -> bool:
     """Tell whether staff actor may read the credit file of dossier's person.
 
     The state's view_credit_file roles (reviewers, credit officers, administrators of the region); the
     file keepers (view_credit_file in the purged state) also whenever the file holds records, as it
-    outlives a purge.
+    outlives a purge. roles: actor's roles on dossier, when the caller has read them already.
     """
     if actor is None or getattr(actor, "is_applicant", True):
         return False
-    roles = roles_on(actor, dossier)
+    roles = roles_on(actor, dossier) if roles is None else roles
     if dossier.state != PURGED_STATE and workflow.has_permission(dossier.state, VIEW_CREDIT_FILE, roles):
         return True
     # A draft's existence stays hidden from credit officers, as the workflow wants, unless it has a file.
@@ -207,10 +207,10 @@ def may_view(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool:
         select(CreditRecord.id).where(CreditRecord.person_id == dossier.person_id).limit(1)) is not None
 
 
-def may_record(workflow: WorkflowEngine, actor: Actor, dossier: Dossier) -> bool:
-    """Tell whether actor may write to the credit file from dossier in its current state."""
+def may_record(workflow: WorkflowEngine, actor: Actor, dossier: Dossier, roles: frozenset[str] | None = None) -> bool:
+    """Tell whether actor may write to the credit file from dossier in its current state (roles: actor's on it)."""
     return not getattr(actor, "is_applicant", True) and workflow.has_permission(
-        dossier.state, "annotate", roles_on(actor, dossier))
+        dossier.state, "annotate", roles_on(actor, dossier) if roles is None else roles)
 
 
 def recording_office(workflow: WorkflowEngine, actor, dossier: Dossier) -> Region:

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import aliased
 
-from ..models import Dossier, DossierNumbering, Person, User, WorkflowHistory, utcnow
+from ..models import Dossier, DossierNumbering, Person, Region, User, WorkflowHistory, utcnow
 from ..vocabulary import REVIEWER_QUEUE
 from ..workflow import WorkflowEngine
 from .region_tree import RegionNode, RegionTree, region_tree
@@ -46,9 +47,8 @@ def queue_conditions(workflow: WorkflowEngine, covered: set[int] | None = None) 
     return conditions
 
 
-@dataclass(frozen=True)
-class QueueRow(DossierNumbering):
-    """One dossier of the queue as the worklist shows it, read in the page's one query (no objects per row)."""
+class QueueColumns(NamedTuple):
+    """What the worklist shows of one queued dossier."""
 
     id: int
     baseline_id: int | None
@@ -59,6 +59,13 @@ class QueueRow(DossierNumbering):
     region_name: str | None
     state_changed_at: datetime
     late_flags: list[LateFlag]
+
+
+class QueueRow(QueueColumns, DossierNumbering):
+    """One dossier of the queue as the worklist shows it, read in the page's one query (no objects per row)."""
+
+    # A tuple, not a frozen dataclass: a page builds fifty, and the dataclass's __init__ cost 2 µs each.
+    __slots__ = ()
 
 
 @dataclass
@@ -77,17 +84,20 @@ def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: 
     """Return a page of the queue's dossiers within the regions where user works it, the longest waiting first."""
     tree = region_tree(session)
     covered = covered_region_ids(session, user, *queue_roles(workflow), tree=tree)
-    counts_statement, rows_statement = queue_statements(region_id is not None, bool(waited_days))
     values = {"state": workflow.definition.worklists[REVIEWER_QUEUE].state, "covered": sorted(covered),
               "waited_before": utcnow() - timedelta(days=waited_days or 0),
               "region": region_id if region_id in covered else -1}
     # Core rows on the session's connection (same transaction): through the session every result row went
     # through the ORM's loading machinery, though these selects load no objects.
     connection = session.connection()
-    # One grouped pass gives the per-region counts for the filter and the total of the page's filter.
+    counts_statement, rows_statement = queue_statements(region_id is not None, bool(waited_days),
+                                                        connection.dialect.name)
+    # Each covered region's count for the filter (a region with none is not listed) and, when asked, how many
+    # of them waited long enough; the page's total is the sum over the regions its filter takes.
     rows = connection.execute(counts_statement, values).all()
-    counts = {row_region: count for row_region, count, _ in rows}
-    total = sum(int(match or 0) for row_region, _, match in rows if region_id in (None, row_region))
+    counts = {row_region: count for row_region, count, *_ in rows if count}
+    total = sum(int(waited[0]) if waited else count
+                for row_region, count, *waited in rows if region_id in (None, row_region))
     page, pages = clamp_page(page, total, PAGE_SIZE)
     rows = connection.execute(rows_statement, {**values, "offset": (page - 1) * PAGE_SIZE, "limit": PAGE_SIZE}).all()
     # The regions' codes and names from the process's tree: no join, no query.
@@ -96,18 +106,36 @@ def reviewer_queue(session, workflow: WorkflowEngine, user: User, *, region_id: 
 
 
 @cache
-def queue_statements(by_region: bool, by_waiting: bool):
-    """Return the queue's (per-region counts, page of rows) selects with or without the two filters, built once."""
+def queue_statements(by_region: bool, by_waiting: bool, dialect: str):
+    """Return the queue's (per-region counts, page of rows) selects with or without the two filters, built once.
+
+    The counts' rows are (region id, its count, and with by_waiting how many of them waited long enough); dialect
+    is the database's (SQLAlchemy's name), for which of the two ways of counting is the faster there.
+    """
     scope = [Dossier.state == bindparam("state"), Dossier.region_id.in_(bindparam("covered", expanding=True)),
              Dossier.checked_in_at.is_(None)]
     waited = Dossier.state_changed_at <= bindparam("waited_before")
-    matching = func.sum(case((waited, 1), else_=0)) if by_waiting else func.count()
-    counts = select(Dossier.region_id, func.count(), matching).where(*scope).group_by(Dossier.region_id)
+    if dialect == "sqlite":
+        counts = select(Region.id, region_count(), *([region_count(waited)] if by_waiting else [])).where(
+            Region.id.in_(bindparam("covered", expanding=True)))
+    else:
+        # PostgreSQL counts the regions in one grouped pass: a subquery for each region took it longer (bitmap scans
+        # of each region's rows; 10,000 queued: 12 against 2.9 ms).
+        counts = select(Dossier.region_id, func.count(), *([func.sum(case((waited, 1), else_=0))] if by_waiting
+                                                           else [])).where(*scope).group_by(Dossier.region_id)
     filters = [Dossier.region_id == bindparam("region")] if by_region else []
     if by_waiting:
         filters.append(waited)
     page = queue_rows([*scope, *filters]).offset(bindparam("offset")).limit(bindparam("limit"))
     return counts, page
+
+
+def region_count(*conditions):
+    """Return the count of the queue's dossiers in the outer select's region (and conditions), as a subquery."""
+    # A plain count over one region's range of ix_dossiers_queue: SQLite steps through the index entries without
+    # reading them, where one grouped count over all the regions read each entry (10,000 queued: 0.56 -> 0.30 ms).
+    return (select(func.count()).where(Dossier.state == bindparam("state"), Dossier.region_id == Region.id,
+                                       Dossier.checked_in_at.is_(None), *conditions).scalar_subquery())
 
 
 def queue_rows(scope: list):

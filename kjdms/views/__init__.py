@@ -98,7 +98,8 @@ def dossier_or_404(dossier_id: int, permission="view", options=()) -> Dossier:
                if 0 < dossier_id <= MAX_ID else None)
     allowed = permission if callable(permission) else (
         lambda workflow, user, record: can(workflow, user, permission, record))
-    if dossier is None or current_user.is_applicant or not allowed(get_workflow(), current_user, dossier):
+    user = current_user._get_current_object()  # not the proxy: the check reads the user a dozen times
+    if dossier is None or user.is_applicant or not allowed(get_workflow(), user, dossier):
         abort(404)
     return dossier
 

@@ -12,7 +12,7 @@ from ..forms import ActionForm, BasicInformationForm, TransitionForm, UploadForm
 from ..documents.basic_info_form import basic_information_form_pdf
 from ..models import Dossier
 from ..permissions import PermissionDenied, can
-from ..services.attachments import add_attachment_version, size_label
+from ..services.attachments import size_label, store_attachment_version
 from ..services import settings
 from ..services.credit import credit_file
 from ..services.deadline_purge import deadline_passed
@@ -173,7 +173,7 @@ def upload(slot):
         flash("文件：请选择要上传的文件", "danger")
         return redirect(url_for("applicant.documents"))
     try:
-        version = add_attachment_version(
+        _, number = store_attachment_version(
             db.session, get_workflow(), get_blob_store(), dossier, slot, file.stream, current_user,
             filename=file.filename, comment=form.comment.data, max_bytes=get_config().MAX_UPLOAD_BYTES)
     except ValidationError as error:
@@ -183,7 +183,7 @@ def upload(slot):
     except ConflictError as error:
         flash(str(error), "danger")
     else:
-        flash(f"{ATTACHMENT_SLOTS[slot].title}已上传（第 {version.number} 版）。", "success")
+        flash(f"{ATTACHMENT_SLOTS[slot].title}已上传（第 {number} 版）。", "success")
     return redirect(url_for("applicant.documents"))
 
 

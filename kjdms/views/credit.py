@@ -86,12 +86,13 @@ def credit_vocabulary() -> dict:
 
 
 @bp.app_template_global()
-def credit_summary(dossier: Dossier) -> dict:
-    """Return, for the review page, the live records of dossier's person and what the current user may do."""
-    workflow = get_workflow()
-    readable = may_view(workflow, current_user, dossier)
+def credit_summary(dossier: Dossier, roles: frozenset[str]) -> dict:
+    """Return, for the review page, the live records of dossier's person and what the current user (holding roles
+    on dossier) may do."""
+    workflow, user = get_workflow(), current_user._get_current_object()
+    readable = may_view(workflow, user, dossier, roles)
     return {"live": live_count(db.session, dossier.person_id) if readable else 0, "may_view": readable,
-            "may_record": readable and may_record(workflow, current_user, dossier)}
+            "may_record": readable and may_record(workflow, user, dossier, roles)}
 
 
 @bp.app_template_global()

@@ -84,16 +84,18 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
     form = form or TransitionForm(lock_version=dossier.lock_version)
     form.fields.choices = REJECTABLE_ITEMS
     workflow = get_workflow()
-    roles = roles_on(current_user, dossier)
+    # The user's roles on the dossier, read once for the page: the buttons, the reveal link and the credit file
+    # each asked roles_on again (and each of its attribute reads went through the current_user proxy).
+    roles = roles_on(current_user._get_current_object(), dossier)
     return render_template(
-        "review/dossier.html", dossier=dossier, form=form, reveal=reveal,
+        "review/dossier.html", dossier=dossier, form=form, reveal=reveal, roles=roles,
         slots=ATTACHMENT_SLOTS.values(), workflow=workflow,
         transitions=[t for t in workflow.available_transitions(dossier, roles) if t.name in ("approve", "reject")],
         changes=changes(dossier) if dossier.is_working_copy else [], labels=DOSSIER_LABELS,
         # While it waits for review: the reviewer checks the answer to the earlier rejection.
         resubmitted=resubmission(db.session, dossier) if dossier.state in {
             worklist.state for worklist in workflow.definition.worklists.values()} else None,
-        may_reveal=can(workflow, current_user, REVEAL_ID_NUMBER, dossier),
+        may_reveal=workflow.has_permission(dossier.state, REVEAL_ID_NUMBER, roles),
     ), status
 
 

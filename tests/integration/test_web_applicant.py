@@ -9,7 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from kjdms import create_app
 from kjdms.backends import get_blob_store
@@ -228,6 +228,21 @@ class TestDocuments:
         assert "学历证书已上传（第 3 版）" in page
         assert page.index("第3版") < page.index("第2版") < page.index("第1版")  # newest first
         assert [v.number for v in versions(people["dossier"].id, "education_certificate")] == [1, 2, 3]
+
+    def test_an_upload_reads_nothing_back_after_its_commit(self, auth, people):
+        browser = auth("owner")
+        statements = []
+        record = lambda connection, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            response = browser.upload("education_certificate", sample_png(seed=1), "diploma.png")
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+        # The page's message needs only the new version's number, which the service returns: the version is not read
+        # back by its id after the commit, and the message still names the number.
+        assert response.status_code == 302 and statements
+        assert not [statement for statement in statements if "WHERE attachment_versions.id = " in statement]
+        assert "学历证书已上传（第 1 版）" in text(browser.get("/me/documents"))
 
     @pytest.mark.parametrize("data, filename, message", [
         (sample_png(), "scan.pdf", "基本信息表：文件：内容是 PNG，与文件名“scan.pdf”的扩展名不符"),

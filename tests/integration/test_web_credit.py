@@ -120,6 +120,24 @@ class TestWhoSeesWhat:
         # The flag is on the other region's dossier for nobody: 李四 has no record.
         assert "该人员有有效的信用记录" not in text(auth("other_reviewer").get(f"/review/{case['other'].id}"))
 
+    # What each staff role is offered on the review page of a submitted dossier of 双塔区: the page reads the roles
+    # once and hands them to the credit summary (views/credit.py), the reveal button and the decision buttons.
+    @pytest.mark.parametrize("who, status, offered", [
+        ("reviewer", 200, {"reveal", "credit file", "approve"}),
+        ("city_reviewer", 200, {"reveal", "credit file", "approve"}),
+        ("credit_officer", 200, {"credit file and record"}),
+        ("administrator", 200, {"credit file"}),
+        ("other_reviewer", 404, set()),
+        ("archivist", 404, set()),
+    ])
+    def test_the_review_page_offers_each_role_what_it_may_do(self, auth, case, who, status, offered):
+        page = auth(who).get(f"/review/{case['dossier'].id}")
+        body, credit_file = text(page), f'href="/credit/dossier/{case["dossier"].id}">'
+        links = {"reveal": "查看完整号码" in body, "approve": 'formaction="/review/' in body,
+                 "credit file and record": f"{credit_file}信用档案 · 记入信用档案</a>" in body,
+                 "credit file": f"{credit_file}信用档案</a>" in body}
+        assert page.status_code == status and {name for name, shown in links.items() if shown} == offered
+
     def test_administrators_read_without_the_form(self, auth, case, people, workflow):
         recorded(case, people["credit_officer"], workflow)
         body = text(auth("administrator").get(f"/credit/dossier/{case['dossier'].id}"))

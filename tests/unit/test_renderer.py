@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from kjdms import cpu_affinity
 from kjdms.documents import renderer
 from kjdms.documents.images import PREVIEW_FAILED, PreviewUnavailable, RenderTimedOut, pdf_first_page_png
 from kjdms.samples import pdf_of_objects, sample_pdf
@@ -203,6 +204,23 @@ def test_renders_in_several_threads_each_get_their_own_answer():
     assert {width: Image.open(io.BytesIO(png)).width for width, png in results.items()} == {w: w for w in range(100, 108)}
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs or more")
+def test_a_zygote_started_by_a_request_thread_of_a_pinned_server_renders_on_every_cpu(monkeypatch):
+    monkeypatch.setattr(cpu_affinity, "_cpus_before_pinning", None)
+    every_cpu = os.sched_getaffinity(0)
+    seen = {}
+
+    def request_thread():
+        cpu_affinity.pin_this_thread(min(every_cpu))  # as a worker of `kjdms serve` pins itself
+        seen["rendered"] = works()
+        seen["zygote"] = os.sched_getaffinity(renderer.zygote_pid())
+
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    thread.join()
+    assert seen == {"rendered": True, "zygote": every_cpu}
+
+
 def test_stop_ends_the_zygote():
     assert works()
     zygote = renderer.zygote_pid()
@@ -213,6 +231,7 @@ def test_stop_ends_the_zygote():
 
 SERVER = """
 import os, signal, sys
+from kjdms import cpu_affinity
 from kjdms.documents import renderer
 from kjdms.documents.images import pdf_first_page_png
 from kjdms.samples import sample_pdf
