@@ -6,7 +6,8 @@ A fresh instance (SQLite in a temporary folder, or a fresh schema on --database-
 --dossiers complete dossiers (documents uploaded) for kjdms and as many for the baseline. Each run times, one
 after the other, --transitions transitions of each side:
 
-- kjdms: a fresh session as a request has, the dossier and its owner read by id, then
+- kjdms: a fresh session as a request has, the owner read by id and the dossier by id with what the change reads
+  of it (dossier_reads.read_for_change, as the applicant's transition page reads its dossiers), then
   services.lifecycle.fire_transition (submit and retract in turn, the dossiers round-robin): the guard, the
   history row, the audit event on the hash chain, the outbox row, the revision, one commit. With
   `--drain inline` the search index is drained after each commit (KJDMS_INDEX_AFTER_COMMIT=1, the default
@@ -43,6 +44,7 @@ from kjdms.extensions import db  # noqa: E402
 from kjdms.models import Dossier, User, utcnow  # noqa: E402
 from kjdms.schema import upgrade_schema  # noqa: E402
 from kjdms.services import audit_chain  # noqa: E402
+from kjdms.services.dossier_reads import read_for_change  # noqa: E402
 from kjdms.services.lifecycle import fire_transition  # noqa: E402
 from kjdms.services.reference import load_regions  # noqa: E402
 from kjdms.services.revisions import snapshot_attachments, snapshot_fields  # noqa: E402
@@ -77,7 +79,7 @@ def through_kjdms(pairs: list[tuple[int, int]], count: int) -> float:
     for number in range(count):
         dossier_id, owner_id = pairs[number % len(pairs)]
         db.session.remove()
-        dossier, owner = db.session.get(Dossier, dossier_id), db.session.get(User, owner_id)
+        owner, dossier = db.session.get(User, owner_id), read_for_change(db.session, dossier_id)
         fire_transition(db.session, workflow, dossier, NEXT[dossier.state][0], owner)
     elapsed = time.perf_counter() - started
     db.session.remove()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import bindparam, event, select, update
+from sqlalchemy import bindparam, event, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -55,6 +55,20 @@ LOCK_HEAD = (update(AuditChainHead).where(AuditChainHead.id == 1).values(sequenc
              .returning(AuditChainHead.sequence, AuditChainHead.row_hash))
 MOVE_HEAD = (update(AuditChainHead).where(AuditChainHead.id == 1)
              .values(sequence=bindparam("new_sequence"), row_hash=bindparam("new_hash")))
+# The head as another statement of the transaction locked and read it (remember_locked_head), for its next place().
+LOCKED_HEAD = "kjdms_audit_locked_head"
+
+
+def lock_head_after(first):
+    """Return LOCK_HEAD as a part of a data-modifying WITH that locks the head only once its part first has run and
+    returned a row: the rows first locks stay locked before the head, as when LOCK_HEAD runs after it."""
+    # An uncorrelated EXISTS is a one-time filter: PostgreSQL runs it, and so first, before it scans for the head.
+    return LOCK_HEAD.where(exists(select(first.c[0]))).cte("locked_head")
+
+
+def remember_locked_head(connection, sequence: int, row_hash: str) -> None:
+    """Keep the head a statement of connection's transaction locked and read (lock_head_after) for its next place()."""
+    connection.info[LOCKED_HEAD] = (connection.get_transaction(), (sequence, row_hash))
 
 
 def _locked_head(connection) -> tuple[int, str]:
@@ -83,7 +97,12 @@ def place(connection, rows: list[dict]) -> dict:
 
     The caller runs MOVE_HEAD with them in the same transaction (services/audit.py merges it into the insert).
     """
-    sequence, previous = _locked_head(connection)
+    # A head remembered in this transaction is used once, by the placement right after its statement; any other
+    # placement (a later one, another transaction on this connection) locks and reads it again.
+    transaction, head = connection.info.pop(LOCKED_HEAD, (None, None))
+    if head is None or transaction is not connection.get_transaction():
+        head = _locked_head(connection)
+    sequence, previous = head
     for row in rows:
         # Column defaults apply only at INSERT, after the hash: fill them in here.
         row["occurred_at"] = row.get("occurred_at") or utcnow()

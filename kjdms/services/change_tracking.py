@@ -26,7 +26,7 @@ from sqlalchemy.orm.util import identity_key
 from ..models import (Attachment, AttachmentVersion, CreditRecord, Dossier, DossierRevision, IndexOutbox, Person,
                       WorkflowHistory, utcnow)
 from .notices import queue_event_notices
-from .revisions import write_revisions
+from .revisions import insert_revisions, revision_rows
 from .stats_counters import recount
 
 # Set on a session whose transaction queued outbox rows: its commit wakes the drain.
@@ -136,11 +136,13 @@ def _before_commit(session) -> None:
     # Session.commit flushes only after before_commit: flush first so the last changes are tracked too.
     session.flush()
     dossier_ids = session.info.pop(CHANGED_DOSSIERS, None)
-    if dossier_ids:
-        write_revisions(session, dossier_ids)
+    revisions = revision_rows(session, dossier_ids) if dossier_ids else []
     counted = session.info.pop(COUNTED_DOSSIERS, None)
     if counted:
-        recount(session.connection(), counted, known_baselines=known_baselines(session, counted))
+        # The counters' recount inserts the revisions too (on PostgreSQL in one of its statements).
+        recount(session.connection(), counted, known_baselines=known_baselines(session, counted), revisions=revisions)
+    else:
+        insert_revisions(session.connection(), revisions)
 
 
 def known_baselines(session, dossier_ids) -> dict[int, int | None]:

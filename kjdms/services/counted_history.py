@@ -32,9 +32,9 @@ def flow_value(day, action: str, actor: int | str) -> str:
 
 
 @cache
-def _history_read(dialect: str):
-    """Return the statement history_keys runs on dialect: the history rows of the dossiers and of their working copies,
-    each with its dossier's baseline, change date and the change date the baseline held when the copy was made.
+def history_read(dialect: str):
+    """Return the read of the history rows of the dossiers and of their working copies on dialect (fold_history's
+    rows), each with its dossier's baseline, change date and the change date the baseline held when the copy was made.
 
     One statement, not the copies then their rows: a round trip less at every change. Built once per dialect:
     building it (the alias, the revision subquery) cost more Python than running it."""
@@ -42,36 +42,34 @@ def _history_read(dialect: str):
     ids = bindparam("ids", expanding=True)
     # The revision subquery runs for a working copy's rows only (a dossier's own rows need no change date).
     before_copy = case((dossier.baseline_id.is_not(None), changed_on_before_copy(dialect, dossier)), else_=None)
+    # acted_at, not created_at: stats_counters reads these rows in one statement with the dossiers' own created_at.
     return (select(WorkflowHistory.dossier_id, WorkflowHistory.action, WorkflowHistory.actor_id,
-                   WorkflowHistory.actor_role, WorkflowHistory.flagged, WorkflowHistory.created_at,
+                   WorkflowHistory.actor_role, WorkflowHistory.flagged, WorkflowHistory.created_at.label("acted_at"),
                    dossier.baseline_id, dossier.information_changed_on, before_copy.label("before_copy"))
             .join(dossier, dossier.id == WorkflowHistory.dossier_id)
             .where(or_(dossier.id.in_(ids), dossier.baseline_id.in_(ids))))
 
 
-def history_keys(connection, dossier_ids: list[int]) -> dict[int, Counter]:
-    """Return per effective dossier among dossier_ids the "dimension=value" keys its history adds.
+def fold_history(rows) -> dict[int, Counter]:
+    """Return per effective dossier the "dimension=value" keys its history adds, from history_read's rows.
 
-    dossier_ids are effective dossiers (stats_counters.memberships passes no working copy): a row whose dossier has a
-    baseline is a working copy's, and counts for that baseline.
+    A row whose dossier has a baseline is a working copy's, and counts for that baseline.
     """
     keys: dict[int, Counter] = defaultdict(Counter)
-    if not dossier_ids:
-        return keys
     copies: dict[int, object] = {}
     first: dict[tuple[int, str], object] = {}
-    for row in connection.execute(_history_read(connection.dialect.name), {"ids": list(dossier_ids)}):
+    for row in rows:
         owner = row.baseline_id if row.baseline_id is not None else row.dossier_id
         codes = sorted(set(row.flagged or ())) or [""]
         keys[owner].update(f"items={row.action}|{code}" for code in codes)
         if row.baseline_id is not None:
             copies[row.dossier_id] = row
             moment = first.get((row.dossier_id, row.action))
-            if moment is None or row.created_at < moment:
-                first[(row.dossier_id, row.action)] = row.created_at
+            if moment is None or row.acted_at < moment:
+                first[(row.dossier_id, row.action)] = row.acted_at
             continue
         actor = row.actor_id if row.actor_id is not None and row.actor_role != OWNER_ROLE else ""
-        keys[owner][f"flow={flow_value(local_date(row.created_at), row.action, actor)}"] += 1
+        keys[owner][f"flow={flow_value(local_date(row.acted_at), row.action, actor)}"] += 1
     for (copy_id, action), moment in first.items():
         change = copies[copy_id]
         changed = change.information_changed_on

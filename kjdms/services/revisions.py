@@ -1,10 +1,11 @@
 """Dossier revisions: a snapshot written with every committed change, and the dossier as it stood on a past date."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import bindparam, func, insert, inspect, select
+from sqlalchemy import JSON, String, bindparam, cast, column, func, insert, inspect, select
 from sqlalchemy.orm import aliased, object_session
 
 from ..display import value_text
@@ -68,8 +69,9 @@ def revision_row(dossier: Dossier) -> dict:
             "is_legacy": bool(dossier.person.is_legacy), "to_confirm": bool(dossier.to_confirm)}
 
 
-def write_revisions(session, dossier_ids) -> None:
-    """Write a revision of each effective dossier among dossier_ids in session's transaction (change_tracking calls this)."""
+def revision_rows(session, dossier_ids) -> list[dict]:
+    """Return the revision rows of the effective dossiers among dossier_ids as they now stand, for change_tracking to
+    write in session's transaction (stats_counters.recount does, along with the counters)."""
     rows = []
     for dossier_id in sorted(dossier_ids):
         dossier = session.get(Dossier, dossier_id)
@@ -77,10 +79,30 @@ def write_revisions(session, dossier_ids) -> None:
         # only its content as rejected, which the reviewer compares its resubmission with (services/resubmission.py).
         if dossier is not None and (dossier.baseline_id is None or dossier.state == REJECTED_STATE):
             rows.append(revision_row(dossier))
+    return rows
+
+
+def insert_revisions(connection, rows: list[dict]) -> None:
+    """Insert revision_rows' rows on connection."""
+    # Straight to the connection, after the flush of the changes: the transaction never reads a revision
+    # back, and a second flush (the unit of work once more) would only cost time.
     if rows:
-        # Straight to the connection, after the flush of the changes: the transaction never reads a revision
-        # back, and a second flush (the unit of work once more) would only cost time.
-        session.connection().execute(INSERT_REVISION, rows)
+        connection.execute(INSERT_REVISION, rows)
+
+
+# PostgreSQL inserts them in another statement of the transaction (a data-modifying WITH, see stats_counters), as one
+# JSON array: the JSON columns keep their text as the insert above writes it (json.dumps's, element by element).
+REVISION_COLUMNS = ("dossier_id", "recorded_at", "state", "fields", "attachments", "is_legacy", "to_confirm")
+_revisions = DossierRevision.__table__
+_given = func.json_to_recordset(cast(bindparam("revisions", type_=String), JSON)).table_valued(
+    *(column(name, _revisions.c[name].type) for name in REVISION_COLUMNS)).render_derived(with_types=True)
+INSERT_REVISIONS_FROM_JSON = insert(_revisions).from_select(
+    list(REVISION_COLUMNS), select(*(_given.c[name] for name in REVISION_COLUMNS)))
+
+
+def revisions_json(rows: list[dict]) -> str:
+    """Return revision_rows' rows as the JSON array INSERT_REVISIONS_FROM_JSON takes."""
+    return json.dumps([{**row, "recorded_at": row["recorded_at"].isoformat()} for row in rows])
 
 
 # -- the dossier on a past date ----------------------------------------------------------------

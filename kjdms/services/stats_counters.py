@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Callable, Iterable
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, null, select, text, type_coerce, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..local_time import local_date
 from ..models import Dossier, Person, StatsCounter, StatsMember
-from .counted_history import HISTORY_DIMENSIONS, history_keys
+from .counted_history import HISTORY_DIMENSIONS, fold_history, history_read
+from .revisions import INSERT_REVISIONS_FROM_JSON, insert_revisions, revisions_json
 from .time_rules import one_month_after
 
 NO_REGION_ID = 0
@@ -84,22 +85,39 @@ CURRENT_ROWS = (select(Dossier.id, Dossier.region_id, Dossier.state, Dossier.sco
 STORED = (select(members).where(members.c.dossier_id.in_(bindparam("ids", expanding=True)))
           .order_by(members.c.dossier_id))
 STORED_LOCKED = STORED.with_for_update()
+# PostgreSQL inserts the transaction's revisions in the statement that locks its member rows: a round trip less.
+STORED_LOCKED_AND_REVISIONS = STORED_LOCKED.add_cte(INSERT_REVISIONS_FROM_JSON.cte("revised"))
 BASELINES = select(Dossier.baseline_id).where(Dossier.id.in_(bindparam("ids", expanding=True)),
                                              Dossier.baseline_id.is_not(None))
 UPDATE_MEMBER = update(members).where(members.c.dossier_id == bindparam("id")).values(
     region_id=bindparam("region_id"), state=bindparam("state"), keys=bindparam("keys"))
 
 
-def _current_rows(connection, dossier_ids: list[int]):
-    """Return the effective dossiers among dossier_ids with the person fields the counters read."""
-    return connection.execute(CURRENT_ROWS, {"ids": dossier_ids})
+@cache
+def _counted_read(dialect: str):
+    """Return one statement reading both what memberships needs: CURRENT_ROWS and their history (history_read).
+
+    A round trip less at every change. Each row has the columns of both, its own filled and the other's NULL: a
+    dossier's row has an id, a history row none. Built once per dialect.
+    """
+    history = history_read(dialect)
+
+    def blank(columns):
+        # Typed, so that the other side's values in these columns get their result processing (JSON, dates).
+        return [type_coerce(null(), column.type).label(column.name) for column in columns]
+
+    return union_all(CURRENT_ROWS.add_columns(*blank(history.selected_columns)),
+                     history.with_only_columns(*blank(CURRENT_ROWS.selected_columns), *history.selected_columns,
+                                               maintain_column_froms=True))
 
 
 def memberships(connection, dossier_ids: list[int]) -> dict[int, Membership]:
     """Return what each effective dossier among dossier_ids adds to the counters now (none for the others)."""
-    rows = list(_current_rows(connection, dossier_ids))
-    history = history_keys(connection, [row.id for row in rows])
-    return {row.id: membership(row, history.get(row.id)) for row in rows}
+    rows = connection.execute(_counted_read(connection.dialect.name), {"ids": dossier_ids}).all()
+    # The history of a working copy among dossier_ids counts for its baseline (with_baselines put it in the batch
+    # too); when the batch holds the copy alone, its rows count for no dossier of this batch and are left.
+    history = fold_history(row for row in rows if row.id is None)
+    return {row.id: membership(row, history.get(row.id)) for row in rows if row.id is not None}
 
 
 def with_baselines(connection, dossier_ids: Iterable[int],
@@ -118,10 +136,15 @@ def with_baselines(connection, dossier_ids: Iterable[int],
     return ids | found
 
 
-def _stored(connection, dossier_ids: list[int], lock: bool) -> dict[int, Membership]:
-    query = STORED_LOCKED if lock and connection.dialect.name == "postgresql" else STORED
+def _stored(connection, dossier_ids: list[int], lock: bool, revisions: list[dict] = ()) -> dict[int, Membership]:
+    """Return the stored member rows of dossier_ids, locked on PostgreSQL if lock; revisions: rows to insert there too."""
+    query, params = STORED, {"ids": dossier_ids}
+    if lock and connection.dialect.name == "postgresql":
+        query = STORED_LOCKED
+        if revisions:
+            query, params = STORED_LOCKED_AND_REVISIONS, {**params, "revisions": revisions_json(revisions)}
     return {row.dossier_id: Membership(row.region_id, row.state, dict(row.keys))
-            for row in connection.execute(query, {"ids": dossier_ids})}
+            for row in connection.execute(query, params)}
 
 
 def _contribution(member: Membership | None) -> Counter:
@@ -242,18 +265,23 @@ def _move(connection, changed: dict[int, Membership | None], before: dict[int, M
 
 
 def recount(connection, dossier_ids: Iterable[int], counted: bool = True,
-            known_baselines: dict[int, int | None] | None = None) -> int:
+            known_baselines: dict[int, int | None] | None = None, revisions: list[dict] = ()) -> int:
     """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
 
     A dossier that is no longer effective (or gone) leaves the counters; a working copy among dossier_ids recounts
     its baseline. Running it twice changes nothing. Without counted only the member rows move (a rebuild sums the
-    counters from them at the end). known_baselines: as with_baselines takes them.
+    counters from them at the end). known_baselines: as with_baselines takes them. revisions: the transaction's
+    revision rows (revisions.revision_rows), inserted before the dossiers are read; on PostgreSQL in the statement
+    that locks the first batch's member rows.
     """
     moved = 0
     ordered = sorted(with_baselines(connection, dossier_ids, known_baselines))
+    riding = connection.dialect.name == "postgresql" and bool(ordered)
+    if not riding:
+        insert_revisions(connection, list(revisions))
     for start in range(0, len(ordered), BATCH):
         batch = ordered[start:start + BATCH]
-        before = _stored(connection, batch, lock=True)
+        before = _stored(connection, batch, lock=True, revisions=list(revisions) if riding and start == 0 else [])
         after = memberships(connection, batch)
         new = {i: after[i] for i in after if i not in before}
         claimed = _claim_new_members(connection, new)

@@ -1,15 +1,16 @@
 """Write a fired transition's own rows with statements built once: the dossier's new state under its version check,
-its history row and its search-index outbox row (one statement on PostgreSQL), the decision's notice; then tell
-change tracking which dossier they changed.
+its history row and its search-index outbox row (one statement on PostgreSQL, which locks the audit chain's head
+too), the decision's notice; then tell change tracking which dossier they changed.
 
 The unit of work's flush of the dossier and a history object cost a transition more Python than the rows' own
 round trips; these two rows are always the same shape, so they go straight to the connection.
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, inspect, literal, select
+from sqlalchemy import bindparam, insert, inspect, literal, select, true
 
 from ..models import Dossier, IndexOutbox, WorkflowHistory, utcnow
+from .audit_chain import lock_head_after, remember_locked_head
 from .change_tracking import track_written
 from .dossier_rows import dossiers, mark_written, stale, update_params, versioned_update
 from .notices import decision_notice, queue_notices
@@ -27,11 +28,16 @@ _queued = insert(_outbox).from_select(
     ["dossier_id", "queued_at", "attempts"],
     select(_moved.c.id, bindparam("moment", type_=_outbox.c.queued_at.type), literal(0, _outbox.c.attempts.type))
 ).cte("queued")
-UPDATE_STATE_AND_INSERT_HISTORY = insert(history_rows).from_select(
+_written = insert(history_rows).from_select(
     ["dossier_id", *HISTORY_VALUES, "created_at"],
     select(_moved.c.id, *(bindparam(name, type_=history_rows.c[name].type) for name in HISTORY_VALUES),
            bindparam("moment", type_=history_rows.c.created_at.type))
-).add_cte(_moved, _queued).returning(history_rows.c.id)
+).returning(history_rows.c.id).cte("written")
+# The audit chain's head is locked and read in it too, after the dossier's row (the lock order stays): the audit
+# event's placement (services/audit_chain.place) takes it from there instead of a statement of its own.
+_head = lock_head_after(_moved)
+UPDATE_STATE_AND_INSERT_HISTORY = (select(_written.c.id, _head.c.sequence, _head.c.row_hash)
+                                   .select_from(_written.outerjoin(_head, true())).add_cte(_moved, _queued))
 
 
 def write_transition(session, dossier: Dossier, history: dict) -> None:
@@ -48,7 +54,10 @@ def write_transition(session, dossier: Dossier, history: dict) -> None:
     both = connection.dialect.name == "postgresql"
     if both:
         # The insert's rowcount is not reported through the WITH: count the rows it returns.
-        matched = len(connection.execute(UPDATE_STATE_AND_INSERT_HISTORY, {**state_row, **history}).all())
+        rows = connection.execute(UPDATE_STATE_AND_INSERT_HISTORY, {**state_row, **history}).all()
+        matched = len(rows)
+        if matched == 1 and rows[0].sequence is not None:  # no head row yet: the placement makes it
+            remember_locked_head(connection, rows[0].sequence, rows[0].row_hash)
     else:
         matched = connection.execute(UPDATE_STATE, state_row).rowcount
     if matched != 1:

@@ -35,9 +35,12 @@ OWNER_TRANSITIONS = ("submit", "retract", "revise")
 REVISE_MESSAGE = "档案已重新打开，可以修改了：请按退回意见修改标出的项目（基本信息或证明材料），然后重新提交审核。"
 
 
-def own_dossiers() -> tuple[Dossier, Dossier | None]:
-    """Return the signed-in person's effective dossier (404 once purged) and its open working copy, if any."""
-    dossier, copy = effective_and_open_copy(db.session, current_user.person_id)
+def own_dossiers(for_change: bool = False) -> tuple[Dossier, Dossier | None]:
+    """Return the signed-in person's effective dossier (404 once purged) and its open working copy, if any.
+
+    for_change: with what a transition reads of them (services/working_copy.effective_and_open_copy).
+    """
+    dossier, copy = effective_and_open_copy(db.session, current_user.person_id, for_change)
     if dossier is None or dossier.state == PURGED_STATE:
         abort(404)
     return dossier, copy
@@ -48,9 +51,9 @@ def effective_dossier() -> Dossier:
     return own_dossiers()[0]
 
 
-def working_dossier() -> Dossier:
+def working_dossier(for_change: bool = False) -> Dossier:
     """Return what the person is working on: the open working copy if any, else the dossier itself."""
-    dossier, copy = own_dossiers()
+    dossier, copy = own_dossiers(for_change)
     return copy or dossier
 
 
@@ -190,7 +193,7 @@ def transition(name):
     """Submit, retract or revise the working dossier."""
     if name not in OWNER_TRANSITIONS:
         abort(404)
-    posted = post_transition(working_dossier(), name, TransitionForm())
+    posted = post_transition(working_dossier(for_change=True), name, TransitionForm())
     for messages in posted.form.errors.values():  # this page shows a message, not the form, again
         for message in messages:
             flash(message, "danger")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from kjdms.extensions import db
 from kjdms.models import AuditEvent, User
 from kjdms.services import audit
-from kjdms.services.audit_chain import GENESIS, Anchor, AuditAppendOnlyError, verify
+from kjdms.services.audit_chain import GENESIS, LOCK_HEAD, Anchor, AuditAppendOnlyError, remember_locked_head, verify
 from tests.helpers import applicant
 
 
@@ -169,6 +169,21 @@ class TestChain:
         assert run(app, "audit", "verify").exit_code == 0
         result = run(app, "audit", "verify", "--anchor", anchor)
         assert result.exit_code == 1 and "锚点" in result.output, result.output
+
+    def test_a_head_remembered_by_a_transaction_serves_it_once_and_no_other(self, app):
+        # A transition's statement locks and reads the head (services/transition_rows.py); the next placement of the
+        # same transaction takes it, any other reads the head again.
+        audit.record(db.session, None, "test.event", "dossier", 1)
+        db.session.commit()
+        remember_locked_head(db.session.connection(), 999, "f" * 64)
+        db.session.rollback()
+        audit.record(db.session, None, "test.event", "dossier", 2)
+        connection = db.session.connection()
+        remember_locked_head(connection, *connection.execute(LOCK_HEAD).one())
+        audit.record(db.session, None, "test.event", "dossier", 3)
+        audit.record(db.session, None, "test.event", "dossier", 4)
+        db.session.commit()
+        assert verify(db.session) == (4, None)
 
     def test_verify_reads_a_long_chain_a_page_at_a_time(self, app, monkeypatch):
         from kjdms.services import audit_chain

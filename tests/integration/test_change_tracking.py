@@ -1,13 +1,18 @@
 """services/change_tracking.py: one commit queues the index outbox rows and writes the revisions, a rollback neither."""
+import json
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from kjdms.backends import get_blob_store, get_workflow
 from kjdms.extensions import db
 from kjdms.models import Dossier, DossierRevision, IndexOutbox, User, WorkflowHistory
 from kjdms.services.change_tracking import touched_dossier_ids
+from kjdms.samples import sample_pdf
+from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import ConflictError, fire_transition
+from kjdms.services.revisions import snapshot_attachments, snapshot_fields
 from tests.helpers import applicant, upload_required
 
 
@@ -68,3 +73,28 @@ def test_a_transition_queues_one_outbox_row_and_one_revision_and_a_stale_one_non
     assert counts(dossier.id) == after_retract
     assert db.session.scalar(select(func.count()).select_from(WorkflowHistory)
                              .where(WorkflowHistory.dossier_id == dossier.id)) == 2
+
+
+def stored_revision(dossier_id):
+    """Return the newest revision of dossier_id with its JSON columns as stored text."""
+    return db.session.execute(select(cast(DossierRevision.fields, Text), cast(DossierRevision.attachments, Text),
+                                     DossierRevision.state, DossierRevision.is_legacy, DossierRevision.to_confirm)
+                              .where(DossierRevision.dossier_id == dossier_id)
+                              .order_by(DossierRevision.id.desc()).limit(1)).one()
+
+
+def test_a_revision_is_stored_as_its_snapshot_serialized_on_its_own(app):
+    # PostgreSQL inserts a commit's revisions from one JSON array (services/stats_counters.py); each column must hold
+    # the text json.dumps gives for it alone, as the row-by-row insert stores it: no documents, then several versions.
+    workflow, blobs = get_workflow(), get_blob_store()
+    dossier, owner = applicant()
+    dossier.phone = "13900000003"
+    db.session.commit()
+    expected = lambda: (json.dumps(snapshot_fields(dossier)), json.dumps(snapshot_attachments(dossier)),  # noqa: E731
+                        dossier.state, dossier.person.is_legacy, dossier.to_confirm)
+    assert stored_revision(dossier.id) == expected()
+    upload_required(workflow, blobs, dossier, owner)
+    add_attachment_version(db.session, workflow, blobs, dossier, "basic_info_form", sample_pdf("第二版"), owner)
+    fire_transition(db.session, workflow, dossier, "submit", owner)
+    assert stored_revision(dossier.id) == expected()
+    assert json.loads(stored_revision(dossier.id)[1])["basic_info_form"]["number"] == 2

@@ -5,7 +5,7 @@ from sqlalchemy import event, inspect, update
 
 from kjdms.extensions import db
 from kjdms.models import Dossier
-from kjdms.services.dossier_reads import load_for_change
+from kjdms.services.dossier_reads import load_for_change, read_for_change
 from tests.helpers import upload_required
 
 
@@ -61,4 +61,22 @@ def test_an_expired_dossier_is_read_whole_with_its_relations(app, workflow, blob
     assert not inspect(dossier).unloaded & {"employer_name", "lock_version", "region", "person", "attachments"}
     assert statements_of(lambda: dossier.employer_name) == []
     assert dossier.employer_name == "新的单位"
+    db.session.rollback()
+
+
+def test_a_dossier_read_for_change_needs_no_further_read(app, workflow, blobs, people):
+    dossier, owner = people["dossier"], people["owner"]
+    upload_required(workflow, blobs, dossier, owner)
+    dossier_id, owner_id, slots = dossier.id, owner.id, sorted(attachment.slot for attachment in dossier.attachments)
+    db.session.remove()
+
+    read = []
+    assert len(statements_of(lambda: read.append(read_for_change(db.session, dossier_id)))) == 1
+    dossier = read[0]
+    assert statements_of(lambda: load_for_change(db.session, dossier)) == []
+    assert statements_of(lambda: (dossier.region.parent, dossier.person.user,
+                                  [a.versions for a in dossier.attachments])) == []
+    assert sorted(attachment.slot for attachment in dossier.attachments) == slots
+    assert dossier.person.user.id == owner_id
+    assert read_for_change(db.session, 2**31 - 1) is None
     db.session.rollback()

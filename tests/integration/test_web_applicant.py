@@ -19,7 +19,7 @@ from kjdms.models import AuditEvent, Dossier
 from kjdms.samples import sample_pdf, sample_png
 from kjdms.services.lifecycle import fire_transition
 from tests.conftest import make_config
-from tests.helpers import USCC_SHUANGTA, applicant, upload_required
+from tests.helpers import USCC_SHUANGTA, applicant, sql_of, upload_required
 from tests.webclient import basic_information, csrf_of, database_snapshot, flashes, fresh, lock_version_of, text
 
 # A page sweep: SQLite only; the services under these pages are tested on both databases.
@@ -27,6 +27,9 @@ pytestmark = pytest.mark.pages
 
 STAFF = ["reviewer", "city_reviewer", "credit_officer", "archivist", "administrator"]
 APPLICANT_PAGES = ["/me/", "/me/edit", "/me/form.pdf", "/me/documents"]
+# The signed-in user, the person's dossiers with what the change reads, then the submit's own statements
+# (tests/integration/test_lifecycle_services.py: STATEMENTS_PER_TRANSITION less its three reads).
+SUBMIT_REQUEST_STATEMENTS = 13
 
 
 def jpeg_with_exif() -> bytes:
@@ -361,6 +364,19 @@ class TestSubmitRetractRevise:
         dossier = fresh(Dossier, people["dossier"].id)
         assert dossier.state == "submitted"
         assert [(row.action, row.actor_role) for row in dossier.history] == [("submit", "owner")]
+
+    def test_a_submit_reads_the_dossier_and_what_the_change_reads_of_it_at_once(self, auth, people):
+        browser = auth("owner")
+        upload_all(browser, people["dossier"])
+        page = browser.get("/me/")
+        submit = lambda: browser.post("/me/transition/submit", data={  # noqa: E731
+            "csrf_token": csrf_of(page), "lock_version": lock_version_of(page)})
+        statements = sql_of(submit)
+        # The person's dossiers come with their documents, region chain, person and account in one statement
+        # (services/working_copy.effective_and_open_copy for_change): the change reads nothing of them again.
+        assert [number for number, sql in enumerate(statements) if "JOIN attachments" in sql] == [1]
+        assert len(statements) == SUBMIT_REQUEST_STATEMENTS, statements
+        assert fresh(Dossier, people["dossier"].id).state == "submitted"
 
     def test_a_submit_from_a_stale_page_is_a_conflict(self, auth, people):
         browser = auth("owner")
