@@ -7,12 +7,14 @@ Run by hand, not by the test suite (needs `wrk`: apt-get install wrk):
     .venv/bin/python bench/pages.py --profile          # also cProfile the two pages in this process
     .venv/bin/python bench/pages.py --before /tmp/base  # also an earlier tree (git archive), in the same rounds
     .venv/bin/python bench/pages.py --pin-single       # one-process servers on one CPU (taskset -c 0)
+    .venv/bin/python bench/pages.py --pin              # each server process on a CPU of its own (--pin-cpus)
     .venv/bin/python bench/pages.py --no-pin           # every server's processes free to move between CPUs
 
 Both sites run under waitress with 8 threads a process (`kjdms serve --workers N`; the hello world through the
-same serving.serve_in_processes), wrk keeps 8 connections open against each, the runs interleaved. Each serving
-process keeps its threads on a CPU of its own as `kjdms serve` does (cpu_affinity.py), the hello world's too,
-unless --no-pin (a --before tree that predates the option is never pinned). Nothing is asserted about speed.
+same serving.serve_in_processes), wrk keeps 8 connections open against each, the runs interleaved. The hello
+world's processes are pinned to CPUs as `kjdms serve`'s are (cpu_affinity.py: by default when the processes are as
+many as the CPUs; --pin also fewer, --no-pin never); a --before tree that predates the option is never pinned.
+Nothing is asserted about speed.
 """
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def hello_app():
     return app
 
 
-def serve_hello(port: int, processes: int, pin_cpus: bool) -> None:
+def serve_hello(port: int, processes: int, pin_cpus: bool | None) -> None:
     """Serve the hello world as `kjdms serve` serves kjdms: waitress, THREADS threads, one or more processes."""
     from flask import Flask
     from waitress import serve
@@ -258,14 +260,18 @@ def main(argv=None) -> None:
     parser.add_argument("--pin-single", action="store_true",
                         help="run the one-process servers on one CPU (taskset -c 0), wrk left free: a process whose "
                              "threads move between CPUs pays for each hand-over of the GIL")
-    parser.add_argument("--no-pin", action="store_true",
-                        help="serve without keeping each process on a CPU of its own (kjdms serve --no-pin-cpus)")
+    pinning = parser.add_mutually_exclusive_group()
+    pinning.add_argument("--pin", action="store_true",
+                         help="keep each server process on a CPU of its own, fewer processes than CPUs too "
+                              "(kjdms serve --pin-cpus)")
+    pinning.add_argument("--no-pin", action="store_true",
+                         help="never keep a server process on a CPU of its own (kjdms serve --no-pin-cpus)")
     parser.add_argument("--hello", action="store_true", help=argparse.SUPPRESS)  # run as the hello world server
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.hello:
-        serve_hello(args.port, args.workers, not args.no_pin)
+        serve_hello(args.port, args.workers, True if args.pin else False if args.no_pin else None)
         return
     if not shutil.which("wrk"):
         raise SystemExit("bench/pages.py needs wrk (Debian: apt-get install wrk)")
@@ -290,11 +296,12 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
            "KJDMS_SECRET_KEY": SECRET_KEY, "KJDMS_ID_HASH_KEY": ID_HASH_KEY,
            # Several processes need both (kjdms serve refuses otherwise); one process gets the same for a fair pair.
            "KJDMS_WORKER": "external", "KJDMS_INDEX_AFTER_COMMIT": "0"}
-    unpinned = ["--no-pin-cpus"] if args.no_pin else []
+    pinning = ["--pin-cpus"] if args.pin else ["--no-pin-cpus"] if args.no_pin else []
     kjdms = [sys.executable, "-m", "kjdms", "serve", "--threads", str(THREADS)]
     # The sites measured against the hello world: this tree's kjdms, and an earlier tree's when asked.
     sites = ["before", "kjdms"] if args.before else ["kjdms"]
-    hello = [sys.executable, str(Path(__file__).resolve()), "--hello", *(["--no-pin"] if args.no_pin else [])]
+    hello = [sys.executable, str(Path(__file__).resolve()), "--hello",
+             *(["--pin"] if args.pin else ["--no-pin"] if args.no_pin else [])]
     servers = {}
     try:
         for count in processes:
@@ -302,14 +309,14 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
             servers["hello", count] = Server(f"hello world ×{count}", count, [*pin, *hello, "--workers", str(count)],
                                              env, folder / "hello.log")
             servers["kjdms", count] = Server(f"kjdms ×{count}", count,
-                                             [*pin, *kjdms, "--workers", str(count), *unpinned], env,
+                                             [*pin, *kjdms, "--workers", str(count), *pinning], env,
                                              folder / "kjdms.log")
             if args.before:
                 tree = args.before.resolve()
                 knows_pinning = "pin-cpus" in (tree / "kjdms/commands/setup.py").read_text(encoding="utf-8")
                 servers["before", count] = Server(f"before ×{count}", count,
                                                   [*pin, *kjdms, "--workers", str(count),
-                                                   *(unpinned if knows_pinning else [])],
+                                                   *(pinning if knows_pinning else [])],
                                                   {**env, "PYTHONPATH": str(tree)}, folder / "before.log", tree)
         cookie = fresh_cookie(client)
         for (site, _count), server in servers.items():

@@ -20,16 +20,16 @@ QUICK_DEATH_SECONDS = 5
 
 
 def serve_in_processes(app, host: str, port: int, *, workers: int, threads: int, settings: dict,
-                       pin_cpus: bool = True, announce=print) -> None:
+                       pin_cpus: bool | None = None, announce=print) -> None:
     """Bind once, fork workers that each run waitress on the shared socket; restart one that dies; stop all on a signal.
 
     The kernel hands each new connection to one waiting process, so processes add cores that one process's
     Python threads cannot use. No thread may run in the parent before the fork (each child would lose it).
-    With pin_cpus, each worker runs on a CPU of its own when there are CPUs enough (cpu_affinity.py).
+    Each worker may run on a CPU of its own, as pin_cpus and the machine's CPUs decide (cpu_affinity.cpus_for).
     """
     listener = socket.create_server((host, port), backlog=1024)
     db.engine.dispose()  # a pooled connection must never be shared by two processes
-    cpus = cpu_affinity.cpus_for(workers) if pin_cpus else None
+    cpus = cpu_affinity.cpus_for(workers, pin_cpus)
     children: dict[int, tuple[float, int]] = {}  # pid: when it started, which worker it is
     stopping = False
 
@@ -71,12 +71,10 @@ def serve_in_processes(app, host: str, port: int, *, workers: int, threads: int,
     listener.close()
 
 
-def pin_single_process(pin_cpus: bool) -> list[int] | None:
-    """Keep the calling thread, and the threads it starts, on one CPU when that helps; return [that CPU] or None."""
-    cpus = cpu_affinity.cpus_for(1) if pin_cpus else None
-    if cpus:
-        cpu_affinity.pin_this_thread(cpus[0])
-    return cpus
+def pin_single_process(pin_cpus: bool | None) -> list[int] | None:
+    """Keep the calling thread, and the threads it starts, on one CPU as pin_cpus decides; return [that CPU] or None."""
+    cpus = cpu_affinity.cpus_for(1, pin_cpus)
+    return cpus if cpus and cpu_affinity.pin_this_thread(cpus[0]) else None
 
 
 def pinning_remark(cpus: list[int] | None) -> str:

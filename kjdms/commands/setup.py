@@ -79,8 +79,9 @@ def demo_command(reset_passwords):
 @click.option("--threads", default=8, show_default=True, type=int, help="每个进程处理请求的线程数。")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="服务进程数；多于 1 时须另外运行一个 kjdms worker。")
-@click.option("--pin-cpus/--no-pin-cpus", default=True, show_default=True,
-              help="CPU 数不少于进程数时，每个服务进程固定在一个 CPU 上（同一进程的线程在多个 CPU 之间交接较慢）。")
+@click.option("--pin-cpus/--no-pin-cpus", default=None,
+              help="每个服务进程固定在一个 CPU 上（同一进程的线程在多个 CPU 之间交接较慢）。不指定时仅在进程数等于可用 CPU 数时固定；"
+                   "--pin-cpus 在进程数少于 CPU 数时也固定（本机只运行本服务时）；--no-pin-cpus 从不固定。")
 @with_appcontext
 def serve_command(host, port, threads, workers, pin_cpus):
     """用 waitress 提供网站服务，后台线程同时提取文字、更新索引。"""

@@ -1,4 +1,4 @@
-"""`kjdms serve` keeps each serving process's request threads on a CPU of its own, unless told not to."""
+"""`kjdms serve` keeps each serving process's request threads on a CPU of its own when told to, or sized to the CPUs."""
 import os
 import shutil
 import signal
@@ -77,7 +77,8 @@ def wait_until_serving(address: str, process: subprocess.Popen, log: Path, worke
 
 
 def test_two_workers_each_run_every_thread_on_a_cpu_of_their_own_and_say_so(start_server):
-    process, address, log = start_server("--workers", "2", worker="external")
+    # --pin-cpus: pinned on a machine with more than two CPUs too (by default only as many workers as CPUs are)
+    process, address, log = start_server("--workers", "2", "--pin-cpus", worker="external")
     wait_until_serving(address, process, log, workers=2)
     cpus = sorted(EVERY_CPU)[:2]
     placed = {}
@@ -92,7 +93,7 @@ def test_two_workers_each_run_every_thread_on_a_cpu_of_their_own_and_say_so(star
 
 
 def test_one_process_runs_its_request_threads_on_one_cpu_and_its_background_work_on_every_cpu(start_server):
-    process, address, log = start_server()
+    process, address, log = start_server("--pin-cpus")
     wait_until_serving(address, process, log)
     placed = threads_by_cpus(process.pid)
     cpu = min(EVERY_CPU)
@@ -100,6 +101,14 @@ def test_one_process_runs_its_request_threads_on_one_cpu_and_its_background_work
     assert placed.get(EVERY_CPU, 0) >= 1  # the background worker, started before the pin (OCR inherits it)
     assert set(placed) == {frozenset({cpu}), EVERY_CPU}
     assert f"请求线程固定在 CPU {cpu} 上" in log.read_text()
+
+
+def test_one_process_on_a_machine_of_several_cpus_is_not_pinned_unless_told(start_server):
+    # It may be one of several instances on the host, or a container that sees every CPU: each would take CPU 0.
+    process, address, log = start_server()
+    wait_until_serving(address, process, log)
+    assert set(threads_by_cpus(process.pid)) == {EVERY_CPU}
+    assert "固定" not in log.read_text()
 
 
 def test_no_pin_cpus_leaves_every_process_on_every_cpu(start_server):

@@ -25,16 +25,31 @@ def as_list(cpus) -> str:
     return str(cpus[0]) if len(cpus) == 1 else f"{cpus[0]}-{cpus[-1]}"
 
 
-@pytest.mark.parametrize(("allowed", "processes", "cpus"), [
-    ({0, 1}, 1, [0]),
-    ({0, 1}, 2, [0, 1]),
-    ({2, 5, 7}, 2, [2, 5]),  # the CPUs this process may use, not the machine's first ones
-    ({0, 1}, 3, None),  # more processes than CPUs: the kernel balances them
-    ({3}, 1, None),  # one CPU: nothing to choose
+@pytest.mark.parametrize(("allowed", "processes", "pin", "cpus"), [
+    ({0, 1}, 2, None, [0, 1]),  # by default: as many processes as CPUs, a server sized to its machine
+    ({2, 5, 7}, 3, None, [2, 5, 7]),  # the CPUs this process may use, not the machine's first ones
+    ({0, 1}, 1, None, None),  # fewer: maybe one of several instances, which would all take CPU 0
+    ({0, 1, 2, 3}, 2, None, None),
+    ({0, 1}, 1, True, [0]),  # --pin-cpus: fewer processes than CPUs too
+    ({2, 5, 7}, 2, True, [2, 5]),
+    ({0, 1}, 3, True, None),  # more processes than CPUs: the kernel balances them
+    ({3}, 1, True, None),  # one CPU: nothing to choose
+    ({0, 1}, 2, False, None),  # --no-pin-cpus
 ])
-def test_each_process_gets_a_cpu_of_its_own_when_there_are_cpus_enough(monkeypatch, allowed, processes, cpus):
+def test_which_cpus_the_serving_processes_get(monkeypatch, allowed, processes, pin, cpus):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: allowed)
-    assert cpu_affinity.cpus_for(processes) == cpus
+    assert cpu_affinity.cpus_for(processes, pin) == cpus
+
+
+def test_a_cpu_taken_away_since_it_was_chosen_leaves_the_server_unpinned_not_stopped(monkeypatch):
+    monkeypatch.setattr(cpu_affinity, "_cpus_before_pinning", None)
+
+    def refuse(pid, cpus):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    assert cpu_affinity.pin_this_thread(0) is False
+    assert cpu_affinity._cpus_before_pinning is None  # nothing to give back to the programs it starts
 
 
 def test_the_start_line_says_where_the_processes_run():
@@ -50,7 +65,7 @@ def test_a_pinned_thread_keeps_the_threads_it_starts_on_its_cpu_and_gives_progra
     seen = {}
 
     def pinned():
-        cpu_affinity.pin_this_thread(cpu)
+        assert cpu_affinity.pin_this_thread(cpu)
         inner = threading.Thread(target=lambda: seen.update(inner=os.sched_getaffinity(0)))
         inner.start()
         inner.join()
