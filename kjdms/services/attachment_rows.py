@@ -17,14 +17,15 @@ attachments, versions = Attachment.__table__, AttachmentVersion.__table__
 # A version row alone would not change the dossier's row: touching it makes its version check catch a submit that
 # happened since the dossier was read, which must not receive a document after the fact.
 TOUCH_DOSSIER = versioned_update("updated_at")
-# The columns of a version the caller gives (write_version's values), with the time of the upload.
-GIVEN = ("sha256", "size", "media_type", "original_filename", "uploaded_by_id", "comment", "uploaded_at")
+# The columns of a version the caller gives (write_version's values); write_version adds the time of the upload.
+GIVEN = ("sha256", "size", "media_type", "original_filename", "uploaded_by_id", "comment")
+WRITTEN = (*GIVEN, "uploaded_at")
 # A slot's next version in one statement: numbered after the slot's last, found by the dossier and the slot; no row
 # when the slot has none yet (its first upload inserts the attachment row, then version 1).
 INSERT_NEXT_VERSION = (insert(versions).from_select(
-    ["attachment_id", "number", *GIVEN],
+    ["attachment_id", "number", *WRITTEN],
     select(attachments.c.id, func.coalesce(func.max(versions.c.number), 0) + 1,
-           *(bindparam(name, type_=versions.c[name].type) for name in GIVEN))
+           *(bindparam(name, type_=versions.c[name].type) for name in WRITTEN))
     .select_from(attachments.outerjoin(versions))
     .where(attachments.c.dossier_id == bindparam("dossier_id"), attachments.c.slot == bindparam("slot"))
     .group_by(attachments.c.id))

@@ -16,7 +16,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from functools import cache
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy import bindparam, delete, func, null, select, text, type_coerce, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,7 +52,7 @@ def _key(dimension: str, value) -> str:
 
 
 def membership(row, history: Counter | None = None) -> Membership:
-    """Return what a dossier row (joined with its person, as _current_rows reads it) and its history's keys add."""
+    """Return what a dossier row (joined with its person, as CURRENT_ROWS reads it) and its history's keys add."""
     keys = Counter({"all=": 1, **(history or {})})
     for name in VALUE_DIMENSIONS:
         keys[_key(name, getattr(row, name))] += 1
@@ -136,7 +136,7 @@ def with_baselines(connection, dossier_ids: Iterable[int],
     return ids | found
 
 
-def _stored(connection, dossier_ids: list[int], lock: bool, revisions: list[dict] = ()) -> dict[int, Membership]:
+def _stored(connection, dossier_ids: list[int], lock: bool, revisions: Sequence[dict] = ()) -> dict[int, Membership]:
     """Return the stored member rows of dossier_ids, locked on PostgreSQL if lock; revisions: rows to insert there too."""
     query, params = STORED, {"ids": dossier_ids}
     if lock and connection.dialect.name == "postgresql":
@@ -265,7 +265,7 @@ def _move(connection, changed: dict[int, Membership | None], before: dict[int, M
 
 
 def recount(connection, dossier_ids: Iterable[int], counted: bool = True,
-            known_baselines: dict[int, int | None] | None = None, revisions: list[dict] = ()) -> int:
+            known_baselines: dict[int, int | None] | None = None, revisions: Sequence[dict] = ()) -> int:
     """Bring the members and counters of dossier_ids in line with the dossiers as they now are; return how many moved.
 
     A dossier that is no longer effective (or gone) leaves the counters; a working copy among dossier_ids recounts

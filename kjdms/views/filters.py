@@ -117,7 +117,7 @@ def with_query(address: str, **arguments) -> str:
     return _with_query(address, tuple((name, str(value)) for name, value in arguments.items() if value is not None))
 
 
-@lru_cache(maxsize=1024, typed=True)  # typed: a Markup address comes back as Markup, a str one as str
+@lru_cache(maxsize=1024, typed=True)  # typed: a Markup address and an equal str one are kept apart
 def _with_query(address: str, arguments: tuple[tuple[str, str], ...]) -> str:
     # The worklist writes about twenty of these (regions, waiting filters, pages), the same ones page after page:
     # urlencode cost 10-18 microseconds each, a tenth of that page.
