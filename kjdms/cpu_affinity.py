@@ -23,7 +23,7 @@ def cpus_for(processes: int, pin: bool | None = None) -> list[int] | None:
     pin None: only when the processes are exactly as many as the CPUs allowed; True: also when they are fewer (the
     operator knows the machine is the server's alone); False: never.
     """
-    if pin is False or not hasattr(os, "sched_setaffinity"):  # not Linux
+    if pin is False or not hasattr(os, "sched_setaffinity"):  # no sched_setaffinity: not Linux
         return None
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) < 2 or processes > len(allowed) or (pin is None and processes != len(allowed)):

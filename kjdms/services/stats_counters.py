@@ -181,8 +181,8 @@ POSTGRES_ADD = text(POSTGRES_ADD_SQL)
 POSTGRES_UPDATE_MEMBERS_AND_ADD = text(
     "WITH moved_members AS (UPDATE stats_members SET region_id = member.region_id, state = member.state, "
     "keys = member.keys FROM json_to_recordset(CAST(:members AS json)) "
-    "AS member(dossier_id integer, region_id integer, state text, keys json) "
-    "WHERE stats_members.dossier_id = member.dossier_id) " + POSTGRES_ADD_SQL)
+    "AS member(id integer, region_id integer, state text, keys json) "
+    "WHERE stats_members.dossier_id = member.id) " + POSTGRES_ADD_SQL)
 DELTA_FIELDS = ("region_id", "state", "dimension", "value", "count")
 
 
@@ -192,6 +192,7 @@ def _delta_rows(delta: Counter) -> list[tuple]:
 
 
 def _delta_json(rows: list[tuple]) -> str:
+    """Return _delta_rows' rows as the JSON array POSTGRES_ADD takes."""
     return json.dumps([dict(zip(DELTA_FIELDS, row)) for row in rows], ensure_ascii=False)
 
 
@@ -255,9 +256,7 @@ def _move(connection, changed: dict[int, Membership | None], before: dict[int, M
     """
     updated, rows = _updated_members(changed, before), _delta_rows(delta or Counter())
     if connection.dialect.name == "postgresql" and rows and updated and len(updated) == len(changed):
-        members_json = json.dumps([{"dossier_id": row["id"], "region_id": row["region_id"], "state": row["state"],
-                                    "keys": row["keys"]} for row in updated])
-        connection.execute(POSTGRES_UPDATE_MEMBERS_AND_ADD, {"members": members_json, "delta": _delta_json(rows)})
+        connection.execute(POSTGRES_UPDATE_MEMBERS_AND_ADD, {"members": json.dumps(updated), "delta": _delta_json(rows)})
         return
     _write_members(connection, changed, before)
     if delta is not None:
