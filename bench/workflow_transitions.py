@@ -1,6 +1,7 @@
 """Workflow transitions per second through kjdms's services against the same rows written through the driver.
 
     .venv/bin/python bench/workflow_transitions.py [--transitions 300] [--runs 3] [--drain off|inline] [--database-url URL]
+    .venv/bin/python bench/workflow_transitions.py --profile   # also where the time of the kjdms side goes
 
 A fresh instance (SQLite in a temporary folder, or a fresh schema on --database-url, dropped afterwards) gets
 --dossiers complete dossiers (documents uploaded) for kjdms and as many for the baseline. Each run times, one
@@ -22,8 +23,11 @@ the SQL statements of one kjdms transition, and checks the audit chain both wrot
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
+import pstats
 import shutil
 import statistics
 import sys
@@ -154,6 +158,17 @@ class DriverBaseline:
         self.connection.close()
 
 
+def profile_transitions(pairs: list[tuple[int, int]], count: int, top: int = 30) -> str:
+    """Return a cProfile of count kjdms transitions, by own time and by cumulative time."""
+    profiler, out = cProfile.Profile(), io.StringIO()
+    profiler.runcall(through_kjdms, pairs, count)
+    out.write(f"\ncProfile of {count} kjdms transitions:\n")
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
 def statements_of_one(pairs: list[tuple[int, int]]) -> list[str]:
     """Return the SQL statements one kjdms transition runs (fresh session, dossier and owner read by id)."""
     statements = []
@@ -181,6 +196,8 @@ def main() -> None:
                              "off: leave the outbox to a worker (KJDMS_INDEX_AFTER_COMMIT=0)")
     parser.add_argument("--database-url", help="a PostgreSQL URL: a fresh schema there, dropped afterwards")
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one kjdms transition")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the runs, cProfile --transitions more kjdms transitions and print where they go")
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="kjdms-bench-transitions-"))
     try:
@@ -206,6 +223,7 @@ def main() -> None:
                     print(f"run {run + 1}: kjdms {rates[-1][0]:8.1f} /s ({cpu[-1][0]:.2f} ms CPU each)   "
                           f"driver {rates[-1][1]:8.1f} /s ({cpu[-1][1]:.2f} ms CPU each)")
                 baseline.close()
+                profile = profile_transitions(ours, arguments.transitions) if arguments.profile else ""
                 statements = statements_of_one(ours)
                 checked, problem = audit_chain.verify(db.session)
                 db.session.remove()
@@ -224,6 +242,7 @@ def main() -> None:
             for statement in statements:
                 print("    " + " ".join(statement.split())[:140])
         print(f"  audit chain: {checked} rows, {problem or 'intact'}")
+        print(profile, end="")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
