@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/workflow_transitions.py [--transitions 300] [--runs 3] [--drain off|inline] [--database-url URL]
     .venv/bin/python bench/workflow_transitions.py --profile   # also where the time of the kjdms side goes
+    .venv/bin/python bench/workflow_transitions.py --clients 2 # also each side from 2 processes at once
 
 A fresh instance (SQLite in a temporary folder, or a fresh schema on --database-url, dropped afterwards) gets
 --dossiers complete dossiers (documents uploaded) for kjdms and as many for the baseline. Each run times, one
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import multiprocessing
 import json
 import os
 import pstats
@@ -33,6 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -158,6 +161,38 @@ class DriverBaseline:
         self.connection.close()
 
 
+def in_processes(clients: int, pairs: list[tuple[int, int]], count: int, side: str) -> float:
+    """Fire count transitions from clients forked processes, each on its own share of pairs; return transitions/s.
+
+    What a server's several requests at once make of the database: on PostgreSQL they wait for each other only on
+    the rows they share (the audit chain's head, the statistics counters); on SQLite for its one writer.
+    """
+    context = multiprocessing.get_context("fork")
+    start, finished = context.Barrier(clients + 1), context.Queue()
+
+    def client(share: list[tuple[int, int]], transitions: int) -> None:
+        db.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+        baseline = DriverBaseline(db.engine, share) if side == "driver" else None
+        start.wait()
+        (baseline.run if baseline else partial(through_kjdms, share))(transitions)
+        finished.put(time.perf_counter())
+        if baseline:
+            baseline.close()
+
+    shares = [pairs[number::clients] for number in range(clients)]
+    workers = [context.Process(target=client, args=(share, count // clients)) for share in shares]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    started = time.perf_counter()
+    ended = max(finished.get() for _ in workers)
+    for worker in workers:
+        worker.join()
+        if worker.exitcode:
+            raise SystemExit(f"a {side} client failed (exit status {worker.exitcode})")
+    return clients * (count // clients) / (ended - started)
+
+
 def profile_transitions(pairs: list[tuple[int, int]], count: int, top: int = 30) -> str:
     """Return a cProfile of count kjdms transitions, by own time and by cumulative time."""
     profiler, out = cProfile.Profile(), io.StringIO()
@@ -196,6 +231,8 @@ def main() -> None:
                              "off: leave the outbox to a worker (KJDMS_INDEX_AFTER_COMMIT=0)")
     parser.add_argument("--database-url", help="a PostgreSQL URL: a fresh schema there, dropped afterwards")
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one kjdms transition")
+    parser.add_argument("--clients", type=int, default=1,
+                        help="also run each side from this many processes at once, the dossiers shared out (1: not)")
     parser.add_argument("--profile", action="store_true",
                         help="after the runs, cProfile --transitions more kjdms transitions and print where they go")
     arguments = parser.parse_args()
@@ -223,6 +260,13 @@ def main() -> None:
                     print(f"run {run + 1}: kjdms {rates[-1][0]:8.1f} /s ({cpu[-1][0]:.2f} ms CPU each)   "
                           f"driver {rates[-1][1]:8.1f} /s ({cpu[-1][1]:.2f} ms CPU each)")
                 baseline.close()
+                db.session.remove()
+                together = []
+                for run in range(arguments.runs if arguments.clients > 1 else 0):
+                    together.append((in_processes(arguments.clients, ours, arguments.transitions, "kjdms"),
+                                     in_processes(arguments.clients, theirs, arguments.transitions, "driver")))
+                    print(f"run {run + 1}, {arguments.clients} clients at once: kjdms {together[-1][0]:8.1f} /s   "
+                          f"driver {together[-1][1]:8.1f} /s")
                 profile = profile_transitions(ours, arguments.transitions) if arguments.profile else ""
                 statements = statements_of_one(ours)
                 checked, problem = audit_chain.verify(db.session)
@@ -237,6 +281,10 @@ def main() -> None:
         kjdms_cpu, driver_cpu = (statistics.median(side) for side in zip(*cpu))
         print(f"  CPU of this process per transition, median: kjdms {kjdms_cpu:.2f} ms, driver {driver_cpu:.2f} ms "
               f"(ratio {driver_cpu / kjdms_cpu:.3f}; PostgreSQL's own work is not in it)")
+        if together:
+            kjdms_together, driver_together = (statistics.median(side) for side in zip(*together))
+            print(f"  {arguments.clients} clients at once, medians: kjdms {kjdms_together:.1f} /s, "
+                  f"driver {driver_together:.1f} /s (ratio {kjdms_together / driver_together:.3f})")
         print(f"  SQL statements in one kjdms transition: {len(statements)}")
         if arguments.show_sql:
             for statement in statements:
