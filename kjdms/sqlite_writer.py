@@ -2,9 +2,9 @@
 
 SQLite lets one transaction write at a time. A writer that finds the file taken waits in SQLite's busy handler,
 which sleeps 1, 2, 5, 10, 15, 20, 25 ... ms between its tries: two requests writing at once then spend most of
-their time asleep while the file is free. Here a writer first takes a lock file's flock (every process and
-thread with its own open file, so they exclude each other alike) and polls it every half millisecond, so the
-next writer starts within that of the last one's commit; SQLite's own lock then finds the file free.
+their time asleep while the file is free. Here a writer first takes its process's lock for the file, which the
+last writer of the process hands on at once, then the lock file's flock, which it polls every half millisecond
+(writers of other processes: a server's workers, `kjdms worker`); SQLite's own lock then finds the file free.
 
 Python's sqlite3 begins a transaction implicitly before an INSERT, UPDATE, DELETE or REPLACE; the flock is taken
 just before that statement and given back after the commit or the rollback. Reads take nothing: in WAL mode they
@@ -17,6 +17,7 @@ import fcntl
 import os
 import re
 import sqlite3
+import threading
 import time
 
 POLL_SECONDS = 0.0005
@@ -24,6 +25,18 @@ POLL_SECONDS = 0.0005
 # leading blanks and comments, as it decides.
 _OPENS_TRANSACTION = re.compile(r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*(?:INSERT|UPDATE|DELETE|REPLACE)\b",
                                 re.IGNORECASE | re.DOTALL)
+
+
+_process_locks: dict[str, threading.Lock] = {}
+_process_locks_guard = threading.Lock()
+# A child forked while a thread of its parent held a lock would find it held forever.
+os.register_at_fork(after_in_child=_process_locks.clear)
+
+
+def process_lock(path: str) -> threading.Lock:
+    """Return this process's lock for the writers of the database whose lock file is path."""
+    with _process_locks_guard:
+        return _process_locks.setdefault(path, threading.Lock())
 
 
 def lock_path(database: str) -> str | None:
@@ -73,8 +86,9 @@ class WriterTurnConnection(sqlite3.Connection):
             self._close_lock_file()
 
     def __del__(self):
-        # Not closed (dropped by a pool after a fork, say): closing the file alone ends a turn this process still
-        # holds, and never one a parent process holds through the same inherited file.
+        # Dropped unclosed (by a pool after a fork, say): the turn ends as at a close, in this process only.
+        if hasattr(self, "_holding"):
+            self.end_turn()
         self._close_lock_file()
 
     def _close_lock_file(self) -> None:
@@ -90,12 +104,16 @@ class WriterTurnConnection(sqlite3.Connection):
         if self._lock_file is None:
             self._lock_file = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + self._timeout
+        in_process = process_lock(self._lock_path)
+        if not in_process.acquire(timeout=self._timeout):
+            raise sqlite3.OperationalError("database is locked")
         while True:
             try:
                 fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    in_process.release()
                     raise sqlite3.OperationalError("database is locked") from None
                 time.sleep(POLL_SECONDS)
         self._holding = True
@@ -111,6 +129,7 @@ class WriterTurnConnection(sqlite3.Connection):
             self._holding = False
             if os.getpid() == self._process:
                 fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                process_lock(self._lock_path).release()
 
 
 class WriterTurnCursor(sqlite3.Cursor):

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from kjdms.config import engine_options
-from kjdms.sqlite_writer import WriterTurnConnection, lock_path
+from kjdms.sqlite_writer import WriterTurnConnection, lock_path, process_lock
 
 
 @pytest.fixture()
@@ -121,6 +121,11 @@ def test_another_process_waits_for_the_turn_too(database):
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through the pipe and its exit status
         os.close(reader)
+        # The parent's thread held its process's lock at the fork: the child starts with locks of its own.
+        if not process_lock(lock_path(database)).acquire(blocking=False):
+            os.write(writer, b"the process lock came over held")
+            os._exit(1)
+        process_lock(lock_path(database)).release()
         connection = connect(database, timeout=0.1)
         try:
             connection.execute("INSERT INTO t (v) VALUES ('child')")
