@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from worklist import (POSTGRES_URL, create_reviewer, database, insert_dossiers, make_app,  # noqa: E402
                       migrate_and_load, sign_in)
 
-THREADS, CONNECTIONS = 8, 8
+THREADS, CONNECTIONS = 8, 8  # THREADS: the default of --threads
 SECRET_KEY, ID_HASH_KEY = "bench-secret-key", "bench-id-hash-key"  # as worklist.make_app, so cookies agree
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SUBMITTED_DEMO_PERSON = "王芳"  # the demo's submitted dossier: documents, history, in the reviewer's city
@@ -67,8 +67,8 @@ def hello_app():
     return app
 
 
-def serve_hello(port: int, processes: int, pin_cpus: bool | None) -> None:
-    """Serve the hello world as `kjdms serve` serves kjdms: waitress, THREADS threads, one or more processes."""
+def serve_hello(port: int, processes: int, threads: int, pin_cpus: bool | None) -> None:
+    """Serve the hello world as `kjdms serve` serves kjdms: waitress, threads a process, one or more processes."""
     from flask import Flask
     from waitress import serve
 
@@ -77,14 +77,14 @@ def serve_hello(port: int, processes: int, pin_cpus: bool | None) -> None:
 
     if processes == 1:
         pin_single_process(pin_cpus)
-        serve(hello_app(), host="127.0.0.1", port=port, threads=THREADS)
+        serve(hello_app(), host="127.0.0.1", port=port, threads=threads)
         return
     # serve_in_processes drops the database pool before it forks: an app with one, kept apart from the served one.
     holder = Flask("holder")
     holder.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
     db.init_app(holder)
     with holder.app_context():
-        serve_in_processes(hello_app(), "127.0.0.1", port, workers=processes, threads=THREADS, settings={},
+        serve_in_processes(hello_app(), "127.0.0.1", port, workers=processes, threads=threads, settings={},
                            pin_cpus=pin_cpus, announce=lambda message: None)
 
 
@@ -124,6 +124,17 @@ class Server:
                     if int(_stat_fields(int(entry.name))[1]) == self.process.pid:
                         children.append(int(entry.name))
         return [self.process.pid, *children]
+
+    def switches(self) -> int:
+        """Return the context switches its threads have made so far, voluntary or not (a GIL hand-over is one)."""
+        total = 0
+        for pid in self.pids():
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                with contextlib.suppress(OSError):
+                    for line in (task / "status").read_text().splitlines():
+                        if "ctxt_switches:" in line:
+                            total += int(line.split()[1])
+        return total
 
     def cpu_seconds(self) -> float:
         """Return the user and system CPU time its processes have used so far."""
@@ -175,17 +186,18 @@ def load(server: Server, path: str, seconds: float, cookie: str | None) -> dict:
     status, body = fetch(server.url(path), cookie)
     if status != 200:
         raise SystemExit(f"{server.label} {path}: status {status} before the run (signed out?)")
-    cpu = server.cpu_seconds()
+    cpu, switches = server.cpu_seconds(), server.switches()
     headers = ["-H", f"Cookie: session={cookie}"] if cookie else []
     # A generous timeout: under load a slow page is slow, not an error.
     run = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "30s", *headers,
                           server.url(path)], capture_output=True, text=True, check=True)
-    cpu = server.cpu_seconds() - cpu
+    cpu, switches = server.cpu_seconds() - cpu, server.switches() - switches
     requests = int(re.search(r"(\d+) requests in", run.stdout).group(1))
     if "Non-2xx" in run.stdout or "Socket errors" in run.stdout:
         raise SystemExit(f"{server.label} {path}: wrk saw errors:\n{run.stdout}")
     return {"rate": float(re.search(r"Requests/sec:\s+([\d.]+)", run.stdout).group(1)),
-            "cpu_ms": cpu * 1000 / max(requests, 1), "bytes": len(body.encode())}
+            "cpu_ms": cpu * 1000 / max(requests, 1),
+            "switches": switches / max(requests, 1), "bytes": len(body.encode())}
 
 
 # ---------------------------------------------------------------- the instance
@@ -266,12 +278,14 @@ def main(argv=None) -> None:
                               "(kjdms serve --pin-cpus)")
     pinning.add_argument("--no-pin", action="store_true",
                          help="never keep a server process on a CPU of its own (kjdms serve --no-pin-cpus)")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help=f"request threads a serving process, both sites ({THREADS})")
     parser.add_argument("--hello", action="store_true", help=argparse.SUPPRESS)  # run as the hello world server
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.hello:
-        serve_hello(args.port, args.workers, True if args.pin else False if args.no_pin else None)
+        serve_hello(args.port, args.workers, args.threads, True if args.pin else False if args.no_pin else None)
         return
     if not shutil.which("wrk"):
         raise SystemExit("bench/pages.py needs wrk (Debian: apt-get install wrk)")
@@ -285,7 +299,7 @@ def main(argv=None) -> None:
 
 def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
     print(f"kjdms pages bench: {label}, {args.dossiers} submitted, {args.rounds} rounds of {args.seconds:g} s, "
-          f"processes {processes}, {THREADS} threads each, wrk {CONNECTIONS} connections")
+          f"processes {processes}, {args.threads} threads each, wrk {CONNECTIONS} connections")
     app = make_app(folder, url)
     dossier_id = prepare(app, args.dossiers)
     client = app.test_client()
@@ -297,10 +311,10 @@ def run(folder: Path, url: str, label: str, processes: list[int], args) -> None:
            # Several processes need both (kjdms serve refuses otherwise); one process gets the same for a fair pair.
            "KJDMS_WORKER": "external", "KJDMS_INDEX_AFTER_COMMIT": "0"}
     pinning = ["--pin-cpus"] if args.pin else ["--no-pin-cpus"] if args.no_pin else []
-    kjdms = [sys.executable, "-m", "kjdms", "serve", "--threads", str(THREADS)]
+    kjdms = [sys.executable, "-m", "kjdms", "serve", "--threads", str(args.threads)]
     # The sites measured against the hello world: this tree's kjdms, and an earlier tree's when asked.
     sites = ["before", "kjdms"] if args.before else ["kjdms"]
-    hello = [sys.executable, str(Path(__file__).resolve()), "--hello",
+    hello = [sys.executable, str(Path(__file__).resolve()), "--hello", "--threads", str(args.threads),
              *(["--pin"] if args.pin else ["--no-pin"] if args.no_pin else [])]
     servers = {}
     try:
@@ -348,7 +362,7 @@ def report(results: dict, processes: list[int], pages: list[str], sites: list[st
     """Print medians of the rounds: requests/s, CPU ms a request, the ratios to the hello world, the scaling."""
     median = lambda key, field: statistics.median(r[field] for r in results[key])  # noqa: E731
     header = (f"{'site':<7}{'page':<16}{'procs':>6}{'req/s':>8}{'CPU ms':>8}{'hello req/s':>12}{'CPU ms':>8}"
-              f"{'ratio':>8}{'CPU ratio':>10}{'x1 proc':>8}{'bytes':>8}")
+              f"{'ratio':>8}{'CPU ratio':>10}{'x1 proc':>8}{'switches':>9}{'bytes':>8}")
     print(header)
     print("-" * len(header))
     for path in pages:
@@ -358,11 +372,13 @@ def report(results: dict, processes: list[int], pages: list[str], sites: list[st
             single = median((site, processes[0], path), "rate")
             print(f"{site:<7}{path:<16}{count:>6}{rate:>8.0f}{cpu:>8.2f}{hello_rate:>12.0f}{hello_cpu:>8.2f}"
                   f"{rate / hello_rate:>8.3f}{hello_cpu / cpu:>10.3f}{rate / single:>8.2f}"
+                  f"{median((site, count, path), 'switches'):>9.1f}"
                   f"{results[site, count, path][0]['bytes']:>8}")
     print(f"  medians of {len(next(iter(results.values())))} rounds. CPU ms: the server processes' user+system CPU "
           f"over the requests served. ratio: kjdms req/s / hello req/s with the same processes; CPU ratio: "
           f"hello CPU ms / kjdms CPU ms (what the ratio becomes when the CPU, not the client or other load, is the "
-          f"limit); x1 proc: req/s against {processes[0]} process(es). Load average at the end: "
+          f"limit); x1 proc: req/s against {processes[0]} process(es); switches: the server threads' context "
+          f"switches a request (each GIL hand-over between threads is one). Load average at the end: "
           f"{' '.join(f'{value:.2f}' for value in os.getloadavg())}")
 
 

@@ -1,6 +1,9 @@
 """Workflow transitions per second through kjdms's services against the same rows written through the driver.
 
     .venv/bin/python bench/workflow_transitions.py [--transitions 300] [--runs 3] [--drain off|inline] [--database-url URL]
+    .venv/bin/python bench/workflow_transitions.py --profile   # also where the time of the kjdms side goes
+    .venv/bin/python bench/workflow_transitions.py --clients 2 # also each side from 2 processes at once
+    .venv/bin/python bench/workflow_transitions.py --clients 4 --clients-as threads   # or 4 threads of this process
 
 A fresh instance (SQLite in a temporary folder, or a fresh schema on --database-url, dropped afterwards) gets
 --dossiers complete dossiers (documents uploaded) for kjdms and as many for the baseline. Each run times, one
@@ -22,18 +25,26 @@ the SQL statements of one kjdms transition, and checks the audit chain both wrot
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import multiprocessing
+import queue
 import json
 import os
+import pstats
 import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa  # noqa: E402
+from flask import current_app  # noqa: E402
 
 from worklist import database  # noqa: E402
 
@@ -154,6 +165,59 @@ class DriverBaseline:
         self.connection.close()
 
 
+def at_once(clients: int, kind: str, pairs: list[tuple[int, int]], count: int, side: str) -> float:
+    """Fire count transitions from clients processes or threads, each on its own share of pairs; return transitions/s.
+
+    What a server's several requests at once make of the database: on PostgreSQL they wait for each other only on
+    the rows they share (the audit chain's head, the statistics counters); on SQLite for its one writer.
+    """
+    context = multiprocessing.get_context("fork") if kind == "processes" else None
+    start = context.Barrier(clients + 1) if context else threading.Barrier(clients + 1)
+    finished, failures = (context.Queue() if context else queue.Queue()), []
+    app = current_app._get_current_object()
+
+    def client(share: list[tuple[int, int]], transitions: int) -> None:
+        if context:
+            db.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+        with app.app_context():
+            baseline = DriverBaseline(db.engine, share) if side == "driver" else None
+            start.wait()
+            try:
+                (baseline.run if baseline else partial(through_kjdms, share))(transitions)
+            except Exception as error:  # noqa: BLE001 - a thread's failure is reported by the caller
+                failures.append(error)
+                raise
+            finally:
+                finished.put(time.perf_counter())
+                if baseline:
+                    baseline.close()
+
+    shares = [pairs[number::clients] for number in range(clients)]
+    make = context.Process if context else threading.Thread
+    workers = [make(target=client, args=(share, count // clients)) for share in shares]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    started = time.perf_counter()
+    ended = max(finished.get() for _ in workers)
+    for worker in workers:
+        worker.join()
+        if failures or getattr(worker, "exitcode", 0):
+            raise SystemExit(f"a {side} client failed: {failures or worker.exitcode}")
+    return clients * (count // clients) / (ended - started)
+
+
+def profile_transitions(pairs: list[tuple[int, int]], count: int, top: int = 30) -> str:
+    """Return a cProfile of count kjdms transitions, by own time and by cumulative time."""
+    profiler, out = cProfile.Profile(), io.StringIO()
+    profiler.runcall(through_kjdms, pairs, count)
+    out.write(f"\ncProfile of {count} kjdms transitions:\n")
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
 def statements_of_one(pairs: list[tuple[int, int]]) -> list[str]:
     """Return the SQL statements one kjdms transition runs (fresh session, dossier and owner read by id)."""
     statements = []
@@ -181,6 +245,13 @@ def main() -> None:
                              "off: leave the outbox to a worker (KJDMS_INDEX_AFTER_COMMIT=0)")
     parser.add_argument("--database-url", help="a PostgreSQL URL: a fresh schema there, dropped afterwards")
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one kjdms transition")
+    parser.add_argument("--clients", type=int, default=1,
+                        help="also run each side from this many clients at once, the dossiers shared out (1: not)")
+    parser.add_argument("--clients-as", choices=("processes", "threads"), default="processes",
+                        help="the clients: forked processes (a server's workers) or threads of this process "
+                             "(one server process's request threads)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the runs, cProfile --transitions more kjdms transitions and print where they go")
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="kjdms-bench-transitions-"))
     try:
@@ -206,6 +277,15 @@ def main() -> None:
                     print(f"run {run + 1}: kjdms {rates[-1][0]:8.1f} /s ({cpu[-1][0]:.2f} ms CPU each)   "
                           f"driver {rates[-1][1]:8.1f} /s ({cpu[-1][1]:.2f} ms CPU each)")
                 baseline.close()
+                db.session.remove()
+                together = []
+                for run in range(arguments.runs if arguments.clients > 1 else 0):
+                    together.append(tuple(at_once(arguments.clients, arguments.clients_as, pairs,
+                                                  arguments.transitions, side)
+                                          for pairs, side in ((ours, "kjdms"), (theirs, "driver"))))
+                    print(f"run {run + 1}, {arguments.clients} {arguments.clients_as} at once: kjdms {together[-1][0]:8.1f} /s   "
+                          f"driver {together[-1][1]:8.1f} /s")
+                profile = profile_transitions(ours, arguments.transitions) if arguments.profile else ""
                 statements = statements_of_one(ours)
                 checked, problem = audit_chain.verify(db.session)
                 db.session.remove()
@@ -219,11 +299,16 @@ def main() -> None:
         kjdms_cpu, driver_cpu = (statistics.median(side) for side in zip(*cpu))
         print(f"  CPU of this process per transition, median: kjdms {kjdms_cpu:.2f} ms, driver {driver_cpu:.2f} ms "
               f"(ratio {driver_cpu / kjdms_cpu:.3f}; PostgreSQL's own work is not in it)")
+        if together:
+            kjdms_together, driver_together = (statistics.median(side) for side in zip(*together))
+            print(f"  {arguments.clients} {arguments.clients_as} at once, medians: kjdms {kjdms_together:.1f} /s, "
+                  f"driver {driver_together:.1f} /s (ratio {kjdms_together / driver_together:.3f})")
         print(f"  SQL statements in one kjdms transition: {len(statements)}")
         if arguments.show_sql:
             for statement in statements:
                 print("    " + " ".join(statement.split())[:140])
         print(f"  audit chain: {checked} rows, {problem or 'intact'}")
+        print(profile, end="")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -6,6 +6,8 @@ import secrets
 from datetime import date, timedelta
 from pathlib import Path
 
+from .sqlite_writer import WriterTurnConnection
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Room for the other fields and the multipart boundaries around an uploaded file.
 FORM_OVERHEAD_BYTES = 64 * 1024
@@ -190,6 +192,7 @@ class Config:
 def engine_options(url: str) -> dict:
     """Return SQLAlchemy engine options suited to the database in url."""
     if url.startswith("sqlite"):
-        # Seconds to wait on a locked database before giving up; WAL keeps readers unblocked.
-        return {"connect_args": {"timeout": 15}}
+        # Seconds to wait on a locked database before giving up; WAL keeps readers unblocked. Writers take turns
+        # at a lock file (sqlite_writer.py) rather than sleeping in SQLite's busy handler.
+        return {"connect_args": {"timeout": 15, "factory": WriterTurnConnection}}
     return {"pool_pre_ping": True}

@@ -1,4 +1,6 @@
 """Module singletons bound to the application in create_app."""
+import sqlite3
+
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -27,7 +29,7 @@ csrf = CSRFProtect()
 @event.listens_for(Engine, "connect")
 def _tune_sqlite(dbapi_connection, connection_record):
     """Turn on WAL, a busy timeout, foreign keys and secure delete on every SQLite connection."""
-    if type(dbapi_connection).__module__ != "sqlite3":
+    if not isinstance(dbapi_connection, sqlite3.Connection):  # WriterTurnConnection is one
         return
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
