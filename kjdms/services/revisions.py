@@ -82,7 +82,8 @@ def snapshot_fields(dossier: Dossier) -> dict:
 def snapshot_attachments(dossier: Dossier) -> dict:
     """Return slot → the current version's id, number and sha256."""
     if "attachments" in inspect(dossier).unloaded:
-        rows = object_session(dossier).execute(CURRENT_VERSIONS, {"dossier_id": dossier.id})
+        # Core rows on the session's connection, as the region codes: no ORM execution to set up for plain columns.
+        rows = object_session(dossier).connection().execute(CURRENT_VERSIONS, {"dossier_id": dossier.id})
         return {slot: {"version_id": version_id, "number": number, "sha256": sha256}
                 for slot, version_id, number, sha256 in rows}
     return {attachment.slot: {"version_id": version.id, "number": version.number, "sha256": version.sha256}
