@@ -1,11 +1,14 @@
 """Adding attachment versions: numbering, content sniffing, refusals, shared blobs and failed commits."""
 import hashlib
 import io
+import threading
+import time
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from kjdms.blobs.base import CHUNK_SIZE
 from kjdms.extensions import db
@@ -24,11 +27,12 @@ from tests.helpers import CommitFailed, applicant, fail_next_commit, sql_of, upl
 
 # Written: the dossier touched under its version check, the version numbered after the slot's last in the same
 # statement (on a slot's first upload that statement finds no slot: then the attachment row and version 1), the
-# outbox row, the audit event with its chain head (one statement fewer on PostgreSQL), the revision. Read: the
-# person, the region and the current versions for the revision. None for the statistics counters, which no document
-# moves. The same for the sixth version of a slot as for the second: no version is loaded.
+# outbox row, the audit event with its chain head, the revision. Read: the person, the region's code and the current
+# versions for the revision. None for the statistics counters, which no document moves. The same for the sixth
+# version of a slot as for the second: no version is loaded. PostgreSQL touches the dossier, inserts the version and
+# the outbox row and locks the chain head in one statement, and moves the head with the event's insert: four fewer.
 STATEMENTS_PER_UPLOAD = 10
-STATEMENTS_PER_UPLOAD_ON_POSTGRESQL = STATEMENTS_PER_UPLOAD - 1
+STATEMENTS_PER_UPLOAD_ON_POSTGRESQL = STATEMENTS_PER_UPLOAD - 4
 
 
 def count(model) -> int:
@@ -279,6 +283,45 @@ class TestRefusedUploads:
         assert stored() == before
         assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1]
         assert unreferenced_blobs(db.session, blobs, grace_seconds=0) == [hashlib.sha256(late).hexdigest()]
+
+    def test_an_upload_that_waited_for_another_uploads_lock_writes_nothing(self, app, workflow, blobs, people):
+        """PostgreSQL's one statement reads the slot's last number as of its start, before the dossier's lock."""
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite refuses the second writer's stale snapshot outright")
+        dossier, owner = people["dossier"], people["owner"]
+        upload(workflow, blobs, dossier, owner, sample_pdf("first"))  # the slot exists: its next version in one go
+        first, second = Session(db.engine), Session(db.engine)
+        outcome = {}
+
+        def values(content: bytes) -> dict:
+            return {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content), "media_type": "application/pdf"}
+
+        def second_upload():
+            try:
+                write_version(second, theirs, "basic_info_form", values(b"second"))
+            except StaleDataError as error:
+                outcome["error"] = error
+
+        try:
+            mine, theirs = first.get(Dossier, dossier.id), second.get(Dossier, dossier.id)  # the same version read
+            write_version(first, mine, "basic_info_form", values(b"first"))  # holds the dossier's row lock
+            waiting = threading.Thread(target=second_upload)
+            waiting.start()
+            with db.engine.connect() as watcher:  # until the second one's statement waits for that lock
+                for _ in range(200):
+                    if watcher.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")):
+                        break
+                    time.sleep(0.05)
+                else:
+                    pytest.fail("the second upload never waited for the first one's lock")
+            first.commit()
+            waiting.join(30)
+            assert isinstance(outcome.get("error"), StaleDataError)
+            second.rollback()
+        finally:
+            first.close(), second.close()
+        db.session.expire_all()
+        assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1, 2]  # no third
 
     @pytest.mark.parametrize("who", ["reviewer", "administrator"])
     def test_staff_may_not_upload_into_a_draft(self, app, workflow, blobs, people, who):
