@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, func, insert, literal, select, true
 from sqlalchemy.orm.util import identity_key
 
 from ..models import Attachment, AttachmentVersion, Dossier, IndexOutbox, utcnow
-from .audit_chain import lock_head_after, remember_locked_head
+from .audit_chain import HEAD_READ, lock_head_after, remember_locked_head
 from .change_tracking import track_written
 from .dossier_rows import dossiers, mark_written, stale, update_params, versioned_update
 
@@ -41,6 +41,9 @@ def _next_version(dossier_id):
 
 
 INSERT_NEXT_VERSION = _next_version(bindparam("dossier_id"))
+# SQLite reads the audit chain's head in the touch's RETURNING: the touch takes the write lock, which keeps the head as
+# read until the commit (audit_chain.HEAD_READ), so the audit event needs no statement of its own to lock it.
+TOUCH_DOSSIER_READING_HEAD = TOUCH_DOSSIER.returning(*HEAD_READ)
 # PostgreSQL touches the dossier, queues its outbox row, inserts the slot's next version and locks and reads the audit
 # chain's head in one round trip (a data-modifying WITH, which SQLite lacks), as a transition does (transition_rows.py).
 # Each part reads the dossier's id from the version-checked UPDATE: a stale version writes nothing. The statement reads
@@ -77,16 +80,18 @@ def write_version(session, dossier: Dossier, slot: str, values: dict) -> tuple[i
     in_one = connection.dialect.name == "postgresql"
     if in_one:
         row = connection.execute(TOUCH_AND_INSERT_NEXT_VERSION, {**touch, **slot_row, **given}).first()
-        if row is None:
-            raise stale(dossier)
-        if row.sequence is not None:  # no head row yet: the audit event's placement makes it
-            remember_locked_head(connection, row.sequence, row.row_hash)
-        found = None if row.version_id is None else (row.version_id, row.attachment_id, row.number)
     else:
         # The dossier first: its write lock orders concurrent uploads, so the last number the version's insert
         # reads is still the last when it inserts.
-        if connection.execute(TOUCH_DOSSIER, touch).rowcount != 1:
-            raise stale(dossier)
+        row = connection.execute(TOUCH_DOSSIER_READING_HEAD, touch).first()
+    if row is None:
+        raise stale(dossier)
+    sequence, row_hash = row[-2:]
+    if sequence is not None:  # no head row yet: the audit event's placement makes it
+        remember_locked_head(connection, sequence, row_hash)
+    if in_one:
+        found = None if row.version_id is None else (row.version_id, row.attachment_id, row.number)
+    else:
         found = connection.execute(INSERT_NEXT_VERSION, {**slot_row, **given}).first()
     mark_written(session, dossier, {"updated_at": moment})
     if found is None:
