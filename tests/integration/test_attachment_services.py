@@ -309,13 +309,16 @@ class TestRefusedUploads:
 
         try:
             mine, theirs = first.get(Dossier, dossier.id), second.get(Dossier, dossier.id)  # the same version read
+            backend = second.scalar(text("SELECT pg_backend_pid()"))  # the second one's connection, kept to its end
             write_version(first, mine, "basic_info_form", values(b"first"))  # holds the dossier's row lock
             waiting = threading.Thread(target=second_upload)
             waiting.start()
             with db.engine.connect() as watcher:  # until the second one's statement waits for that lock
                 for _ in range(200):
-                    if watcher.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")):
+                    if watcher.scalar(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                                      {"pid": backend}) == "Lock":
                         break
+                    watcher.rollback()  # PostgreSQL keeps pg_stat_activity as first read until the transaction ends
                     time.sleep(0.05)
                 else:
                     pytest.fail("the second upload never waited for the first one's lock")
