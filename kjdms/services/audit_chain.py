@@ -55,6 +55,10 @@ LOCK_HEAD = (update(AuditChainHead).where(AuditChainHead.id == 1).values(sequenc
              .returning(AuditChainHead.sequence, AuditChainHead.row_hash))
 MOVE_HEAD = (update(AuditChainHead).where(AuditChainHead.id == 1)
              .values(sequence=bindparam("new_sequence"), row_hash=bindparam("new_hash")))
+# The head read inside another statement's RETURNING, for SQLite: a writing statement holds the database's write lock,
+# which keeps the head as read until the commit, as LOCK_HEAD would (remember_locked_head keeps it for place()).
+HEAD_READ = (select(AuditChainHead.sequence).where(AuditChainHead.id == 1).scalar_subquery(),
+             select(AuditChainHead.row_hash).where(AuditChainHead.id == 1).scalar_subquery())
 # The head as another statement of the transaction locked and read it (remember_locked_head), for its next place().
 LOCKED_HEAD = "kjdms_audit_locked_head"
 

@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 from sqlalchemy import JSON, String, bindparam, cast, column, func, insert, inspect, select
 from sqlalchemy.orm import aliased, object_session
+from sqlalchemy.orm.util import identity_key
 
 from ..display import value_text
 from ..local_time import end_of_day
@@ -35,16 +36,42 @@ CURRENT_VERSIONS = (select(Attachment.slot, AttachmentVersion.id, AttachmentVers
                            AttachmentVersion.number == select(func.max(_later.number))
                            .where(_later.attachment_id == Attachment.id).scalar_subquery())
                     .order_by(Attachment.id))  # the slots in the loaded collection's order: the same JSON either way
+# The codes of regions by id, for a dossier whose regions are not loaded: a revision keeps only their codes, and a
+# lazy load of each region as an object cost an upload more Python than the rest of its revision.
+REGION_CODES = select(Region.id, Region.code).where(Region.id.in_(bindparam("ids", expanding=True)))
+
+
+def region_codes(dossier: Dossier) -> dict[str, str | None]:
+    """Return each of dossier's region fields → its region's code, reading only the codes the session lacks."""
+    state, codes, missing = inspect(dossier), {}, {}
+    unloaded = state.unloaded
+    for name in REGION_FIELDS:
+        if name in unloaded:
+            # What the lazy load would find without a statement: the region the session holds with its code.
+            region_id = getattr(dossier, f"{name}_id")
+            region = None if region_id is None else state.session.identity_map.get(identity_key(Region, region_id))
+            if region_id is not None and (region is None or "code" in inspect(region).unloaded):
+                missing[name] = region_id
+                continue
+        else:
+            region = getattr(dossier, name)
+        codes[name] = region.code if region is not None else None
+    if missing:
+        # Core rows on the session's connection: no object to build, no ORM execution to set up.
+        found = dict(state.session.connection().execute(REGION_CODES, {"ids": sorted(set(missing.values()))}).all())
+        codes.update({name: found.get(region_id) for name, region_id in missing.items()})
+    return codes
 
 
 def snapshot_fields(dossier: Dossier) -> dict:
     """Return the basic information of dossier and its person as JSON-ready field → value (regions by code)."""
-    fields = {}
+    fields, codes = {}, region_codes(dossier)
     for name in FIELD_LABELS:
+        if name in codes:
+            fields[name] = codes[name]
+            continue
         value = getattr(dossier.person if name in PERSON_FIELDS else dossier, name)
-        if isinstance(value, Region):
-            value = value.code
-        elif isinstance(value, date):
+        if isinstance(value, date):
             value = value.isoformat()
         elif isinstance(value, list):
             value = list(value)
@@ -55,7 +82,8 @@ def snapshot_fields(dossier: Dossier) -> dict:
 def snapshot_attachments(dossier: Dossier) -> dict:
     """Return slot → the current version's id, number and sha256."""
     if "attachments" in inspect(dossier).unloaded:
-        rows = object_session(dossier).execute(CURRENT_VERSIONS, {"dossier_id": dossier.id})
+        # Core rows on the session's connection, as the region codes: no ORM execution to set up for plain columns.
+        rows = object_session(dossier).connection().execute(CURRENT_VERSIONS, {"dossier_id": dossier.id})
         return {slot: {"version_id": version_id, "number": number, "sha256": sha256}
                 for slot, version_id, number, sha256 in rows}
     return {attachment.slot: {"version_id": version.id, "number": version.number, "sha256": version.sha256}

@@ -1,17 +1,21 @@
 """Adding attachment versions: numbering, content sniffing, refusals, shared blobs and failed commits."""
 import hashlib
 import io
+import threading
+import time
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from kjdms.blobs.base import CHUNK_SIZE
 from kjdms.extensions import db
 from kjdms.models import Attachment, AttachmentVersion, AuditEvent, Dossier, DossierRevision, IndexOutbox, User
 from kjdms.permissions import PermissionDenied
 from kjdms.samples import sample_pdf, sample_png
+from kjdms.services import audit_chain
 from kjdms.services.attachment_rows import write_version
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.lifecycle import fire_transition
@@ -24,11 +28,13 @@ from tests.helpers import CommitFailed, applicant, fail_next_commit, sql_of, upl
 
 # Written: the dossier touched under its version check, the version numbered after the slot's last in the same
 # statement (on a slot's first upload that statement finds no slot: then the attachment row and version 1), the
-# outbox row, the audit event with its chain head (one statement fewer on PostgreSQL), the revision. Read: the
-# person, the region and the current versions for the revision. None for the statistics counters, which no document
-# moves. The same for the sixth version of a slot as for the second: no version is loaded.
-STATEMENTS_PER_UPLOAD = 10
-STATEMENTS_PER_UPLOAD_ON_POSTGRESQL = STATEMENTS_PER_UPLOAD - 1
+# outbox row, the audit event and its chain head (read in the dossier's touch), the revision. Read: the person, the
+# region's code and the current versions for the revision. None for the statistics counters, which no document
+# moves. The same for the sixth version of a slot as for the second: no version is loaded. PostgreSQL touches the
+# dossier, inserts the version and the outbox row and locks the chain head in one statement, and moves the head with
+# the event's insert: three fewer.
+STATEMENTS_PER_UPLOAD = 9
+STATEMENTS_PER_UPLOAD_ON_POSTGRESQL = STATEMENTS_PER_UPLOAD - 3
 
 
 def count(model) -> int:
@@ -81,6 +87,9 @@ class TestVersions:
         assert len(counted[1]) == len(counted[2]) + 2  # the slot's attachment row, then version 1
         db.session.expire_all()
         assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1, 2, 3, 4, 5, 6]
+        # The chain head as the touch read it (PostgreSQL: locked in the same statement) placed each event in turn,
+        # and moved past the last one (verify compares the head too).
+        assert audit_chain.verify(db.session) == (count(AuditEvent), None)
         revision = db.session.scalars(select(DossierRevision).where(DossierRevision.dossier_id == dossier.id)
                                       .order_by(DossierRevision.id.desc())).first()
         current = dossier.attachment("basic_info_form").current
@@ -279,6 +288,48 @@ class TestRefusedUploads:
         assert stored() == before
         assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1]
         assert unreferenced_blobs(db.session, blobs, grace_seconds=0) == [hashlib.sha256(late).hexdigest()]
+
+    def test_an_upload_that_waited_for_another_uploads_lock_writes_nothing(self, app, workflow, blobs, people):
+        """PostgreSQL's one statement reads the slot's last number as of its start, before the dossier's lock."""
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("SQLite refuses the second writer's stale snapshot outright")
+        dossier, owner = people["dossier"], people["owner"]
+        upload(workflow, blobs, dossier, owner, sample_pdf("first"))  # the slot exists: its next version in one go
+        first, second = Session(db.engine), Session(db.engine)
+        outcome = {}
+
+        def values(content: bytes) -> dict:
+            return {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content), "media_type": "application/pdf"}
+
+        def second_upload():
+            try:
+                write_version(second, theirs, "basic_info_form", values(b"second"))
+            except StaleDataError as error:
+                outcome["error"] = error
+
+        try:
+            mine, theirs = first.get(Dossier, dossier.id), second.get(Dossier, dossier.id)  # the same version read
+            backend = second.scalar(text("SELECT pg_backend_pid()"))  # the second one's connection, kept to its end
+            write_version(first, mine, "basic_info_form", values(b"first"))  # holds the dossier's row lock
+            waiting = threading.Thread(target=second_upload)
+            waiting.start()
+            with db.engine.connect() as watcher:  # until the second one's statement waits for that lock
+                for _ in range(200):
+                    if watcher.scalar(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                                      {"pid": backend}) == "Lock":
+                        break
+                    watcher.rollback()  # PostgreSQL keeps pg_stat_activity as first read until the transaction ends
+                    time.sleep(0.05)
+                else:
+                    pytest.fail("the second upload never waited for the first one's lock")
+            first.commit()
+            waiting.join(30)
+            assert isinstance(outcome.get("error"), StaleDataError)
+            second.rollback()
+        finally:
+            first.close(), second.close()
+        db.session.expire_all()
+        assert [version.number for version in dossier.attachment("basic_info_form").versions] == [1, 2]  # no third
 
     @pytest.mark.parametrize("who", ["reviewer", "administrator"])
     def test_staff_may_not_upload_into_a_draft(self, app, workflow, blobs, people, who):

@@ -12,11 +12,11 @@ from kjdms.services import audit
 from kjdms.services.attachments import add_attachment_version
 from kjdms.services.dossiers import update_basic_information
 from kjdms.services.lifecycle import PERSONAL_DOSSIER_FIELDS, fire_transition, purge_dossier
-from kjdms.services.revisions import (NO_RECORD_BEFORE, REVISED_LATER, dossier_as_of, end_of_day,
-                                      shown_fields, snapshot_attachments)
+from kjdms.services.revisions import (NO_RECORD_BEFORE, REGION_FIELDS, REVISED_LATER, dossier_as_of, end_of_day,
+                                      shown_fields, snapshot_attachments, snapshot_fields)
 from kjdms.services.working_copy import start_working_copy
 from kjdms.services.reference import region_by_code
-from tests.helpers import CommitFailed, applicant, fail_next_commit, make_id_number, upload_required
+from tests.helpers import CommitFailed, applicant, fail_next_commit, make_id_number, sql_of, upload_required
 
 BEIJING = timezone(timedelta(hours=8))
 REAL_DATETIME = models.datetime
@@ -108,6 +108,35 @@ class TestRecording:
         assert list(snapshot_attachments(dossier).items()) == list(read_by_statement.items())  # in the same order
         assert {slot: row["number"] for slot, row in read_by_statement.items()} == {
             "other": 3, "basic_info_form": 1, "employer_certificate": 2}
+
+    def test_regions_read_by_code_are_the_loaded_regions(self, app, people):
+        dossier = people["dossier"]
+        for name, code in zip(REGION_FIELDS, ("210100", "210200", "210300", "211302")):
+            setattr(dossier, name, region_by_code(db.session, code))
+        db.session.commit()
+        assert all(getattr(dossier, name) is not None for name in REGION_FIELDS)
+        loaded = snapshot_fields(dossier)  # the regions as objects, loaded
+        assert [loaded[name] for name in REGION_FIELDS] == ["210100", "210200", "210300", "211302"]
+        db.session.expire_all()
+        dossier.person  # noqa: B018 -- loaded, as the requests that write revisions have it
+        # None of the four regions held: one statement reads their codes, where each lazy load was one.
+        statements = sql_of(lambda: snapshot_fields(dossier))
+        assert snapshot_fields(dossier) == loaded and len(statements) == 1 and "regions.code" in statements[0]
+        db.session.expire_all()
+        dossier.person  # noqa: B018
+        # Two of them held in the session (the identity map holds only what something references): the other two read.
+        held = [region_by_code(db.session, code) for code in ("210100", "210300")]
+        statements = sql_of(lambda: snapshot_fields(dossier))
+        assert snapshot_fields(dossier) == loaded and len(statements) == 1
+        held += [region_by_code(db.session, code) for code in ("210200", "211302")]
+        db.session.expire(dossier, REGION_FIELDS)
+        assert not sql_of(lambda: snapshot_fields(dossier))  # every one held: nothing to read
+        assert snapshot_fields(dossier) == loaded
+        for name in REGION_FIELDS[:3]:
+            setattr(dossier, name, None)
+        db.session.commit()
+        dossier.person  # noqa: B018
+        assert [snapshot_fields(dossier)[name] for name in REGION_FIELDS] == [None, None, None, "211302"]
 
     def test_a_commit_that_changes_no_dossier_writes_no_revision(self, app, people):
         before = len(revisions_of(people["dossier"].id))
