@@ -10,7 +10,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..backends import get_workflow
-from ..display import mask_id_number, waiting_text
+from ..display import field_value, mask_id_number, waiting_text
 from ..extensions import db
 from ..forms import ActionForm, TransitionForm
 from ..models import Attachment, Dossier, Region, WorkflowHistory, utcnow
@@ -37,6 +37,13 @@ HISTORY_WITH_ACTORS = (select(WorkflowHistory).options(joinedload(WorkflowHistor
                        .where(WorkflowHistory.dossier_id == bindparam("id")).order_by(WorkflowHistory.id))
 
 
+# The basic information the review page lists under the name and ID number, in order.
+SHOWN_FIELDS = ("sex", "birth_date", "phone", "education", "scope_category", "job_types", "employer_name",
+                "employer_uscc", "employer_org_code", "employer_region", "household_region", "is_student",
+                "school_region", "qualification_level", "qualification_certificate_number", "legacy_certificate_number",
+                "job_started_on", "information_changed_on", "region")
+
+
 def shown_dossier(dossier_id: int) -> Dossier:
     """Return the dossier as the review page shows it, with its history; 404 unless the user may view it."""
     dossier = dossier_or_404(dossier_id, options=SHOWN)
@@ -54,6 +61,14 @@ def worklist():
     return render_template("review/worklist.html", queue=queue, rows=table_rows(queue.dossiers, utcnow()),
                            region_id=region_id, waited=waited, waiting_choices=WAITING_CHOICES,
                            review_link=id_link_prefix("review.dossier", "dossier_id"))
+
+
+def field_rows(dossier: Dossier) -> list[tuple[str, str]]:
+    """Return the review page's basic-information rows: each shown field's label and its value as Chinese text.
+
+    Made here in one pass: in the template each row cost a method call and a filter call through Jinja's runtime.
+    """
+    return [(DOSSIER_LABELS.get(name, "归属地区"), field_value(dossier, name)) for name in SHOWN_FIELDS]
 
 
 def table_rows(dossiers: list[QueueRow], now: datetime) -> list[tuple]:
@@ -91,7 +106,7 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
         "review/dossier.html", dossier=dossier, form=form, reveal=reveal, roles=roles,
         slots=ATTACHMENT_SLOTS.values(), workflow=workflow,
         transitions=[t for t in workflow.available_transitions(dossier, roles) if t.name in ("approve", "reject")],
-        changes=changes(dossier) if dossier.is_working_copy else [], labels=DOSSIER_LABELS,
+        changes=changes(dossier) if dossier.is_working_copy else [], field_rows=field_rows(dossier),
         # While it waits for review: the reviewer checks the answer to the earlier rejection.
         resubmitted=resubmission(db.session, dossier) if dossier.state in {
             worklist.state for worklist in workflow.definition.worklists.values()} else None,

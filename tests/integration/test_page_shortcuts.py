@@ -7,7 +7,7 @@ from flask import render_template_string, url_for
 from wtforms import SelectField, TextAreaField
 
 from kjdms.forms import ActionForm, Form, TransitionForm, wtforms_messages
-from kjdms.vocabulary import REJECTABLE_ITEMS
+from kjdms.vocabulary import DOSSIER_LABELS, REJECTABLE_ITEMS
 from kjdms.views import id_link_prefix
 from kjdms.views.filters import bootstrap_tags, fixed_address, id_address, with_query
 from tests.helpers import review_queue
@@ -79,6 +79,22 @@ class TestHiddenInputs:
                                data={"csrf_token": csrf_of(page), "lock_version": str(dossier.lock_version)})
         assert answer.status_code == 302
         assert reviewer.post(f"/review/{dossier.id}/reveal", data={"csrf_token": "forged"}).status_code == 400
+
+    def test_the_review_pages_information_rows_are_the_field_filters_values_under_their_labels(
+            self, auth, people, workflow, blobs):
+        """The rows come from review.field_rows; the template wrote them with the field filter, these names."""
+        dossier = review_queue(people, workflow, blobs)["孙三"]
+        page = text(auth("reviewer").get(f"/review/{dossier.id}"))
+        names = ["sex", "birth_date", "phone", "education", "scope_category", "job_types", "employer_name",
+                 "employer_uscc", "employer_org_code", "employer_region", "household_region", "is_student",
+                 "school_region", "qualification_level", "qualification_certificate_number",
+                 "legacy_certificate_number", "job_started_on", "information_changed_on", "region"]
+        by_filter = render_template_string(
+            "{% for name in names %}\n        <tr><th>{{ labels.get(name, '归属地区') }}</th><td>{{ dossier | "
+            "field(name) }}</td></tr>\n      {% endfor %}", names=names, labels=DOSSIER_LABELS, dossier=dossier)
+        rows = re.compile(r"<tr><th>([^<]*)</th><td>([^<]*)</td></tr>")
+        assert rows.findall(page)[1:] == rows.findall(by_filter)  # after the name row
+        assert len(rows.findall(by_filter)) == 19 and rows.findall(page)[-1][0] == "归属地区"
 
     def test_signing_out_with_the_pages_token_works_and_without_it_is_refused(self, auth):
         reviewer = auth("reviewer")
