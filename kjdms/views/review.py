@@ -16,12 +16,13 @@ from ..forms import ActionForm, TransitionForm
 from ..models import Attachment, Dossier, Region, WorkflowHistory, utcnow
 from ..permissions import can, roles_on
 from ..services import disclosures
+from ..services.credit import LIVE_COUNT_OF_DOSSIERS_PERSON
 from ..services.decisions import DECISIONS, decisions_of
 from ..services.worklist import QueueRow, queue_roles, reviewer_queue
 from ..services.resubmission import resubmission
 from ..services.working_copy import changes
 from ..vocabulary import ATTACHMENT_SLOTS, DOSSIER_LABELS, REJECTABLE_ITEMS, REVEAL_ID_NUMBER, STAFF_ROLES
-from . import dossier_or_404, id_link_prefix, int_arg, post_transition, staff_role_required
+from . import dossier_row_or_404, id_link_prefix, int_arg, post_transition, staff_role_required
 
 bp = Blueprint("review", __name__, url_prefix="/review")
 WAITING_CHOICES = {0: "不限", 3: "超过3天", 7: "超过7天", 15: "超过15天", 30: "超过30天"}
@@ -44,11 +45,13 @@ SHOWN_FIELDS = ("sex", "birth_date", "phone", "education", "scope_category", "jo
                 "job_started_on", "information_changed_on", "region")
 
 
-def shown_dossier(dossier_id: int) -> Dossier:
-    """Return the dossier as the review page shows it, with its history; 404 unless the user may view it."""
-    dossier = dossier_or_404(dossier_id, options=SHOWN)
+def shown_dossier(dossier_id: int) -> tuple[Dossier, int]:
+    """Return the dossier as the review page shows it, with its history, and its person's live credit records;
+    404 unless the user may view it."""
+    # The count in the dossier's select: on its own it was a statement of its own on every page.
+    dossier, live_credit = dossier_row_or_404(dossier_id, options=SHOWN, columns=(LIVE_COUNT_OF_DOSSIERS_PERSON,))
     set_committed_value(dossier, "history", db.session.scalars(HISTORY_WITH_ACTORS, {"id": dossier.id}).all())
-    return dossier
+    return dossier, live_credit
 
 
 @bp.get("/")
@@ -95,7 +98,8 @@ def decided():
                            viewable=viewable, workflow=workflow)
 
 
-def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool = False, status: int = 200):
+def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool = False, status: int = 200,
+            live_credit: int | None = None):
     form = form or TransitionForm(lock_version=dossier.lock_version)
     form.fields.choices = REJECTABLE_ITEMS
     workflow = get_workflow()
@@ -103,7 +107,7 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
     # each asked roles_on again (and each of its attribute reads went through the current_user proxy).
     roles = roles_on(current_user._get_current_object(), dossier)
     return render_template(
-        "review/dossier.html", dossier=dossier, form=form, reveal=reveal, roles=roles,
+        "review/dossier.html", dossier=dossier, form=form, reveal=reveal, roles=roles, live_credit=live_credit,
         slots=ATTACHMENT_SLOTS.values(), workflow=workflow,
         transitions=[t for t in workflow.available_transitions(dossier, roles) if t.name in ("approve", "reject")],
         changes=changes(dossier) if dossier.is_working_copy else [], field_rows=field_rows(dossier),
@@ -118,27 +122,28 @@ def _render(dossier: Dossier, form: TransitionForm | None = None, reveal: bool =
 @staff_role_required(*STAFF_ROLES)
 def dossier(dossier_id):
     """Show all basic information and each document's current version beside it."""
-    return _render(shown_dossier(dossier_id))
+    dossier, live_credit = shown_dossier(dossier_id)
+    return _render(dossier, live_credit=live_credit)
 
 
 @bp.post("/<int:dossier_id>/reveal")
 @staff_role_required(*STAFF_ROLES)
 def reveal(dossier_id):
     """Show the full ID number once, and write who asked to the audit log."""
-    record = shown_dossier(dossier_id)
+    record, live_credit = shown_dossier(dossier_id)
     if not ActionForm().validate_on_submit():
         abort(400)
     if not can(get_workflow(), current_user, REVEAL_ID_NUMBER, record):
         abort(403)  # the workflow's permission map says who may (reviewers, by default)
     disclosures.reveal_id_number(db.session, current_user, record)
-    return _render(record, reveal=True)
+    return _render(record, reveal=True, live_credit=live_credit)
 
 
 @bp.post("/<int:dossier_id>/<any(approve, reject):name>")
 @staff_role_required(lambda: queue_roles(get_workflow()))
 def decide(dossier_id, name):
     """Approve, or reject with a reason; a decision based on a stale page is refused as a conflict."""
-    record = shown_dossier(dossier_id)
+    record, live_credit = shown_dossier(dossier_id)
     form = TransitionForm()
     form.fields.choices = REJECTABLE_ITEMS
     # The page offers only these markers; any other value was not sent by it.
@@ -150,7 +155,7 @@ def decide(dossier_id, name):
         # Keep what the reviewer typed, on the page as it now stands.
         return _render(db.session.get(Dossier, dossier_id), form=_keep_typed(form, dossier_id), status=409)
     if not posted.fired:
-        return _render(record, form=form, status=posted.status)
+        return _render(record, form=form, status=posted.status, live_credit=live_credit)
     flash(f"已{get_workflow().definition.transitions[name].title}：{record.person.name}（{record.number}）", "success")
     return redirect(url_for("review.worklist"))
 
