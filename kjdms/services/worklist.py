@@ -158,7 +158,7 @@ def queue_rows(scope: list):
 
 
 def queue_row(row, region: RegionNode | None, now: datetime) -> QueueRow:
-    """Return the worklist's row for one result of queue_rows in region, its late flags as time_rules finds them at now."""
+    """Return the worklist's row for one result of queue_rows in region, with the late flags time_rules finds now."""
     # Unpacked in the select's column order: a result row's attribute costs a lookup by name (0.4 µs), fifty
     # rows of fourteen of them a tenth of the page.
     (dossier_id, baseline_id, name, id_number, is_legacy, employer_name, _, state_changed_at, job_started_on,
