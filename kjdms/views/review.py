@@ -61,9 +61,9 @@ def worklist():
     region_id, waited = int_arg("region"), int_arg("waited") or 0
     queue = reviewer_queue(db.session, get_workflow(), current_user, region_id=region_id,
                            waited_days=waited if waited in WAITING_CHOICES else None, page=int_arg("page") or 1)
-    return render_template("review/worklist.html", queue=queue, rows=table_rows(queue.dossiers, utcnow()),
-                           region_id=region_id, waited=waited, waiting_choices=WAITING_CHOICES,
-                           review_link=id_link_prefix("review.dossier", "dossier_id"))
+    rows = table_rows(queue.dossiers, utcnow(), id_link_prefix("review.dossier", "dossier_id"))
+    return render_template("review/worklist.html", queue=queue, rows=rows, region_id=region_id, waited=waited,
+                           waiting_choices=WAITING_CHOICES)
 
 
 def field_rows(dossier: Dossier) -> list[tuple[str, str]]:
@@ -74,15 +74,16 @@ def field_rows(dossier: Dossier) -> list[tuple[str, str]]:
     return [(DOSSIER_LABELS.get(name, "归属地区"), field_value(dossier, name)) for name in SHOWN_FIELDS]
 
 
-def table_rows(dossiers: list[QueueRow], now: datetime) -> list[tuple]:
-    """Return the worklist table's cells of each dossier, as text the template still escapes.
+def table_rows(dossiers: list[QueueRow], now: datetime, review_link: str) -> list[tuple]:
+    """Return the worklist table's cells of each dossier (its review page's address first, review_link and its id),
+    as text the template still escapes.
 
     Formatted here in one pass: in the template each cell cost an attribute lookup and a filter call through
     Jinja's runtime, fifty rows of them more than the rest of the page.
     """
-    return [(row.id, row.number, row.is_working_copy, row.late_flags, row.name, mask_id_number(row.id_number),
-             row.employer_name or "—", row.region_name or "—", waiting_text(row.state_changed_at, now))
-            for row in dossiers]
+    return [(f"{review_link}{row.id}", row.number, row.is_working_copy, row.late_flags, row.name,
+             mask_id_number(row.id_number), row.employer_name or "—", row.region_name or "—",
+             waiting_text(row.state_changed_at, now)) for row in dossiers]
 
 
 @bp.get("/decided")
