@@ -1,5 +1,9 @@
-"""Unit tests for helpers that replaced per-item work in templates: the pager's numbers, a text's visible length."""
+"""Unit tests for helpers that replaced per-item work: the pager's numbers, a text's visible length, safe headers."""
 import sys
+
+from werkzeug.wrappers import Response
+
+from kjdms.views.home import SAFE_HEADERS, safe_headers
 
 from kjdms.display import visible_length
 from kjdms.views.filters import pager_numbers
@@ -24,3 +28,13 @@ def test_the_visible_length_skips_exactly_what_isspace_calls_whitespace():
     assert visible_length(every_character) == sum(not character.isspace() for character in every_character)
     assert visible_length(" 会计\u3000人员\n\t信息 \u00a0采集\u2028") == 8
     assert visible_length("") == 0 and visible_length(" \n\u3000") == 0
+
+
+def test_the_safe_headers_are_what_one_setdefault_each_wrote_and_a_header_set_before_stays():
+    for before in ([], [("Cache-Control", "public, max-age=86400")], [("content-security-policy", "sandbox"),
+                                                                       ("Vary", "Cookie")]):
+        by_setdefault, at_once = Response("x", headers=before), Response("x", headers=before)
+        for name, value in SAFE_HEADERS:
+            by_setdefault.headers.setdefault(name, value)
+        assert list(safe_headers(at_once).headers) == list(by_setdefault.headers)
+    assert len(SAFE_HEADERS) == 5 and safe_headers(Response("x")).headers["Cache-Control"] == "no-store"
