@@ -61,9 +61,15 @@ def extraction_status(version: AttachmentVersion) -> str:
         return "等待提取文字，提取后可检索"
     if version.text_status == TEXT_DONE and version.extracted_text:
         method = _EXTRACTION_METHODS.get(version.text_method, version.text_method)
-        characters = sum(not character.isspace() for character in version.extracted_text)
-        summary = f"已提取文字（{method}，{characters}字），可检索"
+        summary = f"已提取文字（{method}，{visible_length(version.extracted_text)}字），可检索"
         return f"{summary}；{version.text_error}" if version.text_error else summary
     if version.text_status == TEXT_DONE:
         return "文件中没有文字，只能按人员信息检索"
     return f"未能提取文字：{version.text_error or '原因不明'}；只能按人员信息检索"
+
+
+def visible_length(text: str) -> int:
+    """Return how many characters of text are not whitespace."""
+    # str.split() drops exactly the characters str.isspace() tells (checked over every code point by a test), in C:
+    # counting them one by one in Python took 1.3 ms for 3,300 characters, on every review page for each document.
+    return len("".join(text.split()))

@@ -17,6 +17,7 @@ import pypdf
 from docx.table import Table
 from PIL import Image, ImageOps
 
+from ..display import visible_length
 from .images import PreviewUnavailable, RenderTimedOut, pdf_pages_for_ocr
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def _from_pdf(data: bytes, ocr: bool, deadline: _Deadline) -> ExtractionResult:
     if failed:
         problems.append(f"PDF第{'、'.join(str(index + 1) for index in failed)}页无法提取文字")
 
-    scanned = [index for index, page_text in enumerate(texts) if _visible_length(page_text) < MIN_PAGE_CHARACTERS]
+    scanned = [index for index, page_text in enumerate(texts) if visible_length(page_text) < MIN_PAGE_CHARACTERS]
     method = "pdf-text"
     if scanned and not ocr:
         problems.append(OCR_OFF)
@@ -292,10 +293,6 @@ def _normalise(text: str | None) -> str:
 def _join_han(text: str) -> str:
     """Drop the spaces OCR puts between Chinese characters (会 计 专 业 → 会计专业)."""
     return _SPACE_BETWEEN_CJK.sub("", text)
-
-
-def _visible_length(text: str) -> int:
-    return sum(not character.isspace() for character in text)
 
 
 def _cap(text: str) -> str:

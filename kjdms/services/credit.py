@@ -82,6 +82,9 @@ LIVE_COUNTS = (select(_RECORDS.c.person_id, func.count())
                .where(_RECORDS.c.person_id.in_(bindparam("person_ids", expanding=True)), LIVE)
                .group_by(_RECORDS.c.person_id))
 LIVE_COUNT = select(func.count()).select_from(_RECORDS).where(_RECORDS.c.person_id == bindparam("person_id"), LIVE)
+# The same count for the person of the dossier a select reads, as a column of that select (the review page's).
+LIVE_COUNT_OF_DOSSIERS_PERSON = (select(func.count()).select_from(_RECORDS)
+                                 .where(_RECORDS.c.person_id == Dossier.person_id, LIVE).scalar_subquery())
 
 
 def live_person_ids(session, person_ids) -> set[int]:

@@ -93,22 +93,31 @@ def dossier_or_404(dossier_id: int, permission="view", options=()) -> Dossier:
     permission is a workflow permission, or a test taking (workflow, user, dossier); options are loader options
     for what the page shows of it.
     """
+    return dossier_row_or_404(dossier_id, permission, options)[0]
+
+
+def dossier_row_or_404(dossier_id: int, permission="view", options=(), columns=()) -> tuple:
+    """Return (dossier, the value of each of columns read in the same select) as dossier_or_404 allows; 404 otherwise.
+
+    columns are SQL expressions over the dossier (a count of its person's records): a statement saved.
+    """
     # A number past the id column's range names nothing (and SQLite could not even bind it).
-    dossier = (db.session.execute(dossier_by_id(tuple(options)), {"id": dossier_id}).unique().scalar_one_or_none()
-               if 0 < dossier_id <= MAX_ID else None)
+    row = (db.session.execute(dossier_by_id(tuple(options), tuple(columns)), {"id": dossier_id}).unique().one_or_none()
+           if 0 < dossier_id <= MAX_ID else None)
+    dossier = row[0] if row is not None else None
     allowed = permission if callable(permission) else (
         lambda workflow, user, record: can(workflow, user, permission, record))
     user = current_user._get_current_object()  # not the proxy: the check reads the user a dozen times
     if dossier is None or user.is_applicant or not allowed(get_workflow(), user, dossier):
         abort(404)
-    return dossier
+    return tuple(row)
 
 
 @cache
-def dossier_by_id(options: tuple):
-    """Return the select of one dossier by id with loader options, built once per options."""
+def dossier_by_id(options: tuple, columns: tuple = ()):
+    """Return the select of one dossier by id (and columns) with loader options, built once per options."""
     # A page's options are module constants; building the select and its cache key cost more than running it.
-    return select(Dossier).options(*options).where(Dossier.id == bindparam("id"))
+    return select(Dossier, *columns).options(*options).where(Dossier.id == bindparam("id"))
 
 
 @dataclass

@@ -86,12 +86,14 @@ def credit_vocabulary() -> dict:
 
 
 @bp.app_template_global()
-def credit_summary(dossier: Dossier, roles: frozenset[str]) -> dict:
+def credit_summary(dossier: Dossier, roles: frozenset[str], live: int | None = None) -> dict:
     """Return, for the review page, the live records of dossier's person and what the current user (holding roles
-    on dossier) may do."""
+    on dossier) may do; live is their count when the page read it with the dossier."""
     workflow, user = get_workflow(), current_user._get_current_object()
     readable = may_view(workflow, user, dossier, roles)
-    return {"live": live_count(db.session, dossier.person_id) if readable else 0, "may_view": readable,
+    if readable and live is None:
+        live = live_count(db.session, dossier.person_id)
+    return {"live": live if readable else 0, "may_view": readable,
             "may_record": readable and may_record(workflow, user, dossier, roles)}
 
 

@@ -125,6 +125,14 @@ def _with_query(address: str, arguments: tuple[tuple[str, str], ...]) -> str:
     return f"{address}?{query}" if query else address
 
 
+@bp.app_template_global("pager_numbers")
+def pager_numbers(page: int, pages: int) -> list[int]:
+    """Return the page numbers a pager links: the first, the last, and those within two of page, in order."""
+    # Picked from at most seven candidates: the worklist has hundreds of pages, and testing each number in the
+    # template cost a fifth of that page's template.
+    return [number for number in sorted({1, pages, *range(page - 2, page + 3)}) if 1 <= number <= pages]
+
+
 @bp.app_template_global("collection_windows")
 def collection_windows():
     """Return the collection window open today and the next announced one (either may be None)."""
@@ -139,6 +147,36 @@ def choice_inputs(field, invalid: str, readonly: bool) -> Markup:
     choices = tuple((value, label, selected) for value, label, selected, *_ in field.iter_choices())
     return _option_inputs(macro, field.id, field.name, "radio" if field.type == "RadioField" else "checkbox",
                           invalid, bool(readonly), choices)
+
+
+@bp.app_template_global("field_once")
+def field_once(field) -> Markup:
+    """Return what the field macro of macros.html (imported without context) writes for field.
+
+    While the field is untouched (no data, no error) its answer depends only on how the field is defined, so it is
+    kept per process: the review page's comment box and list of checkboxes cost about a quarter of its template.
+    """
+    macro = current_app.jinja_env.get_template("macros.html").module.field
+    if field.data not in (None, "", []) or field.errors:
+        return macro(field)  # what was typed, ticked or refused is written afresh
+    choices = getattr(field, "choices", None)
+    try:
+        key = (macro, type(field), type(field.widget), type(field.data), field.id, field.name, field.label.field_id,
+               str(field.label.text), str(field.description), tuple(sorted(vars(field.flags).items())),
+               tuple(sorted((field.render_kw or {}).items())),
+               tuple(choices.items() if isinstance(choices, dict) else choices or ()))
+        hash(key)
+    except TypeError:  # a render keyword or choices that cannot be a key (a list, option groups): nothing kept
+        return macro(field)
+    answer = _untouched_fields.get(key)
+    if answer is None:
+        answer = _untouched_fields[key] = macro(field)
+    return answer
+
+
+# The field macro's answers for untouched fields, by everything the answer depends on (field_once); bounded by the
+# fields the site defines, not by what people send.
+_untouched_fields: dict[tuple, Markup] = {}
 
 
 @lru_cache(maxsize=256)

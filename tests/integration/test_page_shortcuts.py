@@ -4,10 +4,10 @@ import re
 import pytest
 from flask import render_template_string, url_for
 
-from wtforms import SelectField
+from wtforms import SelectField, TextAreaField
 
 from kjdms.forms import ActionForm, Form, TransitionForm, wtforms_messages
-from kjdms.vocabulary import REJECTABLE_ITEMS
+from kjdms.vocabulary import DOSSIER_LABELS, REJECTABLE_ITEMS
 from kjdms.views import id_link_prefix
 from kjdms.views.filters import bootstrap_tags, fixed_address, id_address, with_query
 from tests.helpers import review_queue
@@ -80,6 +80,22 @@ class TestHiddenInputs:
         assert answer.status_code == 302
         assert reviewer.post(f"/review/{dossier.id}/reveal", data={"csrf_token": "forged"}).status_code == 400
 
+    def test_the_review_pages_information_rows_are_the_field_filters_values_under_their_labels(
+            self, auth, people, workflow, blobs):
+        """The rows come from review.field_rows; the template wrote them with the field filter, these names."""
+        dossier = review_queue(people, workflow, blobs)["孙三"]
+        page = text(auth("reviewer").get(f"/review/{dossier.id}"))
+        names = ["sex", "birth_date", "phone", "education", "scope_category", "job_types", "employer_name",
+                 "employer_uscc", "employer_org_code", "employer_region", "household_region", "is_student",
+                 "school_region", "qualification_level", "qualification_certificate_number",
+                 "legacy_certificate_number", "job_started_on", "information_changed_on", "region"]
+        by_filter = render_template_string(
+            "{% for name in names %}\n        <tr><th>{{ labels.get(name, '归属地区') }}</th><td>{{ dossier | "
+            "field(name) }}</td></tr>\n      {% endfor %}", names=names, labels=DOSSIER_LABELS, dossier=dossier)
+        rows = re.compile(r"<tr><th>([^<]*)</th><td>([^<]*)</td></tr>")
+        assert rows.findall(page)[1:] == rows.findall(by_filter)  # after the name row
+        assert len(rows.findall(by_filter)) == 19 and rows.findall(page)[-1][0] == "归属地区"
+
     def test_signing_out_with_the_pages_token_works_and_without_it_is_refused(self, auth):
         reviewer = auth("reviewer")
         page = reviewer.get("/review/")
@@ -136,3 +152,59 @@ class TestChoiceInputs:
         assert rendered(sqlite_app, errors=["错"]).count("form-check-input is-invalid") == len(codes)
         assert "is-invalid" not in rendered(sqlite_app) and " disabled" not in plain
         assert rendered(sqlite_app, readonly=True).count(" disabled") == len(codes)
+
+
+MACRO = '{% from "macros.html" import field %}{{ field(f) }}'
+KEPT = "{{ field_once(f) }}"
+
+
+def both_ways(app, make_form, name):
+    """Render the field name of a fresh form by the field macro and by field_once; return (macro's, field_once's)."""
+    with app.test_request_context("/"):
+        form = make_form()
+        by_macro = render_template_string(MACRO, f=form[name])
+        return by_macro, render_template_string(KEPT, f=make_form()[name])
+
+
+def transition_form(comment=None, ticked=None, errors=()):
+    """Return a TransitionForm as the review page builds it, with what was typed, ticked and refused."""
+    def make():
+        form = TransitionForm(formdata=None, comment=comment, fields=ticked)
+        form.fields.choices = REJECTABLE_ITEMS
+        form.comment.errors = list(errors)
+        return form
+    return make
+
+
+class TestFieldOnce:
+    """The review page's comment box and checkboxes: the field macro's answer, kept while nobody touched them."""
+
+    @pytest.mark.parametrize("name", ["comment", "fields"])
+    def test_an_untouched_field_is_written_as_the_macro_writes_it_and_kept(self, sqlite_app, name):
+        by_macro, kept = both_ways(sqlite_app, transition_form(), name)
+        assert kept == by_macro and ('<textarea' in kept if name == "comment" else 'type="checkbox"' in kept)
+        with sqlite_app.test_request_context("/"):
+            first, second = (sqlite_app.jinja_env.globals["field_once"](transition_form()()[name]) for _ in "12")
+        assert first is second  # written once, kept
+
+    @pytest.mark.parametrize("state", [{"comment": "材料不清晰 <b>&"}, {"ticked": ["phone"]}, {"errors": ["意见：必填"]}])
+    def test_what_was_typed_ticked_or_refused_is_written_afresh_and_never_kept(self, sqlite_app, state):
+        blank = both_ways(sqlite_app, transition_form(), "comment")[1] + both_ways(sqlite_app, transition_form(),
+                                                                                     "fields")[1]
+        for name in ("comment", "fields"):
+            by_macro, kept = both_ways(sqlite_app, transition_form(**state), name)
+            assert kept == by_macro
+        assert both_ways(sqlite_app, transition_form(**state), "comment")[1] + both_ways(
+            sqlite_app, transition_form(**state), "fields")[1] != blank
+        # The kept answers still are the untouched fields'.
+        again = both_ways(sqlite_app, transition_form(), "comment")[1] + both_ways(sqlite_app, transition_form(),
+                                                                                     "fields")[1]
+        assert again == blank and "材料不清晰" not in again and " checked" not in again and "必填" not in again
+
+    def test_another_forms_field_of_the_same_name_gets_its_own_answer(self, sqlite_app):
+        class Note(Form):
+            comment = TextAreaField("备注", render_kw={"rows": 2}, description="两百字以内")
+
+        transition = both_ways(sqlite_app, transition_form(), "comment")[1]
+        by_macro, kept = both_ways(sqlite_app, Note, "comment")
+        assert kept == by_macro != transition and "备注" in kept and 'rows="2"' in kept and "两百字以内" in kept
