@@ -83,15 +83,18 @@ def complete_dossiers(count: int) -> list[tuple[int, int]]:
     return made
 
 
-def through_kjdms(pairs: list[tuple[int, int]], count: int) -> float:
-    """Fire count transitions round-robin over pairs; return transitions per second."""
+def through_kjdms(pairs: list[tuple[int, int]], count: int, times: list[float] | None = None) -> float:
+    """Fire count transitions round-robin over pairs; return transitions per second (each one's seconds to times)."""
     workflow = get_workflow()
     started = time.perf_counter()
     for number in range(count):
+        began = time.perf_counter()
         dossier_id, owner_id = pairs[number % len(pairs)]
         db.session.remove()
         owner, dossier = db.session.get(User, owner_id), read_for_change(db.session, dossier_id)
         fire_transition(db.session, workflow, dossier, NEXT[dossier.state][0], owner)
+        if times is not None:
+            times.append(time.perf_counter() - began)
     elapsed = time.perf_counter() - started
     db.session.remove()
     return count / elapsed
@@ -165,8 +168,10 @@ class DriverBaseline:
         self.connection.close()
 
 
-def at_once(clients: int, kind: str, pairs: list[tuple[int, int]], count: int, side: str) -> float:
-    """Fire count transitions from clients processes or threads, each on its own share of pairs; return transitions/s.
+def at_once(clients: int, kind: str, pairs: list[tuple[int, int]], count: int, side: str) -> tuple[float, list]:
+    """Fire count transitions from clients processes or threads, each on its own share of pairs.
+
+    Return transitions per second and, for kjdms's side, each transition's seconds (its wait for the others in them).
 
     What a server's several requests at once make of the database: on PostgreSQL they wait for each other only on
     the rows they share (the audit chain's head, the statistics counters); on SQLite for its one writer.
@@ -183,12 +188,13 @@ def at_once(clients: int, kind: str, pairs: list[tuple[int, int]], count: int, s
             baseline = DriverBaseline(db.engine, share) if side == "driver" else None
             start.wait()
             try:
-                (baseline.run if baseline else partial(through_kjdms, share))(transitions)
+                times = []
+                (baseline.run if baseline else partial(through_kjdms, share, times=times))(transitions)
             except Exception as error:  # noqa: BLE001 - a thread's failure is reported by the caller
                 failures.append(error)
                 raise
             finally:
-                finished.put(time.perf_counter())
+                finished.put((time.perf_counter(), times))
                 if baseline:
                     baseline.close()
 
@@ -199,12 +205,19 @@ def at_once(clients: int, kind: str, pairs: list[tuple[int, int]], count: int, s
         worker.start()
     start.wait()
     started = time.perf_counter()
-    ended = max(finished.get() for _ in workers)
+    reports = [finished.get() for _ in workers]
+    ended, times = max(end for end, _ in reports), [seconds for _, part in reports for seconds in part]
     for worker in workers:
         worker.join()
         if failures or getattr(worker, "exitcode", 0):
             raise SystemExit(f"a {side} client failed: {failures or worker.exitcode}")
-    return clients * (count // clients) / (ended - started)
+    return clients * (count // clients) / (ended - started), times
+
+
+def percentile(seconds: list[float], rank: int) -> float:
+    """Return the rank-th percentile of seconds, in milliseconds (nearest rank)."""
+    ordered = sorted(seconds)
+    return ordered[min(len(ordered) - 1, max(0, -(-rank * len(ordered) // 100) - 1))] * 1000
 
 
 def profile_transitions(pairs: list[tuple[int, int]], count: int, top: int = 30) -> str:
@@ -278,13 +291,16 @@ def main() -> None:
                           f"driver {rates[-1][1]:8.1f} /s ({cpu[-1][1]:.2f} ms CPU each)")
                 baseline.close()
                 db.session.remove()
-                together = []
+                together, waits = [], []
                 for run in range(arguments.runs if arguments.clients > 1 else 0):
-                    together.append(tuple(at_once(arguments.clients, arguments.clients_as, pairs,
-                                                  arguments.transitions, side)
-                                          for pairs, side in ((ours, "kjdms"), (theirs, "driver"))))
-                    print(f"run {run + 1}, {arguments.clients} {arguments.clients_as} at once: kjdms {together[-1][0]:8.1f} /s   "
-                          f"driver {together[-1][1]:8.1f} /s")
+                    (ours_rate, times), (driver_rate, _) = (
+                        at_once(arguments.clients, arguments.clients_as, pairs, arguments.transitions, side)
+                        for pairs, side in ((ours, "kjdms"), (theirs, "driver")))
+                    together.append((ours_rate, driver_rate))
+                    waits.extend(times)
+                    print(f"run {run + 1}, {arguments.clients} {arguments.clients_as} at once: kjdms {ours_rate:8.1f} /s "
+                          f"(a transition p50 {percentile(times, 50):.1f} / p99 {percentile(times, 99):.1f} ms)   "
+                          f"driver {driver_rate:8.1f} /s")
                 profile = profile_transitions(ours, arguments.transitions) if arguments.profile else ""
                 statements = statements_of_one(ours)
                 checked, problem = audit_chain.verify(db.session)
@@ -302,7 +318,8 @@ def main() -> None:
         if together:
             kjdms_together, driver_together = (statistics.median(side) for side in zip(*together))
             print(f"  {arguments.clients} {arguments.clients_as} at once, medians: kjdms {kjdms_together:.1f} /s, "
-                  f"driver {driver_together:.1f} /s (ratio {kjdms_together / driver_together:.3f})")
+                  f"driver {driver_together:.1f} /s (ratio {kjdms_together / driver_together:.3f}); a kjdms "
+                  f"transition, all runs: p50 {percentile(waits, 50):.1f} / p99 {percentile(waits, 99):.1f} ms")
         print(f"  SQL statements in one kjdms transition: {len(statements)}")
         if arguments.show_sql:
             for statement in statements:
