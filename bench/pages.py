@@ -10,10 +10,11 @@ Run by hand, not by the test suite (needs `wrk`: apt-get install wrk):
     .venv/bin/python bench/pages.py --pin              # each server process on a CPU of its own (--pin-cpus)
     .venv/bin/python bench/pages.py --no-pin           # every server's processes free to move between CPUs
 
-Both sites run under waitress with 8 threads a process (`kjdms serve --workers N`; the hello world through the
-same serving.serve_in_processes), wrk keeps 8 connections open against each, the runs interleaved. The hello
-world's processes are pinned to CPUs as `kjdms serve`'s are (cpu_affinity.py: by default when the processes are as
-many as the CPUs; --pin also fewer, --no-pin never); a --before tree that predates the option is never pinned.
+Both sites run under waitress with 4 threads a process (--threads; `kjdms serve --workers N`, whose default it is;
+the hello world through the same serving.serve_in_processes), wrk keeps 8 connections open against each, the runs
+interleaved. The hello world's processes are pinned to CPUs as `kjdms serve`'s are (cpu_affinity.py: by default
+when the processes are as many as the CPUs; --pin also fewer, --no-pin never); a --before tree that predates the
+option is never pinned.
 Nothing is asserted about speed.
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from worklist import (POSTGRES_URL, create_reviewer, database, insert_dossiers, make_app,  # noqa: E402
                       migrate_and_load, sign_in)
 
-THREADS, CONNECTIONS = 8, 8  # THREADS: the default of --threads
+THREADS, CONNECTIONS = 4, 8  # THREADS: the default of --threads, as kjdms serve's
 SECRET_KEY, ID_HASH_KEY = "bench-secret-key", "bench-id-hash-key"  # as worklist.make_app, so cookies agree
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SUBMITTED_DEMO_PERSON = "王芳"  # the demo's submitted dossier: documents, history, in the reviewer's city

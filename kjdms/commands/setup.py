@@ -76,7 +76,10 @@ def demo_command(reset_passwords):
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="监听的地址。")
 @click.option("--port", default=8000, show_default=True, type=int, help="监听的端口。")
-@click.option("--threads", default=8, show_default=True, type=int, help="每个进程处理请求的线程数。")
+# Four, as waitress's own default: a process's threads take turns on Python's lock, and unpinned on 2 CPUs eight
+# of them handed it over ~170 times a review page against ~80 for four (bench/README.md, "Request threads").
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="每个进程处理请求的线程数（线程轮流持有 Python 的全局锁，多了反而更慢）。")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="服务进程数；多于 1 时须另外运行一个 kjdms worker。")
 @click.option("--pin-cpus/--no-pin-cpus", default=None,
