@@ -1,8 +1,10 @@
 """Builders shared by the tests: valid ID numbers, staff with roles, complete dossiers."""
 from __future__ import annotations
 
+import fcntl
 import functools
 import itertools
+import os
 from datetime import timedelta
 
 import pytest
@@ -17,6 +19,7 @@ from kjdms.services.demo import demo_uscc
 from kjdms.services.dossiers import register_person, required_slots
 from kjdms.services.lifecycle import fire_transition
 from kjdms.services.reference import region_by_code
+from kjdms.sqlite_writer import lock_path
 from kjdms.validators import id_number_check_digit
 
 _sequence = itertools.count(1)
@@ -147,3 +150,15 @@ def sql_of(call) -> list[str]:
         event.remove(db.engine, "before_cursor_execute", record)
     # The index drain after a commit (KJDMS_INDEX_AFTER_COMMIT) has a connection of its own.
     return [statement for connection, statement in statements if connection is statements[0][0]]
+
+
+def writer_turn_is_free(database: str) -> bool:
+    """Return whether another open file of the SQLite database's lock could take the writer's turn now."""
+    descriptor = os.open(lock_path(database), os.O_RDONLY | os.O_CREAT)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)

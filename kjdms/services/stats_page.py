@@ -11,6 +11,7 @@ from datetime import date
 from sqlalchemy import Column, Date, Index, Integer, MetaData, String, Table as SqlTable, Text, insert, select, text
 
 from ..local_time import local_today
+from ..sqlite_writer import without_turn
 from ..workflow import WorkflowEngine
 from .compliance_stats import compliance_tables
 from .counted_collection import counted_collection_tables
@@ -54,8 +55,11 @@ def materialized_snapshot(session, day: date):
                      *(Column(name, kind) for name, kind in SNAPSHOT_COLUMNS), prefixes=["TEMPORARY"])
     connection = session.connection()
     table.create(connection)
-    connection.execute(insert(table).from_select([name for name, _ in SNAPSHOT_COLUMNS],
-                                                  select(*(query.c[name] for name, _ in SNAPSHOT_COLUMNS))))
+    # A temporary table is no write to the database file: on SQLite it must not take the writers' turn, which
+    # would then be held, and every writer kept waiting, for as long as the page's panels take.
+    with without_turn(connection.connection.dbapi_connection):
+        connection.execute(insert(table).from_select([name for name, _ in SNAPSHOT_COLUMNS],
+                                                      select(*(query.c[name] for name, _ in SNAPSHOT_COLUMNS))))
     Index(f"{table.name}_dossier", table.c.dossier_id).create(connection)
     connection.execute(text(f"ANALYZE {table.name}"))
     yield table

@@ -170,13 +170,16 @@ def field_once(field) -> Markup:
         return macro(field)
     answer = _untouched_fields.get(key)
     if answer is None:
+        if len(_untouched_fields) >= MAX_UNTOUCHED_FIELDS:
+            _untouched_fields.clear()  # templates reloaded in development make new macros: start again
         answer = _untouched_fields[key] = macro(field)
     return answer
 
 
 # The field macro's answers for untouched fields, by everything the answer depends on (field_once); bounded by the
-# fields the site defines, not by what people send.
+# fields the site defines, not by what people send, and by MAX_UNTOUCHED_FIELDS.
 _untouched_fields: dict[tuple, Markup] = {}
+MAX_UNTOUCHED_FIELDS = 256
 
 
 @lru_cache(maxsize=256)

@@ -1,5 +1,4 @@
 """SQLite writers take turns at a lock file: taken before a transaction's first write, given back at its end."""
-import fcntl
 import os
 import sqlite3
 import threading
@@ -8,7 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from kjdms.config import engine_options
-from kjdms.sqlite_writer import WriterTurnConnection, lock_path, process_lock
+from kjdms import sqlite_writer
+from kjdms.sqlite_writer import WriterTurnConnection, lock_path, process_lock, without_turn
+from tests.helpers import writer_turn_is_free
 
 
 @pytest.fixture()
@@ -26,27 +27,15 @@ def connect(path: str, timeout: float = 15) -> WriterTurnConnection:
     return sqlite3.connect(path, timeout=timeout, factory=WriterTurnConnection)
 
 
-def turn_is_free(path: str) -> bool:
-    """Return whether another open file of the lock could take the writer's turn now."""
-    descriptor = os.open(lock_path(path), os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(descriptor)
-
-
 def test_the_turn_is_held_from_the_first_write_to_the_commit(database):
     connection = connect(database)
     connection.execute("SELECT * FROM t").fetchall()
-    assert turn_is_free(database), "a read takes no turn"
+    assert writer_turn_is_free(database), "a read takes no turn"
     connection.execute("INSERT INTO t (v) VALUES ('a')")
-    assert connection.in_transaction and not turn_is_free(database)
+    assert connection.in_transaction and not writer_turn_is_free(database)
     connection.execute("UPDATE t SET v = 'b'")
     connection.commit()
-    assert turn_is_free(database)
+    assert writer_turn_is_free(database)
     connection.close()
 
 
@@ -54,18 +43,18 @@ def test_a_rollback_and_a_close_give_the_turn_back(database):
     connection = connect(database)
     connection.execute("DELETE FROM t")
     connection.rollback()
-    assert turn_is_free(database)
+    assert writer_turn_is_free(database)
     connection.execute(" -- a comment first\n /* and another */ insert into t (v) values ('a')")
-    assert not turn_is_free(database), "leading blanks and comments, lower case: still a write"
+    assert not writer_turn_is_free(database), "leading blanks and comments, lower case: still a write"
     connection.close()
-    assert turn_is_free(database)
+    assert writer_turn_is_free(database)
 
 
 def test_a_write_that_fails_before_its_transaction_gives_the_turn_back(database):
     connection = connect(database)
     with pytest.raises(sqlite3.OperationalError):
         connection.execute("INSERT INTO missing (v) VALUES ('a')")
-    assert not connection.in_transaction and turn_is_free(database)
+    assert not connection.in_transaction and writer_turn_is_free(database)
     connection.close()
 
 
@@ -73,7 +62,7 @@ def test_autocommit_statements_take_no_turn(database):
     connection = connect(database)
     connection.isolation_level = None  # each statement its own transaction: SQLite's lock is enough
     connection.execute("INSERT INTO t (v) VALUES ('a')")
-    assert turn_is_free(database)
+    assert writer_turn_is_free(database)
     connection.close()
 
 
@@ -150,7 +139,7 @@ def test_a_forked_copy_never_gives_back_its_parents_turn(database):
         holder.end_turn()  # as a pool dropped after the fork would
         os._exit(0)
     os.waitpid(child, 0)
-    assert not turn_is_free(database)
+    assert not writer_turn_is_free(database)
     holder.commit()
     holder.close()
 
@@ -172,7 +161,59 @@ def test_the_application_engine_tunes_and_turns_its_connections(database):
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         connection.exec_driver_sql("INSERT INTO t (v) VALUES ('a')")
-        assert not turn_is_free(database)
+        assert not writer_turn_is_free(database)
         connection.commit()
-        assert turn_is_free(database)
+        assert writer_turn_is_free(database)
     engine.dispose()
+
+
+def test_writes_to_a_temporary_table_can_go_without_the_turn(database):
+    connection = connect(database)
+    connection.execute("CREATE TEMPORARY TABLE scratch (v TEXT)")
+    with without_turn(connection):
+        connection.execute("INSERT INTO scratch SELECT v FROM t")
+    assert connection.in_transaction and writer_turn_is_free(database)
+    connection.rollback()
+    connection.close()
+
+
+def test_a_with_block_and_a_script_end_the_turn_as_a_commit_does(database):
+    connection = connect(database)
+    with connection:
+        connection.execute("INSERT INTO t (v) VALUES ('a')")
+        assert not writer_turn_is_free(database)
+    assert writer_turn_is_free(database)
+    connection.execute("INSERT INTO t (v) VALUES ('b')")
+    connection.executescript("INSERT INTO t (v) VALUES ('c');")  # sqlite3 commits what was open first
+    assert not connection.in_transaction and writer_turn_is_free(database)
+    connection.close()
+
+
+def test_a_lock_file_it_may_not_open_leaves_writing_to_sqlites_own_lock(database, monkeypatch):
+    monkeypatch.setattr(sqlite_writer, "open_lock_file", lambda path, database: None)
+    connection = connect(database)
+    connection.execute("INSERT INTO t (v) VALUES ('a')")
+    connection.commit()
+    assert connection.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    connection.close()
+
+
+def test_the_lock_file_is_made_as_the_database_file_is(database):
+    os.chmod(database, 0o640)
+    connection = connect(database)
+    connection.execute("INSERT INTO t (v) VALUES ('a')")
+    connection.commit()
+    assert os.stat(lock_path(database)).st_mode & 0o777 == 0o640
+    connection.close()
+
+
+def test_a_connection_carried_into_a_forked_child_writes_without_a_turn(database):
+    holder = connect(database)
+    holder.execute("SELECT 1")
+    child = os.fork()
+    if child == 0:  # pragma: no cover
+        holder.take_turn("INSERT INTO t (v) VALUES ('child')")
+        os._exit(0 if not holder._holding else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    holder.close()
