@@ -163,7 +163,8 @@ class WriterTurnConnection(sqlite3.Connection):
                 self._lock_path = None  # may not be opened here: this connection writes as SQLite alone allows
                 return
         deadline = time.monotonic() + self._timeout
-        in_process = process_lock(self._lock_path)
+        # Kept on the connection: giving the turn back (from __del__ too) then needs no lookup under the guard.
+        self._in_process = in_process = process_lock(self._lock_path)
         if not in_process.acquire(timeout=self._timeout):
             raise sqlite3.OperationalError("database is locked")
         try:
@@ -195,7 +196,7 @@ class WriterTurnConnection(sqlite3.Connection):
             if os.getpid() == self._process:
                 if self._lock_file is not None:
                     fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-                process_lock(self._lock_path).release()
+                self._in_process.release()
 
 
 class WriterTurnCursor(sqlite3.Cursor):
